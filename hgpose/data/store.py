@@ -1,0 +1,95 @@
+"""The dataset store written by `hgpose prepare` and read by every later stage.
+
+Layout (a public contract, see README "Dataset store"):
+
+    DATA_DIR/manifest.json          written last: its presence means the store is complete
+    DATA_DIR/<split>/images.npy     uint8   [N,256,256,3]  RGB crop, not mean-subtracted
+    DATA_DIR/<split>/keypoints.npy  float32 [N,17,3]       x, y in crop pixels, v in {0,1,2}
+    DATA_DIR/<split>/boxes.npy      float32 [N,3]          x0, y0, side of the crop in the image
+    DATA_DIR/<split>/ids.npy        int64   [N,2]          COCO image_id, annotation_id
+
+Everything is read with `numpy.load(..., mmap_mode="r")`, so a split is never loaded into
+RAM (full COCO train is ~24 GB of crops).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hgpose.errors import HgposeError
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+CROP_SIZE = 256
+ARRAYS = {  # name -> (dtype, shape after N)
+    "images": (np.uint8, (CROP_SIZE, CROP_SIZE, 3)),
+    "keypoints": (np.float32, (17, 3)),
+    "boxes": (np.float32, (3,)),
+    "ids": (np.int64, (2,)),
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of the store, as read-only memory maps."""
+
+    name: str
+    images: np.ndarray      # uint8 [N,256,256,3]
+    keypoints: np.ndarray   # float32 [N,17,3]
+    boxes: np.ndarray       # float32 [N,3]
+    ids: np.ndarray         # int64 [N,2]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_manifest(data_dir: str | Path) -> dict:
+    """The manifest of a finished store, or a clear error saying what to run."""
+    path = Path(data_dir) / "manifest.json"
+    if not path.is_file():
+        raise HgposeError(
+            f"{path}: not found — {data_dir} is not a finished dataset store; "
+            "run `hgpose prepare COCO_ROOT {data_dir}` (again, to resume) first"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise HgposeError(f"{path}: not valid JSON ({e}); delete it and re-run `hgpose prepare`") from e
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise HgposeError(
+            f"{path}: format_version {manifest.get('format_version')!r}, this hgpose reads "
+            f"{FORMAT_VERSION}; re-run `hgpose prepare` with this version"
+        )
+    return manifest
+
+
+def mean_rgb(data_dir: str | Path) -> np.ndarray:
+    """Mean RGB (0-1) of the training crops: subtracted from every network input."""
+    return np.asarray(read_manifest(data_dir)["mean_rgb"], dtype=np.float32)
+
+
+def open_split(data_dir: str | Path, split: str) -> Split:
+    """Memory-map one split; checks shapes and dtypes against the contract."""
+    read_manifest(data_dir)
+    if split not in SPLITS:
+        raise HgposeError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    arrays = {}
+    n = None
+    for name, (dtype, shape) in ARRAYS.items():
+        path = Path(data_dir) / split / f"{name}.npy"
+        try:
+            a = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise HgposeError(f"{path}: cannot be read ({e}); re-run `hgpose prepare`") from e
+        if a.dtype != dtype or a.shape[1:] != shape or (n is not None and len(a) != n):
+            raise HgposeError(
+                f"{path}: has {a.dtype} {a.shape}, expected {np.dtype(dtype)} [N,{','.join(map(str, shape))}]"
+                f"{'' if n is None else f' with N={n}'}; re-run `hgpose prepare`"
+            )
+        n = len(a)
+        arrays[name] = a
+    return Split(name=split, **arrays)
