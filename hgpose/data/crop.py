@@ -1,0 +1,112 @@
+"""The thesis crop rule (SPEC §1): one square, person-centred crop per annotated person.
+
+Pure functions on numbers and arrays, so the rule can be read, tested and reused (predict
+uses it for user-given boxes) without any I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+CROP_SIZE = 256
+ENLARGE = 1.1  # step 4: side grows by 10 %
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square region of the original image: columns x0..x0+side, rows y0..y0+side.
+
+    Integer pixels, so the cut is exact and `crop = (image - (x0, y0)) * size / side`
+    holds for every pixel and keypoint.
+    """
+
+    x0: int
+    y0: int
+    side: int
+
+
+def clean_keypoints(keypoints: np.ndarray, width: int, height: int) -> tuple[np.ndarray, int]:
+    """Treat labelled keypoints that lie outside the image as unlabelled (0, 0, 0).
+
+    Returns the cleaned copy [17,3] and how many joints were dropped.
+    """
+    kps = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3).copy()
+    labelled = kps[:, 2] > 0
+    outside = labelled & (
+        (kps[:, 0] < 0) | (kps[:, 0] > width) | (kps[:, 1] < 0) | (kps[:, 1] > height)
+    )
+    kps[outside] = 0
+    return kps, int(outside.sum())
+
+
+def thesis_crop_box(
+    bbox, keypoints: np.ndarray, width: int, height: int, enlarge: float = ENLARGE
+) -> CropBox:
+    """Steps 1-6 of the crop rule for one person.
+
+    bbox: COCO (x, y, w, h); keypoints: [17,3] already cleaned (labelled ones inside the
+    image); at least one keypoint must be labelled.
+    """
+    kps = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3)
+    labelled = kps[kps[:, 2] > 0, :2]
+    if len(labelled) == 0:
+        raise ValueError("thesis_crop_box needs at least one labelled keypoint")
+    kx0, ky0 = labelled.min(axis=0)
+    kx1, ky1 = labelled.max(axis=0)
+
+    # 1. the COCO box grown to hold every labelled keypoint. A zero-area box (it
+    #    happens in COCO) carries no information: the keypoints' extent alone is used.
+    bx, by, bw, bh = (float(v) for v in bbox)
+    if bw > 0 and bh > 0:
+        x0, y0, x1, y1 = min(bx, kx0), min(by, ky0), max(bx + bw, kx1), max(by + bh, ky1)
+    else:
+        x0, y0, x1, y1 = kx0, ky0, kx1, ky1
+    # 2. square with the longer side; 4. enlarged by 10 %.
+    side = max(x1 - x0, y1 - y0) * enlarge
+    # 5. no larger than the image can hold (and at least one pixel).
+    side = int(round(min(max(side, 1.0), width, height)))
+    side = max(1, min(side, width, height))
+    # 3. centred on the labelled keypoints' extent, so the annotated person (not a
+    #    neighbour who widened the box) is in the middle.
+    cx, cy = (kx0 + kx1) / 2, (ky0 + ky1) / 2
+    # 6. pushed back inside the image; each axis separately, so x stays centred on the
+    #    person when only the vertical position had to move.
+    left = int(round(min(max(cx - side / 2, 0), width - side)))
+    top = int(round(min(max(cy - side / 2, 0), height - side)))
+    return CropBox(left, top, side)
+
+
+def cut_crop(image: np.ndarray, box: CropBox, size: int = CROP_SIZE) -> np.ndarray:
+    """Step 7: cut the square out and resize it to size×size, anti-aliased.
+
+    INTER_AREA averages all source pixels under a target pixel when shrinking (the
+    anti-aliasing); when enlarging a small person it is plain bilinear-like, so use
+    INTER_LINEAR there.
+    """
+    region = image[box.y0:box.y0 + box.side, box.x0:box.x0 + box.side]
+    interp = cv2.INTER_AREA if box.side > size else cv2.INTER_LINEAR
+    return cv2.resize(region, (size, size), interpolation=interp)
+
+
+def to_crop(keypoints: np.ndarray, box: CropBox, size: int = CROP_SIZE) -> np.ndarray:
+    """Image keypoints [...,17,3] -> crop keypoints (float32); unlabelled stay (0, 0, 0)."""
+    kps = np.asarray(keypoints, dtype=np.float64)
+    out = np.zeros(kps.shape, dtype=np.float32)
+    labelled = kps[..., 2] > 0
+    scale = size / box.side
+    out[..., 0] = np.where(labelled, (kps[..., 0] - box.x0) * scale, 0)
+    out[..., 1] = np.where(labelled, (kps[..., 1] - box.y0) * scale, 0)
+    out[..., 2] = kps[..., 2]
+    return out
+
+
+def to_image(coords: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """Crop coordinates [...,J,2] -> original-image coordinates, given the stored boxes
+    [...,3] = (x0, y0, side) of `boxes.npy`: x = x0 + u * side / size."""
+    coords = np.asarray(coords, dtype=np.float64)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    scale = boxes[..., None, 2:3] / size
+    return boxes[..., None, 0:2] + coords * scale

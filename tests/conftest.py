@@ -1,0 +1,38 @@
+"""Shared fixtures: the real COCO sample (skipped where absent) and small COCO roots."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests run on 2 cores; keep torch from oversubscribing them.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+COCO_SAMPLE = Path(
+    os.environ.get("HGPOSE_COCO_SAMPLE", Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-sample")
+)
+
+
+@pytest.fixture(scope="session")
+def coco_sample() -> Path:
+    """`../shared/data/coco-sample`: a real slice of COCO 2017 in COCO's layout."""
+    if not (COCO_SAMPLE / "annotations" / "person_keypoints_train2017.json").is_file():
+        pytest.skip(f"real COCO sample not found at {COCO_SAMPLE}")
+    return COCO_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def coco_sample_store(coco_sample, tmp_path_factory) -> Path:
+    """The coco-sample prepared once per session (test split: 10 % of train2017)."""
+    from hgpose.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("store") / "coco-sample"
+    prepare(coco_sample, out, test_size=0.1, seed=0, workers=1, progress=False)
+    return out
+
+
+def load_json(path: Path):
+    return json.loads(Path(path).read_text())
