@@ -157,15 +157,14 @@ def test_interrupted_run_resumes_to_identical_arrays(coco_sample, coco_sample_st
     from hgpose.data import prepare as prep
 
     calls = []
-    real_write = prep._write_shard
+    real_crop_shard = prep.crop_shard
 
-    def write_then_interrupt(folder, results):
-        real_write(folder, results)
-        calls.append(folder)
+    def crop_then_interrupt(job):
+        calls.append(real_crop_shard(job))
         if len(calls) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(prep, "_write_shard", write_then_interrupt)
+    monkeypatch.setattr(prep, "crop_shard", crop_then_interrupt)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         prepare(coco_sample, out, test_size=0.1, seed=0, workers=1, shard_images=8, progress=False)
@@ -188,10 +187,10 @@ def test_kill_9_then_rerun_gives_a_complete_identical_store(coco_sample, coco_sa
     out = tmp_path / "killed"
     code = (
         "import sys, time; from hgpose.data import prepare as p\n"
-        "real = p._write_shard\n"
-        "def slow(folder, results):\n"
-        "    real(folder, results); print('shard', flush=True); time.sleep(0.3)\n"
-        "p._write_shard = slow\n"
+        "real = p.crop_shard\n"
+        "def slow(job):\n"
+        "    n = real(job); print('shard', flush=True); time.sleep(0.3); return n\n"
+        "p.crop_shard = slow\n"
         f"p.prepare({str(coco_sample)!r}, {str(out)!r}, test_size=0.1, workers=1, shard_images=4, progress=False)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -101,7 +101,7 @@ def process_image(task: coco_io.ImageTask) -> ImageResult:
         kps_out.append(to_crop(kps, box))
         boxes.append((box.x0, box.y0, box.side))
         ids.append((task.image_id, ann_id))
-        sums.append(crop.reshape(-1, 3).sum(axis=0, dtype=np.float64))
+        sums.append(cv2.sumElems(crop)[:3])  # exact for uint8 sums, far faster than numpy here
     return ImageResult(
         task.image_id,
         np.stack(crops) if crops else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8),
@@ -128,8 +128,14 @@ class ShardStats:
     zero_area_boxes: int = 0
 
 
-def _write_shard(folder: Path, results: list[ImageResult]) -> None:
-    """Write one shard as a folder of .npy files, atomically (temp folder + rename)."""
+def crop_shard(job: tuple[Path, list[coco_io.ImageTask]]) -> int:
+    """Crop every image of one shard and write the shard; runs in a worker process.
+
+    The worker writes its own files, so pixel data never travels between processes.
+    The folder appears atomically (temp folder + rename). Returns the number of images.
+    """
+    folder, tasks = job
+    results = [process_image(task) for task in tasks]
     stats = ShardStats(images=len(results))
     arrays = {name: np.concatenate([getattr(r, name) for r in results]) for name in SHARD_ARRAYS}
     stats.crops = len(arrays["ids"])
@@ -147,6 +153,7 @@ def _write_shard(folder: Path, results: list[ImageResult]) -> None:
         np.save(tmp / f"{name}.npy", array)
     write_json(tmp / "stats.json", stats.__dict__)
     os.replace(tmp, folder)
+    return len(tasks)
 
 
 def _shard_folder(work: Path, source: str, index: int) -> Path:
@@ -162,16 +169,6 @@ def _pending_shards(tasks, work: Path, source: str, shard_images: int):
         shutil.rmtree(stale, ignore_errors=True)
     pending = [(folders[i], shard) for i, shard in enumerate(shards) if not (folders[i] / "stats.json").is_file()]
     return folders, pending
-
-
-def _run_shards(pending: list, results, bar) -> None:
-    """Consume per-image results (in task order) and write each shard as it completes."""
-    for folder, shard in pending:
-        shard_results = []
-        for _ in shard:
-            shard_results.append(next(results))
-            bar.update(1)
-        _write_shard(folder, shard_results)
 
 
 # ----------------------------------------------------------------------------- the store
@@ -248,7 +245,7 @@ def prepare(
     seed: int = 0,
     workers: int | None = None,
     keep_work: bool = False,
-    shard_images: int = 256,
+    shard_images: int = 64,
     progress: bool = True,
 ) -> dict:
     """Build the dataset store in `out_dir` from COCO 2017 in `coco_root`; returns the manifest.
@@ -310,15 +307,15 @@ def prepare(
     total = sum(len(t) for t in tasks.values())
     bar = tqdm(total=total, initial=total - len(pending_tasks), unit="img", desc="prepare",
                disable=not progress, dynamic_ncols=True)
-    # One pool for both sources; ordered imap keeps the output independent of timing.
     pool = None
-    if workers > 1 and len(pending_tasks) > 1:
+    if workers > 1 and len(pending) > 1:
         pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker)
-        results = pool.imap(process_image, pending_tasks, chunksize=4)
+        done = pool.imap_unordered(crop_shard, pending)
     else:
-        results = map(process_image, pending_tasks)
+        done = map(crop_shard, pending)
     try:
-        _run_shards(pending, results, bar)
+        for n_images in done:
+            bar.update(n_images)
     finally:
         bar.close()
         if pool is not None:
