@@ -1,0 +1,103 @@
+"""Standard pose metrics on original-image coordinates (SPEC §5, beyond the thesis).
+
+- PCK@α with a per-person normaliser: the COCO box's longer side ("bbox") or the torso
+  diameter, |left shoulder − right hip| ("torso"), as in mmpose's PCKAccuracy.
+- COCO keypoint AP/AR (OKS), computed by pycocotools' own COCOeval with ground-truth
+  boxes — never a re-implementation. Only the people of the evaluated split are ground
+  truth; crowd regions of their images stay as COCO's ignore regions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from hgpose.skeleton import JOINT_INDEX, JOINTS
+
+COCO_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+TORSO = (JOINT_INDEX["left_shoulder"], JOINT_INDEX["right_hip"])
+
+
+def normalised_pck(
+    pred: np.ndarray, gt: np.ndarray, normaliser: np.ndarray, alpha: float = 0.2
+) -> dict:
+    """PCK@alpha: a labelled joint is correct when |pred − gt| < alpha · normaliser.
+
+    pred [N,J,2], gt [N,J,3] (x, y, v) in the same coordinates, normaliser [N] (> 0; people
+    with a non-positive normaliser are left out). Per-image mean, then mean over images
+    with at least one labelled joint (as the thesis PCK); also per joint over all people.
+    """
+    pred, gt, normaliser = np.asarray(pred, float), np.asarray(gt, float), np.asarray(normaliser, float)
+    labelled = (gt[..., 2] > 0) & (normaliser[:, None] > 0)
+    dist = np.linalg.norm(pred - gt[..., :2], axis=-1)
+    correct = (dist < alpha * np.where(normaliser > 0, normaliser, 1)[:, None]) & labelled
+    n = labelled.sum(1)
+    valid = n > 0
+    per_image = np.where(valid, correct.sum(1) / np.maximum(n, 1), np.nan)
+    per_joint_n = labelled.sum(0)
+    return {
+        "mean": float(np.nanmean(per_image)) if valid.any() else float("nan"),
+        "per_image": per_image,
+        "per_joint": {
+            JOINTS[j]: (float(correct[:, j].sum() / per_joint_n[j]) if per_joint_n[j] else None)
+            for j in range(gt.shape[1])
+        },
+        "n_images": int(valid.sum()),
+    }
+
+
+def torso_size(gt: np.ndarray) -> np.ndarray:
+    """|left shoulder − right hip| per person [N]; 0 where either joint is unlabelled."""
+    a, b = gt[:, TORSO[0]], gt[:, TORSO[1]]
+    both = (a[:, 2] > 0) & (b[:, 2] > 0)
+    return np.where(both, np.linalg.norm(a[:, :2] - b[:, :2], axis=-1), 0.0)
+
+
+def to_coco_results(coords: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> list[dict]:
+    """COCO keypoint results: one entry per person (image_id, category_id 1, 51 values,
+    score). The person score is the mean joint score, as the Newell/MSRA evaluations."""
+    results = []
+    for (image_id, _), xy, s in zip(np.asarray(ids), np.asarray(coords, float), np.asarray(scores, float)):
+        kps = np.concatenate([xy, s[:, None]], axis=1)
+        results.append({
+            "image_id": int(image_id), "category_id": 1,
+            "keypoints": [round(float(v), 3) for v in kps.ravel()],
+            "score": round(float(s.mean()), 5),
+        })
+    return results
+
+
+def split_ground_truth(coco: COCO, ann_ids) -> COCO:
+    """A COCO object holding only the given person annotations (plus crowd regions of
+    their images), so people of other splits do not count as misses."""
+    keep = {int(a) for a in ann_ids}
+    image_ids = {coco.anns[a]["image_id"] for a in keep}
+    anns = [a for a in coco.dataset["annotations"]
+            if a["id"] in keep or (a.get("iscrowd", 0) and a["image_id"] in image_ids)]
+    gt = COCO()
+    gt.dataset = {
+        "images": [coco.imgs[i] for i in sorted(image_ids)],
+        "annotations": anns,
+        "categories": coco.dataset["categories"],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+def coco_keypoint_ap(gt: COCO, results: list[dict]) -> dict:
+    """OKS AP/AR by pycocotools' COCOeval (iouType 'keypoints')."""
+    if not results:
+        return {name: float("nan") for name in COCO_STATS}
+    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its own tables
+        dt = gt.loadRes(results)
+        evaluator = COCOeval(gt, dt, "keypoints")
+        evaluator.params.imgIds = sorted({r["image_id"] for r in results})
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: float(v) for name, v in zip(COCO_STATS, evaluator.stats)}
