@@ -1,0 +1,285 @@
+"""`hgpose synth`: write a synthetic COCO 2017 keypoint dataset.
+
+Layout (what `hgpose prepare` reads):
+
+    OUT_DIR/annotations/person_keypoints_train2017.json
+    OUT_DIR/annotations/person_keypoints_val2017.json
+    OUT_DIR/train2017/<image_id:012d>.jpg
+    OUT_DIR/val2017/<image_id:012d>.jpg
+    OUT_DIR/synth.json            the parameters and counts of the run (written last)
+
+Image `i` of split `s` is drawn with `np.random.default_rng([seed, s, i])` (s = 0 for
+train2017, 1 for val2017): images can be made in any order by any number of processes and
+the result is the same. Image ids are i + 1 (train2017) and 10,000,001 + i (val2017);
+annotation ids are image_id * 10 + k for the k-th person drawn (far to near).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from hgpose.errors import HgposeError
+from hgpose.io import atomic_path, write_bytes, write_json
+from hgpose.skeleton import BONES, JOINTS
+from hgpose.synth.scene import FACTORS, Scene, render_scene
+
+SYNTH_FORMAT = 1                     # bump when the same seed would draw different images
+SPLITS = ("train2017", "val2017")
+SPLIT_CODE = {"train2017": 0, "val2017": 1}
+IMAGE_ID_BASE = {"train2017": 1, "val2017": 10_000_001}
+JPEG_QUALITY = 90
+MAX_SIDE = 4096
+_OURS = re.compile(r"^\d{12}\.jpg$")
+
+PERSON_CATEGORY = {
+    "supercategory": "person",
+    "id": 1,
+    "name": "person",
+    "keypoints": list(JOINTS),
+    "skeleton": [[a + 1, b + 1] for a, b in BONES],   # COCO's skeleton is 1-based
+}
+LICENSES = [{
+    "id": 1,
+    "name": "CC0 1.0 (synthetic images drawn by hgpose synth)",
+    "url": "https://creativecommons.org/publicdomain/zero/1.0/",
+}]
+
+
+def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator that draws image `index` of `split` (train2017 / val2017)."""
+    return np.random.default_rng([seed, SPLIT_CODE[split], index])
+
+
+def render_example(seed: int, split: str, index: int, size: tuple[int, int] = (640, 480)) -> Scene:
+    """Exactly the scene `generate(..., seed=seed, size=size)` writes as image `index` of
+    `split`, with its label mask and figures (for tests, pictures and debugging)."""
+    return render_scene(image_rng(seed, split, index), int(size[0]), int(size[1]))
+
+
+def image_id(split: str, index: int) -> int:
+    return IMAGE_ID_BASE[split] + index
+
+
+def coco_records(scene: Scene, split: str, index: int) -> tuple[dict, list[dict]]:
+    """The COCO `images` entry and `annotations` of one rendered scene."""
+    h, w = scene.mask.shape
+    iid = image_id(split, index)
+    image = {"id": iid, "file_name": f"{iid:012d}.jpg", "width": w, "height": h, "license": 1,
+             "synth": scene.info}
+    anns = []
+    for k, person in enumerate(scene.people):
+        if person is None:          # hidden completely or outside the frame: not annotated
+            continue
+        kps = []
+        for x, y, v in person.keypoints.tolist():
+            kps += [x, y, int(v)] if v > 0 else [0, 0, 0]
+        anns.append({
+            "id": iid * 10 + k,
+            "image_id": iid,
+            "category_id": 1,
+            "keypoints": kps,
+            "num_keypoints": int((person.keypoints[:, 2] > 0).sum()),
+            "bbox": [float(v) for v in person.bbox],
+            "area": float(person.area),
+            "iscrowd": 0,
+            "segmentation": [],
+            "synth": person.factors,
+        })
+    return image, anns
+
+
+def _make_image(job: tuple) -> tuple[dict, list[dict]]:
+    """Render, encode and (atomically) write one image; returns its COCO records."""
+    seed, split, index, width, height, folder, quality = job
+    scene = render_scene(image_rng(seed, split, index), width, height)
+    image, anns = coco_records(scene, split, index)
+    ok, buf = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - cv2 always encodes a uint8 BGR image
+        raise RuntimeError(f"JPEG encoding of {image['file_name']} failed")
+    write_bytes(Path(folder) / image["file_name"], buf.tobytes())
+    return image, anns
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # the parallelism comes from the processes
+
+
+def _write_coco(path: Path, split: str, images: list, anns: list, seed: int, size) -> None:
+    data = {
+        "info": {
+            "description": f"hgpose synth: synthetic people with known generating factors ({split})",
+            "version": str(SYNTH_FORMAT),
+            "contributor": "hgpose synth",
+            "url": "",
+            "year": 2024,
+            "date_created": "",
+            "hgpose_synth": {"format": SYNTH_FORMAT, "seed": seed, "size": list(size), "split": split,
+                             "factors": {k: list(v) for k, v in FACTORS.items()}},
+        },
+        "licenses": LICENSES,
+        "images": images,
+        "annotations": anns,
+        "categories": [PERSON_CATEGORY],
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """OUT_DIR must be new, empty, or an earlier `hgpose synth` output (then it is redone)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise HgposeError(f"{out_dir}: exists and is not a folder; choose a new OUT_DIR")
+    foreign = sorted(p.name for p in out_dir.iterdir()
+                     if p.name not in ("annotations", *SPLITS, "synth.json") and not p.name.startswith("."))
+    if foreign:
+        raise HgposeError(
+            f"{out_dir}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which "
+            "`hgpose synth` did not write; choose an empty or new OUT_DIR"
+        )
+
+
+def _remove_stale(folder: Path, keep: set[str]) -> int:
+    """Images of an earlier, larger run and temp files of a killed run."""
+    removed = 0
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if (_OURS.match(p.name) and p.name not in keep) or (p.name.startswith(".") and p.name.endswith(".tmp")):
+                p.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _split_stats(images: list, anns: list) -> dict:
+    kps = np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(-1, 17, 3)
+    return {
+        "images": len(images),
+        "people": len(anns),
+        "people_per_image": dict(sorted(Counter(i["synth"]["people"]
+                                                for i in images).items())),
+        "visible_joints": int((kps[..., 2] == 2).sum()),
+        "occluded_joints": int((kps[..., 2] == 1).sum()),
+        "unlabelled_joints": int((kps[..., 2] == 0).sum()),
+        "postures": dict(sorted(Counter(a["synth"]["posture"] for a in anns).items())),
+        "facings": dict(sorted(Counter(a["synth"]["facing"] for a in anns).items())),
+    }
+
+
+def generate(
+    out_dir: str | os.PathLike,
+    *,
+    train_images: int = 400,
+    val_images: int = 100,
+    seed: int = 0,
+    size: tuple[int, int] = (640, 480),
+    workers: int | None = None,
+    quality: int = JPEG_QUALITY,
+    progress: bool = True,
+) -> dict:
+    """Write a synthetic COCO 2017 person-keypoint dataset to `out_dir`; returns a summary.
+
+    The same arguments give byte-identical annotation files (and images, with the same
+    OpenCV/libjpeg), whatever `workers` is.
+    """
+    out_dir = Path(out_dir)
+    counts = {"train2017": train_images, "val2017": val_images}
+    for name, n in counts.items():
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise HgposeError(f"{name} images: {n!r}; give a whole count >= 0")
+    if train_images + val_images == 0:
+        raise HgposeError("nothing to make: give --train-images and/or --val-images > 0")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise HgposeError(f"--seed {seed!r}: give a whole number >= 0")
+    try:
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise HgposeError(f"--size {size!r}: give width and height in pixels") from None
+    if not (64 <= width <= MAX_SIDE and 64 <= height <= MAX_SIDE):
+        raise HgposeError(f"--size {width} {height}: width and height must be between 64 and {MAX_SIDE} pixels")
+    if not 1 <= quality <= 100:
+        raise HgposeError(f"JPEG quality {quality}: give 1..100")
+    total = train_images + val_images
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise HgposeError(f"--workers {workers}: give at least 1")
+    workers = min(workers, max(1, total // 32))   # a pool is not worth it for a handful
+    _check_out_dir(out_dir)
+
+    jobs = []
+    for split in SPLITS:
+        folder = out_dir / split
+        folder.mkdir(parents=True, exist_ok=True)
+        keep = {f"{image_id(split, i):012d}.jpg" for i in range(counts[split])}
+        _remove_stale(folder, keep)
+        jobs += [(seed, split, i, width, height, str(folder), quality) for i in range(counts[split])]
+    (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    results = {split: ([], []) for split in SPLITS}
+    bar = tqdm(total=total, unit="img", desc="synth", disable=not progress, dynamic_ncols=True)
+    pool = None
+    try:
+        if workers > 1:
+            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker)
+            stream = pool.imap(_make_image, jobs, chunksize=8)
+        else:
+            stream = map(_make_image, jobs)
+        for job, (image, anns) in zip(jobs, stream):
+            results[job[1]][0].append(image)
+            results[job[1]][1].extend(anns)
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    seconds = time.perf_counter() - started
+
+    files = {}
+    for split in SPLITS:
+        path = out_dir / "annotations" / f"person_keypoints_{split}.json"
+        _write_coco(path, split, *results[split], seed, (width, height))
+        files[split] = str(path)
+    summary = {
+        "out_dir": str(out_dir),
+        "format": SYNTH_FORMAT,
+        "seed": seed,
+        "size": [width, height],
+        "workers": workers,
+        "seconds": round(seconds, 2),
+        "images_per_second": round(total / max(seconds, 1e-9), 1),
+        "annotations": files,
+        "splits": {split: _split_stats(*results[split]) for split in SPLITS},
+    }
+    write_json(out_dir / "synth.json", summary)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """What `hgpose synth` prints at the end."""
+    lines = [f"{'':28s}{'train2017':>12s}{'val2017':>12s}"]
+    s = summary["splits"]
+    for label, key in (("images", "images"), ("people", "people"), ("joints visible (v=2)", "visible_joints"),
+                       ("joints occluded (v=1)", "occluded_joints"), ("joints unlabelled (v=0)", "unlabelled_joints")):
+        lines.append(f"{label:28s}{s['train2017'][key]:>12,d}{s['val2017'][key]:>12,d}")
+    for posture in FACTORS["posture"]:
+        lines.append(f"{'  ' + posture:28s}{s['train2017']['postures'].get(posture, 0):>12,d}"
+                     f"{s['val2017']['postures'].get(posture, 0):>12,d}")
+    w, h = summary["size"]
+    lines.append("")
+    lines.append(f"{w}x{h} JPEGs, seed {summary['seed']}, {summary['seconds']:.1f} s "
+                 f"({summary['images_per_second']:.0f} images/s, {summary['workers']} process"
+                 f"{'es' if summary['workers'] > 1 else ''}) -> {summary['out_dir']}")
+    lines.append(f"next: hgpose prepare {summary['out_dir']} DATA_DIR --test-size 0.2")
+    return "\n".join(lines)
