@@ -130,9 +130,227 @@ def _run_synth(args) -> int:
     return 0
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a pose network on a prepared store (presets thesis, newell, thesis-ae)",
+        description=(
+            "Train a Stacked Hourglass network on the crops of `hgpose prepare`. Presets: "
+            "'thesis' (SPEC section 4: one hourglass, MSE, RMSprop, plateau schedule on validation "
+            "PCK), 'newell' (8 stacks, Gaussian targets, augmentation, Adam, flip test), "
+            "'thesis-ae' (the thesis's autoencoder: pre-trained on latents of an --init thesis "
+            "network, then fine-tuned end to end). Ctrl-C saves a resumable state; --resume "
+            "continues exactly where the run stopped."
+        ),
+        epilog=(
+            "RUN_DIR receives config.json, metrics.csv, tb/ (TensorBoard) and checkpoints/ "
+            "(state.pt, last/best/epoch_NNN.safetensors). Multi-GPU: torchrun "
+            "--nproc_per_node=K -m hgpose train ... (batch size is per process). "
+            "Keys for --set: see docs/training.md, or pass a wrong one to get the list."
+        ),
+    )
+    p.add_argument("data_dir", metavar="DATA_DIR", help="dataset store written by `hgpose prepare`")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (new, or existing with --resume)")
+    p.add_argument("--preset", choices=("thesis", "newell", "thesis-ae"), default="thesis",
+                   help="recipe to start from (default: thesis; ignored with --resume, which uses RUN_DIR/config.json)")
+    p.add_argument("--epochs", type=int, default=None, metavar="E",
+                   help="epochs (thesis-ae: fine-tuning epochs; AE pre-training is --set ae.epochs=N)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B", help="crops per step and process")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="change any config field, e.g. --set model.features=64 optim.lr=1e-3 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its saved state")
+    p.add_argument("--init", metavar="CKPT", default=None,
+                   help="start from these weights (.safetensors); required by thesis-ae (a thesis checkpoint)")
+
+
+def _run_train(args) -> int:
+    import os
+
+    from hgpose.train import TrainingInterrupted, format_summary, train
+
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, only rank 0 reports
+    try:
+        summary = train(
+            args.data_dir, args.out, preset=args.preset, epochs=args.epochs,
+            batch_size=args.batch_size, overrides=args.overrides, resume=args.resume, init=args.init,
+        )
+    except TrainingInterrupted as e:
+        if main_process:
+            print(f"hgpose train: {e}", file=sys.stderr)
+        return 130
+    if main_process:
+        print(format_summary(summary))
+    return 0
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    """`--box x,y,w,h`: a person box in image pixels (COCO's bbox order)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give x,y,w,h in pixels with w > 0 and h > 0, e.g. 120,40,200,380")
+    return values
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a trained network on a split: thesis PCK, PCK@0.2, COCO OKS AP",
+        description=(
+            "Run a trained network on every crop of one split of a dataset store and score it: "
+            "the thesis PCK (64x64 argmax, < 3.2 heatmap px, per-image mean; all / visible / "
+            "limbs, and per joint), PCK@0.2 in original-image coordinates (box- and "
+            "torso-normalised) and COCO keypoint AP/AR with ground-truth boxes, computed by "
+            "pycocotools' COCOeval on the original annotation file. Prints the main table."
+        ),
+        epilog=(
+            "OUT_DIR receives metrics.json, metrics.md (tables), per_image.csv and "
+            "keypoints_<split>_results.json (COCO results format, loadable by pycocotools). "
+            "Uses the GPU when there is one. Example: hgpose evaluate runs/thesis --data "
+            "data/coco --split test --flip"
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="run directory of `hgpose train` (or a .safetensors weights file)")
+    p.add_argument("--data", required=True, metavar="DATA_DIR",
+                   help="dataset store written by `hgpose prepare`")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test",
+                   help="split to evaluate (default: test)")
+    p.add_argument("--checkpoint", default=None, metavar="best|last|PATH",
+                   help="weights to use: best, last, or a file (e.g. epoch_010.safetensors in "
+                        "RUN_DIR/checkpoints) (default: best, or last if the run has no best)")
+    p.add_argument("--flip", action="store_true",
+                   help="flip test: average each crop's heatmaps with those of its mirror image, "
+                        "left/right joints swapped (default: off)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: RUN_DIR/eval/<split>-<checkpoint>[-flip])")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N",
+                   help="crops per forward pass (default: 32)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--annotations", default=None, metavar="FILE",
+                   help="COCO annotation file of the split, if it moved since `hgpose prepare` "
+                        "(default: the path recorded in DATA_DIR/manifest.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_evaluate(args) -> int:
+    from hgpose.evaluate.evaluate import evaluate, format_tables
+
+    metrics = evaluate(
+        args.run_dir, args.data, split=args.split, checkpoint=args.checkpoint, flip=args.flip,
+        out_dir=args.out, batch_size=args.batch_size, device=args.device,
+        annotations=args.annotations, progress=not args.no_progress,
+    )
+    print(format_tables(metrics))
+    print(f"written to {metrics['out_dir']}")
+    return 0
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="keypoints of the person in each image, as JSON and pictures",
+        description=(
+            "For each image: cut the person crop with the thesis crop rule (from --box, or the "
+            "whole image when no box is given), run the network and write the 17 keypoints "
+            "with scores in image coordinates as JSON (COCO results format), the image with "
+            "the skeleton drawn (left orange, right blue, low-score joints faded) and the fused "
+            "heatmaps over the crop (the thesis's Figure 5)."
+        ),
+        epilog=(
+            "OUT_DIR receives <name>.json, <name>.skeleton.png and <name>.heatmaps.png per "
+            "image, and predictions.json with all of them. An unreadable image is reported in "
+            "one line and skipped; the exit status is then 1. Example: hgpose predict "
+            "runs/thesis photo.jpg --box 120,40,200,380"
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="run directory of `hgpose train` (or a .safetensors weights file)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="image files, or folders whose images (jpg, png, ...) are all used")
+    p.add_argument("--box", type=_box, default=None, metavar="x,y,w,h",
+                   help="the person's box in image pixels, used for every image "
+                        "(default: the whole image as the box)")
+    p.add_argument("--out", default="predictions", metavar="DIR",
+                   help="output folder (default: ./predictions)")
+    p.add_argument("--checkpoint", default=None, metavar="best|last|PATH",
+                   help="weights to use (default: best, or last if the run has no best)")
+    p.add_argument("--flip", action="store_true",
+                   help="average with the heatmaps of the mirrored crop (default: off)")
+    p.add_argument("--min-score", type=float, default=0.25, metavar="FRACTION",
+                   help="draw joints faded when their score is below this fraction of a "
+                        "perfect target's peak (default: 0.25)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+
+
+def _run_predict(args) -> int:
+    from hgpose.evaluate.predict import describe, predict
+
+    def report(outcome) -> None:
+        if outcome.ok:
+            print(describe(outcome))
+        else:
+            print(f"hgpose predict: error: {describe(outcome)}", file=sys.stderr)
+
+    summary = predict(
+        args.run_dir, args.images, args.out, box=args.box, checkpoint=args.checkpoint,
+        device=args.device, flip=args.flip, min_score=args.min_score, on_image=report,
+    )
+    if summary.failed:
+        print(f"hgpose predict: {len(summary.failed)} of {len(summary.outcomes)} inputs failed",
+              file=sys.stderr)
+    return summary.exit_code
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a trained network to ONNX (dynamic batch axis)",
+        description=(
+            "Write the network as an ONNX graph: input float32 [batch, 3, 256, 256] RGB crops "
+            "in [0, 1] (the mean-RGB subtraction is inside the graph), output float32 "
+            "[batch, 17, 64, 64] heatmaps of the last stack. The codec, joint names, mean RGB "
+            "and crop rule are stored in the model's metadata. The file is then run in ONNX "
+            "Runtime (when installed) and compared with PyTorch."
+        ),
+        epilog="Needs the onnx package (and onnxruntime for the check). "
+               "Example: hgpose export runs/thesis --onnx thesis.onnx",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="run directory of `hgpose train` (or a .safetensors weights file)")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
+    p.add_argument("--checkpoint", default=None, metavar="best|last|PATH",
+                   help="weights to export (default: best, or last if the run has no best)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip running the exported file in ONNX Runtime")
+
+
+def _run_export(args) -> int:
+    from hgpose.evaluate.export import export_onnx
+
+    info = export_onnx(args.run_dir, args.onnx, checkpoint=args.checkpoint, opset=args.opset,
+                       verify=not args.no_verify)
+    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB, opset {info['opset']}) "
+          f"from {info['checkpoint']}")
+    if info["max_abs_diff"] is not None:
+        print(f"ONNX Runtime vs PyTorch on a batch of 2: max |difference| {info['max_abs_diff']:.2e}")
+    elif not args.no_verify:
+        print("not verified: onnxruntime is not installed")
+    return 0
+
+
 COMMANDS = {
     "prepare": (_add_prepare, _run_prepare),
     "synth": (_add_synth, _run_synth),
+    "train": (_add_train, _run_train),
+    "evaluate": (_add_evaluate, _run_evaluate),
+    "predict": (_add_predict, _run_predict),
+    "export": (_add_export, _run_export),
 }
 
 

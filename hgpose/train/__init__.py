@@ -1,0 +1,14 @@
+"""Training: `hgpose train` (presets thesis / newell / thesis-ae), checkpoints, resume, DDP.
+
+    from hgpose.train import train
+    summary = train("data/coco", "runs/thesis", preset="thesis", overrides=["model.features=64"])
+
+See docs/training.md.
+"""
+
+from hgpose.train.checkpoint import load_model, load_weights
+from hgpose.train.config import PRESETS, TrainConfig
+from hgpose.train.loop import TrainingInterrupted
+from hgpose.train.run import format_summary, train
+
+__all__ = ["PRESETS", "TrainConfig", "TrainingInterrupted", "format_summary", "load_model", "load_weights", "train"]

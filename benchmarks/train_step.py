@@ -1,0 +1,194 @@
+"""Training throughput and peak memory per model, and the input pipeline's throughput alone.
+
+    python benchmarks/train_step.py                  # CPU (and CUDA too, if present)
+    python benchmarks/train_step.py --steps 20 --device cuda
+
+Each model runs in its own fresh process (so peak RSS on the CPU is that model's), through
+the real training code: `PosePhase.train_loss` (uint8 crops -> device -> mean subtraction ->
+augmentation for newell -> targets -> forward -> loss), backward, optimizer step. On CUDA
+it uses bf16 autocast and channels-last, as the presets do. After `--warmup` untimed steps,
+`--steps` steps are timed.
+
+The loader line times `DataLoader` over a temporary store plus the on-device batch
+preparation with the newell augmentation and Gaussian targets: everything but the network.
+It must be faster than the fastest model, or the GPU would wait for data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = {  # label -> (preset, --set overrides)
+    "thesis (1 hourglass, 256 features)": ("thesis", []),
+    "newell 2-stack": ("newell", ["model.stacks=2"]),
+    "newell 8-stack": ("newell", ["model.stacks=8"]),
+}
+
+
+def _random_batch(batch: int, seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (batch, 256, 256, 3), dtype=torch.uint8, generator=g)
+    keypoints = torch.rand(batch, 17, 3, generator=g) * 256
+    keypoints[..., 2] = 2
+    return images, keypoints, torch.arange(batch)
+
+
+def bench_model(preset: str, overrides: list[str], device: str, batch: int, warmup: int,
+                steps: int, threads: int) -> dict:
+    """Runs in a child process: img/s and peak memory of `steps` training steps."""
+    import torch
+
+    from hgpose.train.config import resolve
+    from hgpose.train.loop import autocast_factory
+    from hgpose.train.recipes import PosePhase, build_network, make_optimizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    config = resolve(preset, overrides + [f"device={device}"], batch_size=batch)
+    torch.manual_seed(0)
+    model = build_network(config.model).to(dev).to(memory_format=torch.channels_last).train()
+    optimizer = make_optimizer(model.parameters(), config.optim)
+    phase = PosePhase(config, dev, torch.tensor([0.41, 0.374, 0.354]))
+    autocast = autocast_factory(config, dev)
+    host_batch = _random_batch(batch)
+    if dev.type == "cuda":
+        host_batch = tuple(t.pin_memory() for t in host_batch)
+
+    def step(i: int) -> None:
+        loss, _ = phase.train_loss(model, host_batch, torch.Generator().manual_seed(i), autocast)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(warmup):
+        step(i)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for i in range(steps):
+        step(warmup + i)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return {"img_s": steps * batch / seconds, "step_s": seconds / steps, "peak_gib": peak,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "amp": config.amp if dev.type == "cuda" else "fp32"}
+
+
+def bench_loader(device: str, batch: int, workers: int, batches: int, threads: int) -> dict:
+    """DataLoader over a temporary memory-mapped store + on-device augmentation and targets."""
+    import numpy as np
+    import torch
+
+    from hgpose.io import save_npy, write_json
+    from hgpose.train.config import resolve
+    from hgpose.train.data import CropDataset, ResumableSampler, batch_generator, make_loader
+    from hgpose.train.recipes import PosePhase
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    n = batch * batches
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rng = np.random.default_rng(0)
+        for split in ("train", "val", "test"):
+            m = n if split == "train" else 1
+            save_npy(root / split / "images.npy", rng.integers(0, 256, (m, 256, 256, 3), dtype=np.uint8))
+            kps = rng.uniform(0, 256, (m, 17, 3)).astype(np.float32)
+            kps[..., 2] = 2
+            save_npy(root / split / "keypoints.npy", kps)
+            save_npy(root / split / "boxes.npy", np.zeros((m, 3), np.float32))
+            save_npy(root / split / "ids.npy", np.zeros((m, 2), np.int64))
+        write_json(root / "manifest.json", {"format_version": 1, "mean_rgb": [0.41, 0.374, 0.354]})
+
+        config = resolve("newell", [f"device={device}"], batch_size=batch)
+        phase = PosePhase(config, dev, torch.tensor([0.41, 0.374, 0.354]))
+        dataset = CropDataset(root, "train")
+        sampler = ResumableSampler(dataset, shuffle=True, seed=0)
+        loader = make_loader(dataset, batch, sampler, workers, dev)
+
+        def epoch(e: int) -> int:
+            sampler.set_epoch(e)
+            seen = 0
+            for step, b in enumerate(loader):
+                x, kps = phase.inputs(b, batch_generator(0, 0, e, step), train=True)
+                targets, weights = phase.codec.encode_torch(kps)
+                seen += x.shape[0]
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            return seen
+
+        epoch(0)  # warm-up: worker start, page cache
+        start = time.perf_counter()
+        seen = epoch(1)
+        return {"img_s": seen / (time.perf_counter() - start)}
+
+
+def _in_child(fn, *args) -> dict:
+    # A fresh process per measurement: its peak RSS is its own, and CUDA state starts clean.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto: the CPU, and CUDA as well when present")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: CPU 1, CUDA 30)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: CPU 0 -- a step takes minutes --, CUDA 10)")
+    parser.add_argument("--workers", type=int, default=2, help="loader processes")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--models", default="all", help="comma-separated: thesis,newell2,newell8 (default: all)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else (
+        ["cpu"] if args.device == "auto" else [args.device])
+    keys = dict(zip(("thesis", "newell2", "newell8"), MODELS))
+    chosen = list(MODELS) if args.models == "all" else [keys[k] for k in args.models.split(",")]
+    import os
+
+    print(f"torch {torch.__version__}, batch {args.batch}, CPU threads "
+          f"{args.threads or torch.get_num_threads()} of {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}"
+          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+    for device in devices:
+        steps = args.steps or (1 if device == "cpu" else 30)
+        warmup = args.warmup if args.warmup is not None else (0 if device == "cpu" else 10)
+        model_rates = []
+        for label in chosen:
+            preset, overrides = MODELS[label]
+            r = _in_child(bench_model, preset, overrides, device, args.batch, warmup, steps, args.threads)
+            model_rates.append(r["img_s"])
+            memory = "peak RSS" if device == "cpu" else "peak allocated"
+            print(f"{device:4s} {label:36s} {r['params_m']:5.1f} M params  {r['amp']:5s} "
+                  f"{r['img_s']:8.3g} img/s  {r['step_s']:7.3g} s/step  {memory} {r['peak_gib']:.2f} GiB",
+                  flush=True)
+        batches = 8 if device == "cpu" else 64
+        # In this process: the loader's workers cannot be children of a pool's daemon process.
+        r = bench_loader(device, args.batch, args.workers, batches, args.threads)
+        verdict = "faster" if r["img_s"] > max(model_rates) else "SLOWER"
+        print(f"{device:4s} {'loader + augmentation + targets':36s} {'':27s} {r['img_s']:8.1f} img/s  "
+              f"({args.workers} workers; {verdict} than the fastest model)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,301 @@
+"""`hgpose evaluate`: score a trained network on one split of the dataset store.
+
+Two families of metrics, from the same heatmaps:
+- the thesis PCK (SPEC §5, evaluate/pck.py): argmax positions on the 64x64 grid against the
+  thesis-codec ground truth, < 3.2 heatmap px, per-image mean; all / visible / limbs;
+- standard metrics on original-image coordinates (evaluate/metrics.py): heatmaps decoded
+  with the run's codec, mapped back through each crop's stored box, then PCK@0.2 (box and
+  torso normalised) and COCO OKS AP/AR by pycocotools' COCOeval on the original annotations.
+
+OUT_DIR receives metrics.json, metrics.md, per_image.csv and keypoints_<split>_results.json
+(COCO results format). Crops are read from the memory-mapped store batch by batch, so a
+split is never loaded whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hgpose.codec import ThesisCodec
+from hgpose.data.crop import to_image
+from hgpose.data.store import Split, open_split, read_manifest
+from hgpose.errors import HgposeError
+from hgpose.evaluate import metrics as std
+from hgpose.evaluate.pck import SUBSETS, THRESHOLD, counted_joints, grid_argmax, thesis_pck
+from hgpose.io import atomic_path, write_json
+from hgpose.skeleton import JOINTS, NUM_JOINTS
+
+# Which COCO annotation file holds the people of each split (test is drawn from train2017).
+SPLIT_SOURCE = {"train": "train2017", "test": "train2017", "val": "val2017"}
+
+# SPEC §7: the thesis's own numbers for its 1-stack SHG, printed beside ours for reference.
+THESIS_REFERENCE = {
+    "test": {"all": 0.441, "visible": 0.469, "limbs": 0.32},
+    "val": {"all": 0.433},
+}
+
+# Receives (start, stop) indices of a batch of the split, returns its heatmaps
+# float [B, 17, 64, 64] (any device). The network in `evaluate`; the ground truth in tests.
+HeatmapSource = Callable[[int, int], torch.Tensor]
+
+
+@dataclass
+class SplitPredictions:
+    """Per-person results of one pass over a split, all numpy, in split order."""
+
+    coords: np.ndarray        # float64 [N, 17, 2] predicted (x, y) in original-image pixels
+    scores: np.ndarray        # float32 [N, 17] heatmap maxima
+    thesis: dict              # subset -> float [N] per-image thesis PCK, NaN = not counted
+    correct: np.ndarray       # bool [N, 17] thesis-correct (among labelled joints)
+    labelled: np.ndarray      # bool [N, 17] labelled joints (v > 0)
+
+
+def predict_split(split: Split, heatmaps_of: HeatmapSource, codec, *, batch_size: int = 32,
+                  progress: bool = False) -> SplitPredictions:
+    """Run `heatmaps_of` over the split in batches and score what it returns.
+
+    The thesis PCK is computed on the heatmaps' device with the shared implementation
+    (the one training validates with), so evaluate and training cannot disagree.
+    """
+    n = len(split)
+    if n == 0:
+        raise HgposeError(f"split {split.name!r} is empty: nothing to evaluate")
+    thesis_codec = ThesisCodec()
+    coords, scores, correct, labelled = [], [], [], []
+    per_image = {name: [] for name in SUBSETS}
+    with tqdm(total=n, unit="img", desc=f"evaluate {split.name}", disable=not progress,
+              dynamic_ncols=True, file=sys.stderr) as bar:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            heatmaps = heatmaps_of(start, stop).float()
+            kps = torch.from_numpy(np.array(split.keypoints[start:stop])).to(heatmaps.device)
+            targets, _ = thesis_codec.encode_torch(kps)
+            for name, (values, valid) in thesis_pck(heatmaps, targets, kps[..., 2]).items():
+                per_image[name].append(torch.where(valid, values, torch.nan).cpu())
+            # per joint: the same distances, kept per joint instead of averaged per image
+            dist = (grid_argmax(heatmaps) - grid_argmax(targets)).float().norm(dim=-1)
+            counted = counted_joints(targets, kps[..., 2])["all"]
+            correct.append(((dist < THRESHOLD) & counted).cpu())
+            labelled.append(counted.cpu())
+            xy, s = codec.decode_torch(heatmaps)
+            coords.append(xy.cpu())
+            scores.append(s.cpu())
+            bar.update(stop - start)
+    crop_xy = torch.cat(coords).numpy()
+    return SplitPredictions(
+        coords=to_image(crop_xy, np.asarray(split.boxes)),
+        scores=torch.cat(scores).numpy(),
+        thesis={name: torch.cat(parts).numpy() for name, parts in per_image.items()},
+        correct=torch.cat(correct).numpy(),
+        labelled=torch.cat(labelled).numpy(),
+    )
+
+
+def ground_truth(split: Split, coco) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints [N, 17, 3] in image pixels, COCO box longer side [N]) for the split.
+
+    Keypoints are the stored crop keypoints mapped back through the crop box: exactly the
+    joints the thesis PCK counts (prepare drops labels outside the image), and equal to
+    the COCO annotation to float precision.
+    """
+    kps = np.asarray(split.keypoints, np.float64)
+    xy = to_image(kps[..., :2], np.asarray(split.boxes))
+    gt = np.concatenate([xy, kps[..., 2:]], -1)
+    box_side = np.array([max(coco.anns[int(a)]["bbox"][2:]) for a in split.ids[:, 1]], np.float64)
+    return gt, box_side
+
+
+def score(split: Split, predictions: SplitPredictions, coco) -> tuple[dict, list[dict], list[dict]]:
+    """(metrics, per-image rows, COCO results) from a split's predictions and its COCO file."""
+    ids = np.asarray(split.ids)
+    missing = [int(a) for a in ids[:, 1] if int(a) not in coco.anns]
+    if missing:
+        raise HgposeError(
+            f"the annotation file lacks {len(missing)} of the split's people (e.g. annotation id "
+            f"{missing[0]}); was the store prepared from another COCO? pass the right file with --annotations"
+        )
+    gt, box_side = ground_truth(split, coco)
+    bbox_pck = std.normalised_pck(predictions.coords, gt, box_side)
+    torso_pck = std.normalised_pck(predictions.coords, gt, std.torso_size(gt))
+    results = std.to_coco_results(predictions.coords, predictions.scores, ids)
+    coco_stats = std.coco_keypoint_ap(std.split_ground_truth(coco, ids[:, 1]), results)
+
+    thesis = {name: _nanmean(v) for name, v in predictions.thesis.items()}
+    n_per_joint = predictions.labelled.sum(0)
+    per_joint = {
+        JOINTS[j]: (float(predictions.correct[:, j].sum() / n_per_joint[j]) if n_per_joint[j] else None)
+        for j in range(NUM_JOINTS)
+    }
+    metrics = {
+        "pck_thesis": thesis,
+        "pck_thesis_images": {name: int(np.isfinite(v).sum()) for name, v in predictions.thesis.items()},
+        "pck_thesis_per_joint": per_joint,
+        "pck@0.2": {"bbox": bbox_pck["mean"], "torso": torso_pck["mean"]},
+        "pck@0.2_images": {"bbox": bbox_pck["n_images"], "torso": torso_pck["n_images"]},
+        "pck@0.2_per_joint": {"bbox": bbox_pck["per_joint"], "torso": torso_pck["per_joint"]},
+        "coco": coco_stats,
+        "n_images": len(split),
+        "n_joints": int(predictions.labelled.sum()),
+    }
+    labelled = gt[..., 2] > 0
+    rows = []
+    for i in range(len(split)):
+        rows.append({
+            "index": i, "image_id": int(ids[i, 0]), "ann_id": int(ids[i, 1]),
+            "labelled": int(labelled[i].sum()), "visible": int((gt[i, :, 2] >= 2).sum()),
+            **{f"pck_thesis_{name}": _cell(predictions.thesis[name][i]) for name in SUBSETS},
+            "pck@0.2_bbox": _cell(bbox_pck["per_image"][i]),
+            "pck@0.2_torso": _cell(torso_pck["per_image"][i]),
+            "mean_score": round(float(predictions.scores[i].mean()), 5),
+        })
+    return metrics, rows, results
+
+
+def annotation_file(data_dir: str | Path, split: str, override: str | Path | None = None) -> Path:
+    """The original COCO annotation file of a split, as recorded by `hgpose prepare`."""
+    if override is not None:
+        return Path(override)
+    manifest = read_manifest(data_dir)
+    source = SPLIT_SOURCE[split]
+    try:
+        return Path(manifest["sources"][source]["annotations"])
+    except (KeyError, TypeError):
+        raise HgposeError(f"{data_dir}/manifest.json does not record the {source} annotation file; "
+                          "pass it with --annotations") from None
+
+
+def load_annotations(path: Path):
+    from hgpose.data.coco import load_coco
+
+    if not path.is_file():
+        raise HgposeError(f"{path}: COCO annotation file not found (the store records where it was "
+                          "when prepared); pass its new location with --annotations")
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        return load_coco(path)
+
+
+def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test",
+             checkpoint: str | Path | None = None, flip: bool = False,
+             out_dir: str | Path | None = None, batch_size: int = 32, device: str = "auto",
+             annotations: str | Path | None = None, progress: bool = True) -> dict:
+    """Evaluate a run (or a weights file) on a split; writes OUT_DIR and returns metrics.json's
+    content plus "out_dir".
+
+    checkpoint: None = best (last if the run has no best), "best", "last" or a path.
+    out_dir: default RUN_DIR/eval/<split>-<checkpoint name>[-flip].
+    annotations: the split's COCO annotation file, if it moved since `hgpose prepare`.
+    """
+    from hgpose.estimator import load
+
+    if batch_size < 1:
+        raise HgposeError(f"--batch-size {batch_size}: give at least 1")
+    est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip)
+    data = open_split(data_dir, split)
+    coco = load_annotations(annotation_file(data_dir, split, annotations))
+
+    def heatmaps_of(start: int, stop: int) -> torch.Tensor:
+        return est.crop_heatmaps(np.array(data.images[start:stop]))
+
+    predictions = predict_split(data, heatmaps_of, est.codec, batch_size=batch_size, progress=progress)
+    metrics, rows, results = score(data, predictions, coco)
+    metrics.update(checkpoint=est.checkpoint, split=split, flip=bool(flip),
+                   codec=type(est.codec).__name__, data_dir=str(Path(data_dir).resolve()))
+
+    ckpt = Path(est.checkpoint)
+    if out_dir is None:
+        base = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        out_dir = base / "eval" / f"{split}-{ckpt.stem}{'-flip' if flip else ''}"
+    out_dir = Path(out_dir)
+    write_outputs(out_dir, metrics, rows, results)
+    return {**metrics, "out_dir": str(out_dir)}
+
+
+# --- output files --------------------------------------------------------------------------
+
+def write_outputs(out_dir: Path, metrics: dict, rows: list[dict], results: list[dict]) -> None:
+    split = metrics.get("split", "split")
+    write_json(out_dir / "metrics.json", _json_safe(metrics))
+    with atomic_path(out_dir / "metrics.md") as tmp:
+        tmp.write_text(format_tables(metrics, per_joint=True))
+    with atomic_path(out_dir / "per_image.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    # Compact: pycocotools loads it as is (`COCO.loadRes(path)`).
+    with atomic_path(out_dir / f"keypoints_{split}_results.json") as tmp:
+        tmp.write_text(json.dumps(results))
+
+
+def format_tables(metrics: dict, per_joint: bool = False) -> str:
+    """Markdown tables a person reads: the main table (printed) and, for metrics.md, per joint."""
+    split = metrics.get("split", "?")
+    ref = THESIS_REFERENCE.get(split, {})
+    thesis, counted = metrics["pck_thesis"], metrics["pck_thesis_images"]
+    lines = [
+        f"# Evaluation: {split} split, {metrics['n_images']:,d} people, "
+        f"{metrics['n_joints']:,d} labelled joints",
+        "",
+        f"checkpoint `{metrics.get('checkpoint')}`, codec {metrics.get('codec', '?')}, "
+        f"flip test {'on' if metrics.get('flip') else 'off'}",
+        "",
+        "| thesis PCK (64x64 argmax, < 3.2 px) | ours | images | thesis SHG |",
+        "|---|---|---|---|",
+    ]
+    labels = {"all": "all labelled (v=1,2)", "visible": "visible (v=2)", "limbs": "limbs"}
+    for name in SUBSETS:
+        lines.append(f"| {labels[name]} | {_fmt(thesis[name])} | {counted[name]:,d} | {_fmt(ref.get(name))} |")
+    pck, coco = metrics["pck@0.2"], metrics["coco"]
+    lines += [
+        "",
+        "| image coordinates | value |",
+        "|---|---|",
+        f"| PCK@0.2, box-normalised | {_fmt(pck['bbox'])} |",
+        f"| PCK@0.2, torso-normalised | {_fmt(pck['torso'])} |",
+        *(f"| COCO {key} (OKS, GT boxes) | {_fmt(coco.get(key))} |"
+          for key in ("AP", "AP50", "AP75", "APm", "APl", "AR")),
+    ]
+    if per_joint:
+        pj, box, torso = (metrics["pck_thesis_per_joint"], metrics["pck@0.2_per_joint"]["bbox"],
+                          metrics["pck@0.2_per_joint"]["torso"])
+        lines += ["", "| joint | thesis PCK | PCK@0.2 box | PCK@0.2 torso |", "|---|---|---|---|"]
+        lines += [f"| {j} | {_fmt(pj[j])} | {_fmt(box[j])} | {_fmt(torso[j])} |" for j in JOINTS]
+        lines += ["", "Thesis SHG: SPEC §7 (the thesis's 1-stack network). COCO AP uses ground-truth "
+                  "person boxes, so it is not comparable with detector-based leaderboard numbers."]
+    return "\n".join(lines) + "\n"
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
+def _cell(value) -> str:
+    """A CSV cell: empty where a person is not counted."""
+    return "" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def _fmt(value) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def _json_safe(obj):
+    """NaN is not JSON: metrics that could not be computed become null."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,119 @@
+"""`hgpose export --onnx`: the network as an ONNX graph with a dynamic batch axis.
+
+The graph takes what any image library gives after a crop, so a deployment needs no hgpose:
+
+    input     float32 [B, 3, 256, 256]  RGB crop scaled to [0, 1] (pixel / 255), NCHW
+    heatmaps  float32 [B, 17, 64, 64]   the last stack's heatmaps
+
+The mean-RGB subtraction of training is inside the graph. Decoding is not: the model's
+metadata (`metadata_props`) records the codec, the joint names, the mean RGB and the crop
+rule, so a consumer can decode the heatmaps the way the network was trained.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hgpose import __version__
+from hgpose.codec import GaussianCodec, ThesisCodec
+from hgpose.errors import HgposeError
+from hgpose.io import write_bytes
+from hgpose.skeleton import JOINTS
+
+OPSET = 17
+
+
+class ExportedNetwork(nn.Module):
+    """[B, 3, H, W] in [0, 1] -> last-stack heatmaps: normalisation + network + stack pick."""
+
+    def __init__(self, model: nn.Module, mean_rgb):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.as_tensor(np.asarray(mean_rgb, np.float32)).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x - self.mean)[:, -1]
+
+
+def codec_description(codec) -> dict:
+    if isinstance(codec, ThesisCodec):
+        return {"name": "thesis", "decode": "argmax", "sigma_visible": codec.sigma_visible,
+                "sigma_occluded": codec.sigma_occluded, "stride": codec.stride}
+    if isinstance(codec, GaussianCodec):
+        return {"name": "gaussian", "decode": f"argmax+{codec.refine}", "sigma": codec.sigma,
+                "stride": codec.stride}
+    return {"name": type(codec).__name__}
+
+
+def export_onnx(source, out_path: str | Path, *, checkpoint=None, opset: int = OPSET,
+                verify: bool = True) -> dict:
+    """Export a run's network (or a weights file) to ONNX; returns a summary dict.
+
+    verify: run the file in ONNX Runtime (when installed) on a batch of 2 and report the
+    largest absolute difference from PyTorch ("max_abs_diff"; None when not checked).
+    """
+    from hgpose.estimator import load
+
+    try:
+        import onnx
+    except ImportError:
+        raise HgposeError("ONNX export needs the `onnx` package: pip install onnx onnxruntime") from None
+    est = load(source, checkpoint=checkpoint, device="cpu")
+    size = est.input_size
+    wrapper = ExportedNetwork(est.model, est.mean_rgb).eval()
+    example = torch.rand(1, 3, size, size)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter warns about its own deprecation; the dynamo one
+        # would also need onnxscript, which hgpose does not depend on.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (example,), buffer, dynamo=False, opset_version=opset,
+            input_names=["input"], output_names=["heatmaps"],
+            dynamic_axes={"input": {0: "batch"}, "heatmaps": {0: "batch"}},
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    meta = {
+        "hgpose_version": __version__,
+        "checkpoint": est.checkpoint,
+        "model": json.dumps(est.metadata.get("model", {})),
+        "input": f"float32 [batch, 3, {size}, {size}] RGB in [0, 1] (pixel / 255); mean RGB "
+                 "is subtracted inside the graph",
+        "output": "float32 [batch, 17, 64, 64] heatmaps (last stack)",
+        "mean_rgb": json.dumps([float(v) for v in est.mean_rgb]),
+        "codec": json.dumps(codec_description(est.codec)),
+        "joints": json.dumps(list(JOINTS)),
+        "crop_rule": "thesis (SPEC §1): square on the person box's longer side, centred, x1.1, "
+                     "fitted into the image, resized to 256x256; x = x0 + u * side / 256",
+    }
+    for key, value in meta.items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(graph)
+    data = graph.SerializeToString()
+    out_path = Path(out_path)
+    write_bytes(out_path, data)
+
+    diff = verify_onnx(data, wrapper, size) if verify else None
+    return {"path": str(out_path), "bytes": len(data), "checkpoint": est.checkpoint,
+            "opset": opset, "max_abs_diff": diff}
+
+
+def verify_onnx(model_bytes: bytes, reference: nn.Module, size: int, batch: int = 2) -> float | None:
+    """Largest |ONNX Runtime - PyTorch| over a random batch; None without onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    (onnx_out,) = session.run(None, {"input": x.numpy()})
+    with torch.inference_mode():
+        torch_out = reference(x).numpy()
+    return float(np.abs(onnx_out - torch_out).max())

@@ -1,0 +1,71 @@
+"""SHG vs SHG+AE (`--compare`): thesis PCK and the components each latent needs for 95 %.
+
+The thesis's point: the hourglass latent (4,096 values) needs 541 components for 95 % of
+its variance, the autoencoder's 50-dim code 16, at a better PCK. Each model is analysed on
+its own `latent_layer` (the AE network's is its code) over the same split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hgpose.evaluate.pck import SUBSETS
+from hgpose.explain.latents import Checkpoint, Latents
+from hgpose.explain.pca import PCAResult
+
+THESIS = {"SHG": {"components_for_95": 541, "test_pck": 0.441},
+          "SHG+AE": {"components_for_95": 16, "test_pck": 0.474}}
+
+
+def model_name(checkpoint: Checkpoint) -> str:
+    model = checkpoint.metadata.get("model") or {}
+    if model.get("autoencoder"):
+        return "SHG+AE"
+    if model.get("name") == "newell":
+        return f"Newell {model.get('stacks')}-stack"
+    return "SHG"
+
+
+def row(role: str, checkpoint: Checkpoint, latents: Latents, layer: str, pca_all: PCAResult,
+        pca_full: PCAResult | None) -> dict:
+    pck = {}
+    for i, name in enumerate(SUBSETS):
+        v = latents.pck[:, i]
+        v = v[~np.isnan(v)]
+        pck[name] = float(v.mean()) if len(v) else None
+    return {
+        "role": role,
+        "model": model_name(checkpoint),
+        "checkpoint": str(checkpoint.path),
+        "layer": layer,
+        "dim": int(latents.values.shape[1]),
+        "pck": pck,
+        "components_for_95": pca_all.n_for(0.95),
+        "components_for_95_fully_annotated": pca_full.n_for(0.95) if pca_full else None,
+        "pc1_ratio": float(pca_all.ratios[0]),
+        "cumulative": [float(f"{c:.6g}") for c in pca_all.cumulative[:max(pca_all.rank, 1)]],
+    }
+
+
+def figure(rows: list[dict]):
+    """Cumulative explained variance of each model's latent, 95 % marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 3.8))
+    ax = fig.subplots()
+    for r, colour in zip(rows, ("#1f77b4", "#d62728")):
+        c = np.asarray(r["cumulative"])
+        ax.plot(np.arange(1, len(c) + 1), c, color=colour,
+                label=f"{r['model']} ({r['role']}): {r['dim']}-dim, 95 % at {r['components_for_95']}, "
+                      f"PCK {r['pck']['all']:.3f}")
+        n = r["components_for_95"]
+        ax.plot([n], [c[n - 1]], "o", color=colour)
+    ax.axhline(0.95, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("number of components")
+    ax.set_ylabel("cumulative explained variance")
+    ax.set_ylim(0, 1.01)
+    ax.set_title("Latent PCA, side by side (thesis: 541 vs 16 components for 95 %)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.25, which="both")
+    return fig

@@ -1,0 +1,122 @@
+"""Known generating factors (synthetic data only): does the analysis find them?
+
+`hgpose synth` records in every annotation why the person looks as it does (posture, scale,
+rotation, facing, ...; docs/synth.md). When the store was prepared from such a dataset, this
+part relates the principal components and the K-means clusters to those factors:
+
+* numeric factors: Pearson correlation with the scores of the top principal components;
+* categorical factors (posture, facing): eta^2, the share of a component's variance that the
+  categories explain (between-group / total sum of squares), and the adjusted Rand index
+  between the chosen K-means clusters and the categories (0 = chance, 1 = identical).
+
+Real COCO has no such field, and this part is then skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+from hgpose.data.store import read_manifest
+
+NUMERIC = ("scale", "rotation_deg", "lean_deg", "yaw_deg", "occluded_joints", "outside_joints",
+           "occluded_fraction", "people")
+CATEGORICAL = ("posture", "facing")
+TOP = 10   # components related to the factors
+
+
+def load(data_dir: str | Path, split: str, ids: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The synth factors of each crop (rows as `ids`), or None when the data is not synthetic."""
+    source = "val2017" if split == "val" else "train2017"
+    path = read_manifest(data_dir).get("sources", {}).get(source, {}).get("annotations")
+    # `hgpose synth` writes OUT_DIR/synth.json beside annotations/: checking for it first
+    # avoids parsing a 240 MB COCO file only to find no factors in it.
+    if not path or not Path(path).is_file() or not (Path(path).parent.parent / "synth.json").is_file():
+        return None
+    annotations = json.loads(Path(path).read_text()).get("annotations", [])
+    by_id = {a["id"]: a.get("synth") for a in annotations}
+    rows = [by_id.get(int(i)) for i in ids[:, 1]]
+    if not rows or any(r is None for r in rows):
+        return None
+    names = [n for n in NUMERIC + CATEGORICAL if n in rows[0]]
+    return {n: np.array([r[n] for r in rows]) for n in names}
+
+
+def eta_squared(values: np.ndarray, groups: np.ndarray) -> float:
+    values = np.asarray(values, np.float64)
+    total = ((values - values.mean()) ** 2).sum()
+    if total <= 0:
+        return 0.0
+    between = sum((groups == g).sum() * (values[groups == g].mean() - values.mean()) ** 2
+                  for g in np.unique(groups))
+    return float(between / total)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64) - np.mean(a)
+    b = np.asarray(b, np.float64) - np.mean(b)
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def analyse(factors: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray | None) -> dict:
+    """Relate the top components' scores [n, >=1] (and the clusters) to the factors."""
+    k = min(TOP, scores.shape[1])
+    n = len(scores)
+    out = {"n": n, "components": k,
+           # |r| above ~2/sqrt(n) is unlikely (p ~ 0.05) for a factor unrelated to a component.
+           "chance_abs_r": float(2 / np.sqrt(n)) if n > 0 else None,
+           "numeric": {}, "categorical": {}}
+    for name in NUMERIC:
+        if name in factors:
+            r = [correlation(scores[:, i], factors[name]) for i in range(k)]
+            best = int(np.argmax(np.abs(r)))
+            out["numeric"][name] = {"r": r, "best_component": best + 1, "best_r": r[best]}
+    for name in CATEGORICAL:
+        if name in factors:
+            groups = factors[name]
+            eta = [eta_squared(scores[:, i], groups) for i in range(k)]
+            best = int(np.argmax(eta))
+            entry = {"eta2": eta, "best_component": best + 1, "best_eta2": eta[best],
+                     "categories": sorted(map(str, np.unique(groups)))}
+            if labels is not None:
+                entry["ari"] = float(adjusted_rand_score(groups, labels))
+                entry["contingency"] = {
+                    str(c): {str(g): int(((labels == c) & (groups == g)).sum()) for g in entry["categories"]}
+                    for c in np.unique(labels)}
+            out["categorical"][name] = entry
+    return out
+
+
+def figure(scores: np.ndarray, factors: dict[str, np.ndarray], result: dict):
+    """PC1 vs PC2 coloured by posture (left); the numeric factor that correlates best with a
+    top component against that component (right)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2))
+    left, right = fig.subplots(1, 2)
+    if "posture" in factors and scores.shape[1] >= 2:
+        cat = result["categorical"]["posture"]
+        for g in cat["categories"]:
+            m = factors["posture"] == g
+            left.scatter(scores[m, 0], scores[m, 1], s=9, alpha=0.7, label=f"{g} ({m.sum()})")
+        left.set_xlabel("PC1")
+        left.set_ylabel("PC2")
+        ari = f", cluster ARI {cat['ari']:.2f}" if "ari" in cat else ""
+        left.set_title(f"Posture on PC1/PC2 (best eta² {cat['best_eta2']:.2f} on PC{cat['best_component']}{ari})",
+                       fontsize=10)
+        left.legend(fontsize=8, markerscale=2)
+    if result["numeric"]:
+        name, best = max(result["numeric"].items(), key=lambda kv: abs(kv[1]["best_r"]))
+        c = best["best_component"] - 1
+        right.scatter(factors[name], scores[:, c], s=9, alpha=0.6, color="#444")
+        right.set_xlabel(name)
+        right.set_ylabel(f"PC{c + 1} score")
+        right.set_title(f"Strongest numeric factor: {name} vs PC{c + 1} (r = {best['best_r']:+.2f})",
+                        fontsize=10)
+    for ax in (left, right):
+        ax.grid(alpha=0.25)
+    return fig

@@ -1,0 +1,74 @@
+"""Shared picture helpers: crops with skeletons, tile grids, atomic PNG writes.
+
+Figures are built on matplotlib's object API (`Figure`, no pyplot): no global state, no
+display backend, nothing left open between figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hgpose.draw import draw_skeleton
+from hgpose.io import atomic_path
+
+DPI = 100
+# Ground truth: occluded joints (v=1) are drawn faded, visible ones (v=2) solid.
+GT_MIN_SCORE = 1.5
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write a figure as PNG, atomically; returns the path."""
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    return path
+
+
+def crop_with_skeleton(crop: np.ndarray, keypoints: np.ndarray, min_score: float = GT_MIN_SCORE) -> np.ndarray:
+    """A crop (uint8 [256,256,3]) with a [17,3] skeleton drawn on it (draw_skeleton's rules)."""
+    return draw_skeleton(np.asarray(crop), keypoints, min_score=min_score)
+
+
+def prediction_keypoints(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Predicted (x, y) with the third value 2 where the joint is labelled, 0 elsewhere:
+    the thesis PCK only scores labelled joints, so only those are drawn."""
+    out = np.array(pred, dtype=np.float32, copy=True)
+    out[:, 2] = np.where(gt[:, 2] > 0, 2.0, 0.0)
+    return out
+
+
+def tile_grid(tiles: list[np.ndarray], *, cols: int, titles: list[str] | None = None,
+              row_labels: list[str] | None = None, tile_inches: float = 1.6,
+              title: str | None = None, fontsize: float = 8) -> Figure:
+    """Images in a grid; empty cells stay blank. Returns the figure."""
+    n = len(tiles)
+    rows = max(1, (n + cols - 1) // cols)
+    extra = 0.4 if title else 0.0
+    # constrained layout keeps the title right above the tiles whatever the grid's shape
+    fig = Figure(figsize=(cols * tile_inches + (0.6 if row_labels else 0), rows * (tile_inches + 0.25) + extra),
+                 layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if i < n and tiles[i] is not None:
+            ax.imshow(tiles[i])
+            if titles and titles[i]:
+                ax.set_title(titles[i], fontsize=fontsize, pad=2)
+        else:
+            ax.axis("off")
+    if row_labels:
+        for r, label in enumerate(row_labels[:rows]):
+            axes[r, 0].set_ylabel(label, fontsize=fontsize + 1, rotation=90, labelpad=4)
+            axes[r, 0].axis("on")
+            axes[r, 0].set_xticks([])
+            axes[r, 0].set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 3)
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01)
+    return fig

@@ -1,0 +1,296 @@
+"""The latents store: one pass of the network over a split, kept on disk and reused.
+
+For every crop of the split the pass records
+    values     float32 [N, D]   the chosen layer's output, flattened (default: the 3rd
+                                bottleneck Residual, 256x4x4 = 4,096 values)
+    pck        float32 [N, 3]   per-image thesis PCK with skips: all / visible / limbs
+                                (NaN where the image has no counted joint)
+    pred       float32 [N,17,3] predicted x, y (crop px, argmax x 4) and heatmap peak
+    ids, labelled, visible      COCO ids and the number of labelled (v>0) / visible (v=2) joints
+
+Files, in CACHE_DIR (default REPORT_DIR/latents), named <role>-<split>-<layer>:
+    .npy    the values, written through a memory map, so 124,040 x 4,096 (~2 GB) never
+            sits in RAM; read back with mmap_mode="r"
+    .npz    everything else (small)
+    .json   the key and a description; written last, so its presence means "complete"
+
+float32, not float16: PCA accumulates sums of squares over 124k rows and the thesis's
+tail components are ~1e-4 of the variance; float16 (11-bit mantissa) would put its rounding
+noise at that level. 2 GB on disk is affordable, and float32 feeds BLAS without conversion.
+
+The cache is valid while the key matches: checkpoint SHA-256, layer, split, the dataset
+store's manifest SHA-256 and the crop limit. Anything else (a retrained checkpoint, another
+store) rebuilds it in place. Every file goes through a temporary name and a rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hgpose.codec import ThesisCodec
+from hgpose.data.store import open_split, read_manifest
+from hgpose.errors import HgposeError
+from hgpose.evaluate.pck import SUBSETS, thesis_pck
+from hgpose.io import atomic_path, write_json
+from hgpose.models import capture, skips_disabled
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class Checkpoint:
+    """A trained network and where it came from."""
+
+    path: Path
+    model: nn.Module
+    metadata: dict          # from the weights file: model config, mean_rgb, epoch, metrics
+    sha256: str
+    mtime: float
+
+    def describe(self) -> dict:
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.mtime)),
+            "epoch": self.metadata.get("epoch"),
+            "preset": self.metadata.get("preset"),
+            "model": self.metadata.get("model"),
+            "metrics": self.metadata.get("metrics"),
+        }
+
+
+@dataclass
+class Latents:
+    values: np.ndarray      # float32 [N, D], a read-only memory map
+    ids: np.ndarray         # int64 [N, 2]: COCO image id, annotation id
+    labelled: np.ndarray    # int16 [N]
+    visible: np.ndarray     # int16 [N]
+    pck: np.ndarray         # float32 [N, 3], columns SUBSETS
+    pred: np.ndarray        # float32 [N, 17, 3]
+    meta: dict              # the .json: key, shapes, paths, timing
+    reused: bool            # True when read from the cache, False when just computed
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def fully_annotated(self) -> np.ndarray:
+        """Indices of the crops with all 17 joints labelled (the thesis's subset (ii))."""
+        return np.flatnonzero(self.labelled == self.pred.shape[1])
+
+
+def resolve_checkpoint(run: str | Path, which: str = "best") -> Path:
+    """RUN_DIR + best|last|FILE -> a weights file. RUN may also be a weights file itself."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    if not run.is_dir():
+        raise HgposeError(f"{run}: neither a run directory nor a checkpoint file")
+    folder = run / "checkpoints"
+    if which in ("best", "last"):
+        names = [f"{which}.safetensors"] + (["last.safetensors"] if which == "best" else [])
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+        raise HgposeError(
+            f"{folder}: no {which}.safetensors; is {run} a run directory of `hgpose train` "
+            "that finished at least one epoch?")
+    for candidate in (Path(which), run / which, folder / which):
+        if candidate.is_file():
+            return candidate
+    raise HgposeError(f"checkpoint {which!r} not found (looked in {run} and {folder})")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(run: str | Path, which: str = "best", device: str | torch.device = "cpu") -> Checkpoint:
+    from hgpose.train.checkpoint import load_model  # the train package imports torch-heavy bits
+
+    path = resolve_checkpoint(run, which)
+    model, metadata = load_model(path, device)
+    return Checkpoint(path, model.eval(), metadata, file_sha256(path), path.stat().st_mtime)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HgposeError(f"--device {name}: CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+def input_mean(checkpoint: Checkpoint, data_dir: str | Path) -> torch.Tensor:
+    """The mean RGB the network was trained with (the checkpoint's), else the store's."""
+    mean = checkpoint.metadata.get("mean_rgb") or read_manifest(data_dir)["mean_rgb"]
+    return torch.tensor(mean, dtype=torch.float32)
+
+
+def _loader(data_dir, split: str, limit: int, batch_size: int, workers: int, device: torch.device):
+    from hgpose.train.data import CropDataset, make_loader
+
+    dataset = CropDataset(data_dir, split, limit)
+    sampler = torch.utils.data.SequentialSampler(dataset)
+    return make_loader(dataset, batch_size, sampler, workers, device), len(dataset)
+
+
+@torch.no_grad()
+def forward_pass(
+    checkpoint: Checkpoint,
+    data_dir: str | Path,
+    split: str,
+    *,
+    layer: str | None = None,
+    skips: bool = True,
+    limit: int = 0,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: torch.device = torch.device("cpu"),
+    progress: bool = True,
+    desc: str = "forward",
+):
+    """Run the network over a split in order; yields per batch
+    (index array, latent [B, D] float32 numpy or None, pred [B,17,3], pck [B,3]).
+
+    With `layer` the named module's output is captured; `skips=False` runs the hourglass
+    skip-connection ablation. Shared by the latents store and the ablation.
+    """
+    from hgpose.train.data import prepare_batch
+
+    model = checkpoint.model.to(device).eval()
+    mean = input_mean(checkpoint, data_dir).to(device)
+    codec = ThesisCodec()
+    loader, n = _loader(data_dir, split, limit, batch_size, workers, device)
+    names = [layer] if layer else []
+    with capture(model, names) as outputs, (nullcontext() if skips else skips_disabled(model)):
+        bar = tqdm(total=n, desc=desc, unit="crop", disable=not progress, leave=False)
+        for images, keypoints, index in loader:
+            x, kps = prepare_batch(images, keypoints, device, mean)
+            heatmaps = model(x)[:, -1].float()       # the last stack's output
+            xy, peak = codec.decode_torch(heatmaps)
+            targets, _ = codec.encode_torch(kps)
+            result = thesis_pck(heatmaps, targets, kps[..., 2])
+            pck = torch.stack([torch.where(result[s][1], result[s][0], torch.nan) for s in SUBSETS], 1)
+            latent = outputs[layer].flatten(1).float().cpu().numpy() if layer else None
+            pred = torch.cat([xy, peak[..., None]], -1).cpu().numpy()
+            yield index.numpy(), latent, pred, pck.cpu().numpy()
+            bar.update(len(index))
+        bar.close()
+
+
+def cache_key(checkpoint: Checkpoint, data_dir, split: str, layer: str, limit: int) -> dict:
+    manifest = Path(data_dir) / "manifest.json"
+    return {
+        "format": CACHE_FORMAT,
+        "checkpoint_sha256": checkpoint.sha256,
+        "layer": layer,
+        "split": split,
+        "store_manifest_sha256": file_sha256(manifest),
+        "limit": int(limit),
+    }
+
+
+def _paths(cache_dir: Path, role: str, split: str, layer: str) -> dict[str, Path]:
+    stem = f"{role}-{split}-{layer}"
+    return {ext: cache_dir / f"{stem}.{ext}" for ext in ("npy", "npz", "json")}
+
+
+def load_latents(
+    checkpoint: Checkpoint,
+    data_dir: str | Path,
+    split: str,
+    cache_dir: str | Path,
+    *,
+    layer: str | None = None,
+    role: str = "main",
+    limit: int = 0,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: torch.device = torch.device("cpu"),
+    progress: bool = True,
+) -> Latents:
+    """The latents of `split` under `checkpoint`, from the cache or computed (and cached)."""
+    layer = layer or checkpoint.model.latent_layer
+    cache_dir = Path(cache_dir)
+    paths = _paths(cache_dir, role, split, layer)
+    key = cache_key(checkpoint, data_dir, split, layer, limit)
+    meta = _read_meta(paths["json"])
+    if meta is None or meta.get("key") != key or not paths["npy"].is_file() or not paths["npz"].is_file():
+        meta = _compute(checkpoint, data_dir, split, layer, limit, key, paths,
+                        batch_size, workers, device, progress)
+        reused = False
+    else:
+        reused = True
+    values = np.load(paths["npy"], mmap_mode="r")
+    with np.load(paths["npz"]) as z:
+        extra = {k: z[k] for k in z.files}
+    if values.shape[0] != len(extra["ids"]):
+        raise HgposeError(f"{paths['npy']}: {values.shape[0]} rows but {len(extra['ids'])} ids; "
+                          f"delete {cache_dir} and run again")
+    return Latents(values=values, meta=meta, reused=reused, **extra)
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _compute(checkpoint, data_dir, split, layer, limit, key, paths, batch_size, workers, device,
+             progress) -> dict:
+    start = time.perf_counter()
+    paths["json"].unlink(missing_ok=True)  # from here on the cache is incomplete
+    keypoints = open_split(data_dir, split).keypoints
+    n = min(len(keypoints), limit) if limit > 0 else len(keypoints)
+    if n == 0:
+        raise HgposeError(f"split {split!r} of {data_dir} is empty; choose another --split")
+    ids = np.array(open_split(data_dir, split).ids[:n])
+    v = np.array(keypoints[:n, :, 2])
+    pred = np.zeros((n, v.shape[1], 3), np.float32)
+    pck = np.full((n, len(SUBSETS)), np.nan, np.float32)
+    with atomic_path(paths["npy"], suffix=".npy") as tmp:
+        out = None
+        for index, latent, p, q in forward_pass(
+                checkpoint, data_dir, split, layer=layer, limit=limit, batch_size=batch_size,
+                workers=workers, device=device, progress=progress, desc=f"latents ({split})"):
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                                shape=(n, latent.shape[1]))
+            out[index] = latent
+            pred[index], pck[index] = p, q
+        out.flush()
+        dim = out.shape[1]
+        del out  # close the map before the rename
+    with atomic_path(paths["npz"], suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, ids=ids, labelled=(v > 0).sum(1).astype(np.int16),
+                 visible=(v >= 2).sum(1).astype(np.int16), pck=pck, pred=pred)
+    meta = {
+        "key": key,
+        "checkpoint": str(checkpoint.path),
+        "checkpoint_mtime": checkpoint.describe()["mtime"],
+        "data_dir": str(Path(data_dir).resolve()),
+        "shape": [n, dim],
+        "dtype": "float32",
+        "values": paths["npy"].name,
+        "seconds": round(time.perf_counter() - start, 2),
+        "device": str(device),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_json(paths["json"], meta)
+    return meta

@@ -1,0 +1,237 @@
+"""PCA of the latents: exact, from the covariance matrix, accumulated in chunks.
+
+Why this algorithm: with D = 4,096 the covariance is only 4,096 x 4,096 (128 MB in float64)
+however many rows there are, and accumulating it is one BLAS matrix product per chunk
+(2 N D^2 flops: about a minute for 124,040 rows on two cores). Its eigendecomposition then
+gives *every* component and eigenvalue exactly, which the explained-variance table, the
+"components for 99 %" count and the walk along the last component all need; a randomised
+or incremental PCA would give only the top ones, approximately, for no saving.
+Memory: one chunk of rows plus the D x D matrix; the latents stay on disk.
+
+The data are centred with a first pass (the mean) before the products of the second:
+the one-pass "sum of x x^T minus n m m^T" loses the small eigenvalues to cancellation in
+float32 when the mean is large next to the spread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+CHUNK = 8192            # rows per product: 8192 x 4096 float32 = 128 MB
+FRACTIONS = (0.90, 0.95, 0.99)
+WALK_COMPONENTS = (1, 2, 3, 10, 30, 50, 100)   # 1-based, plus the last (thesis)
+WALK_STEPS = (-3, -2, -1, 0, 1, 2, 3)          # multiples of sqrt(eigenvalue); 0 = the mean
+# The thesis's numbers on all training latents (SPEC §7), for the report's table.
+THESIS_RATIOS = {1: 0.534, 2: 0.028, 3: 0.018}
+THESIS_CUMULATIVE = {10: 0.65, 100: 0.82}
+THESIS_N95 = 541
+
+
+@dataclass
+class PCAResult:
+    mean: np.ndarray          # float64 [D]
+    eigenvalues: np.ndarray   # float64 [D], descending: the variance along each component
+    components: np.ndarray    # float32 [D, D]; column k is component k+1 (unit length)
+    n: int                    # rows it was fitted on
+
+    @property
+    def total_variance(self) -> float:
+        return float(self.eigenvalues.sum())
+
+    @property
+    def ratios(self) -> np.ndarray:
+        total = self.total_variance
+        return self.eigenvalues / total if total > 0 else np.zeros_like(self.eigenvalues)
+
+    @property
+    def cumulative(self) -> np.ndarray:
+        return np.cumsum(self.ratios)
+
+    @property
+    def rank(self) -> int:
+        """Components with a variance above rounding level: at most min(n - 1, D).
+
+        The covariance is summed from float32 products, whose relative rounding (~1e-7 of
+        the largest eigenvalue) is the level below which an eigenvalue means nothing.
+        """
+        if self.eigenvalues[0] <= 0:
+            return 0
+        tol = self.eigenvalues[0] * np.finfo(np.float32).eps
+        return int(min((self.eigenvalues > tol).sum(), max(self.n - 1, 0)))
+
+    def n_for(self, fraction: float) -> int:
+        """The fewest leading components whose variance adds up to `fraction` of the total."""
+        k = int(np.searchsorted(self.cumulative, fraction - 1e-12) + 1)
+        return min(k, max(self.rank, 1))
+
+
+def _chunks(n_rows: int, rows: np.ndarray | None, chunk: int):
+    """Row selections of at most `chunk` rows: slices when all rows are used (no copy of the
+    map's index), sorted index arrays for a subset (sorted = sequential reads)."""
+    if rows is None:
+        for start in range(0, n_rows, chunk):
+            yield slice(start, min(start + chunk, n_rows))
+    else:
+        for start in range(0, len(rows), chunk):
+            yield rows[start:start + chunk]
+
+
+def fit_pca(values: np.ndarray, rows: np.ndarray | None = None, *, chunk: int = CHUNK,
+            progress: bool = False, desc: str = "PCA") -> PCAResult:
+    """Exact PCA of `values[rows]` ([N, D], may be a memory map); rows=None: every row."""
+    rows = None if rows is None else np.sort(np.asarray(rows))
+    n = len(values) if rows is None else len(rows)
+    d = values.shape[1]
+    if n < 2:
+        raise ValueError(f"PCA needs at least 2 rows, got {n}")
+    steps = 2 * ((n + chunk - 1) // chunk)
+    bar = tqdm(total=steps, desc=desc, unit="chunk", disable=not progress, leave=False)
+
+    total = np.zeros(d, np.float64)
+    for sel in _chunks(len(values), rows, chunk):
+        total += np.asarray(values[sel], dtype=np.float32).sum(0, dtype=np.float64)
+        bar.update()
+    mean = total / n
+
+    cov = np.zeros((d, d), np.float64)
+    mean32 = mean.astype(np.float32)
+    for sel in _chunks(len(values), rows, chunk):
+        x = np.asarray(values[sel], dtype=np.float32) - mean32
+        cov += x.T @ x        # float32 product per chunk (fast BLAS), float64 running sum
+        bar.update()
+    bar.close()
+    cov /= n - 1
+    eigenvalues, vectors = np.linalg.eigh(cov)            # ascending
+    del cov
+    order = slice(None, None, -1)
+    eigenvalues = np.clip(eigenvalues[order], 0.0, None)  # tiny negatives are rounding
+    components = np.ascontiguousarray(vectors[:, order], dtype=np.float32)
+    return PCAResult(mean=mean, eigenvalues=eigenvalues, components=components, n=n)
+
+
+def project(values: np.ndarray, pca: PCAResult, columns, rows: np.ndarray | None = None, *,
+            chunk: int = CHUNK, progress: bool = False, desc: str = "projection"):
+    """Scores on the given (0-based) components and each row's squared distance to the mean.
+
+    Returns (scores float32 [n, len(columns)], sq_dist float64 [n]); one pass over the rows.
+    The squared distance lets the PC walks find nearest samples in the full latent space
+    without another pass: |x - q|^2 = |x - m|^2 - 2 c s (x - m).v + c^2 s^2 for q = m + c s v.
+    """
+    rows = None if rows is None else np.sort(np.asarray(rows))
+    columns = np.asarray(columns, dtype=np.int64)
+    basis = pca.components[:, columns]
+    mean32 = pca.mean.astype(np.float32)
+    n = len(values) if rows is None else len(rows)
+    scores = np.empty((n, len(columns)), np.float32)
+    sq_dist = np.empty(n, np.float64)
+    at = 0
+    for sel in tqdm(list(_chunks(len(values), rows, chunk)), desc=desc, unit="chunk",
+                    disable=not progress, leave=False):
+        x = np.asarray(values[sel], dtype=np.float32) - mean32
+        m = len(x)
+        scores[at:at + m] = x @ basis
+        sq_dist[at:at + m] = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        at += m
+    return scores, sq_dist
+
+
+def walk_components(pca: PCAResult) -> list[int]:
+    """1-based components the thesis walks along (1, 2, 3, 10, 30, 50, 100 and the last
+    with a non-zero variance), keeping those that exist."""
+    last = pca.rank
+    chosen = [k for k in WALK_COMPONENTS if k <= last]
+    if last >= 1 and last not in chosen:
+        chosen.append(last)
+    return chosen
+
+
+def walk_nearest(score: np.ndarray, sq_dist: np.ndarray, eigenvalue: float,
+                 steps=WALK_STEPS) -> np.ndarray:
+    """For each step c, the row nearest (full latent space) to mean + c sqrt(eigenvalue) v.
+
+    score: the rows' scores on v; sq_dist: |x - mean|^2. Returns row positions [len(steps)].
+    """
+    s = np.sqrt(max(eigenvalue, 0.0))
+    c = np.asarray(steps, dtype=np.float64)[:, None]
+    d2 = sq_dist[None, :] - 2.0 * c * s * score[None, :].astype(np.float64)  # + c^2 s^2, same for all rows
+    return d2.argmin(1)
+
+
+def summary(pca: PCAResult, top: int = 10) -> dict:
+    """The numbers of one PCA for explain.json."""
+    ratios, cumulative = pca.ratios, pca.cumulative
+    anchors = sorted({*range(1, top + 1), 30, 50, 100, THESIS_N95} & set(range(1, len(ratios) + 1)))
+    return {
+        "n": pca.n,
+        "dim": len(ratios),
+        "rank": pca.rank,
+        "total_variance": pca.total_variance,
+        "components_for": {f"{f:.2f}": pca.n_for(f) for f in FRACTIONS},
+        "table": [{"component": k, "ratio": float(ratios[k - 1]), "cumulative": float(cumulative[k - 1])}
+                  for k in anchors],
+        "ratios_sum": float(ratios.sum()),
+        # The full curves, rounded: plotting and later comparison need no refit.
+        "ratios": [float(f"{r:.6g}") for r in ratios[:max(pca.rank, 1)]],
+    }
+
+
+# --- figures -------------------------------------------------------------------------------
+
+def variance_figure(pcas: dict[str, PCAResult], labels: dict[str, str]):
+    """Explained-variance ratio per component (left) and cumulative (right), per subset."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.9))
+    left, right = fig.subplots(1, 2)
+    colours = ("#1f77b4", "#ff7f0e", "#2ca02c")
+    for (name, pca), colour in zip(pcas.items(), colours):
+        r = max(pca.rank, 1)
+        k = np.arange(1, r + 1)
+        left.plot(k, pca.ratios[:r], color=colour, label=f"{labels[name]} (n={pca.n:,})")
+        right.plot(k, pca.cumulative[:r], color=colour, label=labels[name])
+        for f, marker in zip(FRACTIONS, ("o", "s", "^")):
+            n = pca.n_for(f)
+            right.plot([n], [pca.cumulative[n - 1]], marker=marker, color=colour, markersize=6,
+                       linestyle="none")
+            right.annotate(f"{n}", (n, pca.cumulative[n - 1]), textcoords="offset points",
+                           xytext=(4, -11), fontsize=8, color=colour)
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("component")
+    left.set_ylabel("explained variance ratio")
+    left.set_title("Explained variance per component", fontsize=10)
+    left.legend(fontsize=8)
+    right.set_xscale("log")
+    right.set_xlabel("number of components")
+    right.set_ylabel("cumulative explained variance")
+    right.set_title("Cumulative (markers: 90 / 95 / 99 %)", fontsize=10)
+    for f in FRACTIONS:
+        right.axhline(f, color="grey", linewidth=0.8, linestyle=":")
+    # Start the axis a little below the smallest first-component share, so that a dominant
+    # PC1 (0.95 on small models) does not flatten the curves against the top.
+    first = min(float(p.cumulative[0]) for p in pcas.values())
+    right.set_ylim(max(0.0, min(0.85, first) - 0.05), 1.005)
+    right.legend(fontsize=8, loc="lower right")
+    for ax in (left, right):
+        ax.grid(alpha=0.25, which="both")
+    return fig
+
+
+def walk_figure(images, keypoints, rows: np.ndarray, z: np.ndarray, component: int, ratio: float,
+                subset_label: str, steps=WALK_STEPS):
+    """One component's walk: for each step, the nearest real crop with its ground truth.
+
+    rows: dataset rows of the nearest samples per step; z: their scores on the component in
+    units of sqrt(eigenvalue), to show how far along the component each really lies.
+    """
+    from hgpose.explain import figures
+
+    tiles = [figures.crop_with_skeleton(images[r], keypoints[r]) for r in rows]
+    titles = [("mean" if c == 0 else f"{c:+d}√λ") + f"  (z={zz:+.1f}, #{r})"
+              for c, zz, r in zip(steps, z, rows)]
+    title = (f"PC{component} ({ratio:.2%} of the variance), {subset_label}: "
+             f"nearest real crop to mean + c·√λ·v")
+    return figures.tile_grid(tiles, cols=len(tiles), titles=titles, tile_inches=1.7, title=title)

@@ -1,0 +1,69 @@
+"""report.html: every number and figure of explain.json on one self-contained page.
+
+Figures are embedded as base64 PNG data URIs and the styles are inline, so the file opens
+from disk (or an e-mail attachment) with no server, no network and no script.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from hgpose.errors import HgposeError
+from hgpose.io import atomic_path
+
+TEMPLATES = Path(__file__).parent / "templates"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SUBSET_LABELS = {"all": "(i) all crops", "full": "(ii) fully annotated crops (17/17 labelled)"}
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _num
+    env.filters["pct"] = lambda v, digits=1: "–" if v is None else f"{100 * v:.{digits}f} %"
+    return env
+
+
+def _num(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _figures(obj, out_dir: Path, found: dict) -> dict:
+    """Data URIs of every figure referenced in explain.json (paths under figures/)."""
+    if isinstance(obj, dict):
+        for value in obj.values():
+            _figures(value, out_dir, found)
+    elif isinstance(obj, list):
+        for value in obj:
+            _figures(value, out_dir, found)
+    elif isinstance(obj, str) and obj.startswith("figures/") and obj.endswith(".png"):
+        data = (out_dir / obj).read_bytes()
+        if not data.startswith(PNG_MAGIC):
+            raise HgposeError(f"{out_dir / obj}: not a PNG file; run `hgpose explain` again")
+        found[obj] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return found
+
+
+def render(out_dir: str | Path) -> Path:
+    """Write REPORT_DIR/report.html from REPORT_DIR/explain.json and its figures."""
+    out_dir = Path(out_dir)
+    path = out_dir / "explain.json"
+    try:
+        result = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HgposeError(f"{path}: not found; run `hgpose explain` first") from None
+    images = _figures(result, out_dir, {})
+    html = _environment().get_template("report.html.j2").render(
+        r=result, img=images, labels=SUBSET_LABELS)
+    target = out_dir / "report.html"
+    with atomic_path(target, suffix=".html") as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return target

@@ -1,0 +1,115 @@
+"""Augmentation of the `newell` recipe as batched tensor ops on the training device.
+
+Each sample gets one affine warp (rotation, scale, optional horizontal flip about the crop
+centre) applied to the image with `F.affine_grid`/`F.grid_sample` and to its keypoints with
+the same matrix, plus a colour jitter. Doing it on the device, a whole batch at once, keeps
+the DataLoader down to copying uint8 crops out of the memory map, so it is never the
+bottleneck.
+
+Coordinates follow the codec: crop pixel i has its centre at coordinate i, so the crop spans
+[-0.5, 255.5] and its centre is 127.5; a horizontal flip maps x to 255 - x.
+
+The random parameters come from a `torch.Generator` the caller seeds per batch (from seed,
+epoch and step), so a resumed run draws exactly what the uninterrupted run drew.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hgpose.skeleton import FLIP_INDEX
+from hgpose.train.config import AugmentConfig
+
+# ITU-R 601 luma weights: the grey image that saturation jitter blends towards.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class AugmentParams:
+    """Per-sample draws, each a tensor [B]."""
+
+    angle: torch.Tensor       # degrees, counter-clockwise as seen on screen (y down)
+    scale: torch.Tensor       # > 1 zooms in
+    flip: torch.Tensor        # bool
+    brightness: torch.Tensor  # multiplicative factors around 1
+    contrast: torch.Tensor
+    saturation: torch.Tensor
+
+    def to(self, device) -> "AugmentParams":
+        return AugmentParams(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+
+def draw(batch: int, config: AugmentConfig, generator: torch.Generator) -> AugmentParams:
+    """Random parameters for `batch` samples, on the CPU (a handful of numbers)."""
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(batch, generator=generator)
+
+    return AugmentParams(
+        angle=uniform(-config.rotation, config.rotation),
+        scale=uniform(config.scale_min, config.scale_max),
+        flip=torch.rand(batch, generator=generator) < config.flip,
+        brightness=uniform(1 - config.colour, 1 + config.colour),
+        contrast=uniform(1 - config.colour, 1 + config.colour),
+        saturation=uniform(1 - config.colour, 1 + config.colour),
+    )
+
+
+def matrices(params: AugmentParams) -> torch.Tensor:
+    """[B, 2, 2] linear part M of the warp: out = centre + M @ (in - centre), (x, y) order."""
+    rad = params.angle.float() * (math.pi / 180)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    # With y pointing down, this rotation turns the picture counter-clockwise on screen.
+    rotation = torch.stack((torch.stack((cos, sin), -1), torch.stack((-sin, cos), -1)), -2)
+    mirror = torch.ones_like(rad).where(~params.flip, -torch.ones_like(rad))
+    # Flip first (x -> -x about the centre), then rotate and scale.
+    return rotation * params.scale.float()[:, None, None] * torch.stack(
+        (mirror, torch.ones_like(rad)), -1)[:, None, :]
+
+
+def warp_images(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Warp [B, C, H, W] (H = W) by M about the centre; outside the source is filled with 0.
+
+    affine_grid maps OUTPUT to INPUT coordinates, so it gets M's inverse. With
+    align_corners=False the normalised coordinate of pixel i is (i - (W-1)/2) / (W/2),
+    i.e. centred on our pixel-centre convention; a square image keeps the map isotropic.
+    """
+    inverse = torch.linalg.inv(m.float())
+    theta = torch.cat((inverse, torch.zeros_like(inverse[:, :, :1])), dim=2).to(images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def warp_keypoints(keypoints: torch.Tensor, m: torch.Tensor, flip: torch.Tensor,
+                   size: int = 256) -> torch.Tensor:
+    """Apply the same warp to [B, J, 3] keypoints (x, y, v); returns a new tensor.
+
+    A flipped person's left joints are where the right ones were: the joint axis is
+    permuted with FLIP_INDEX. Joints that end up outside [0, size) become unlabelled (v = 0).
+    """
+    centre = (size - 1) / 2
+    xy = keypoints[..., :2] - centre
+    xy = torch.einsum("bij,bkj->bki", m.to(xy.dtype), xy) + centre
+    out = torch.cat((xy, keypoints[..., 2:]), dim=-1)
+    swapped = out[:, list(FLIP_INDEX)]
+    out = torch.where(flip[:, None, None], swapped, out)
+    inside = ((out[..., :2] >= 0) & (out[..., :2] < size)).all(-1)
+    out[..., 2] = torch.where(inside, out[..., 2], torch.zeros_like(out[..., 2]))
+    return out
+
+
+def jitter_colour(images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    """Brightness, contrast, saturation on RGB images in [0, 1], [B, 3, H, W]; clamped to [0, 1]."""
+    def per_sample(t: torch.Tensor) -> torch.Tensor:
+        return t.to(images.dtype)[:, None, None, None]
+
+    luma = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    x = images * per_sample(params.brightness)
+    grey_mean = (x * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    x = (x - grey_mean) * per_sample(params.contrast) + grey_mean
+    grey = (x * luma).sum(1, keepdim=True)
+    x = (x - grey) * per_sample(params.saturation) + grey
+    return x.clamp_(0, 1)

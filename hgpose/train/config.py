@@ -1,0 +1,331 @@
+"""Typed training configuration, the three presets, `--set key=value` overrides, JSON I/O.
+
+A run is fully described by one `TrainConfig` (saved as RUN_DIR/config.json) plus its seed:
+the presets are plain functions returning configs with SPEC §4's values, and every field can
+be changed from the command line with a dotted path (`--set model.features=64`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hgpose.errors import HgposeError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "thesis"          # "thesis" (SPEC §3, one hourglass) | "newell" (stacked)
+    features: int = 256
+    stacks: int = 8               # newell only; the thesis network has exactly one hourglass
+    autoencoder: bool = False     # thesis only: the 50-dim AE after the 3rd bottleneck residual
+
+
+@dataclass
+class DataConfig:
+    workers: int = 2              # DataLoader processes reading crops from the memory maps
+    shuffle: bool = True
+    train_limit: int = 0          # use only the first N training crops (0 = all): quick runs
+    val_limit: int = 0            # same for validation
+    val_batch_size: int = 32
+
+
+@dataclass
+class AugmentConfig:
+    """Batched on the training device; one affine warp per sample (image and keypoints)."""
+
+    enabled: bool = False
+    rotation: float = 30.0        # degrees, uniform in [-rotation, rotation]
+    scale_min: float = 0.75
+    scale_max: float = 1.25
+    flip: float = 0.5             # probability of a horizontal flip (left/right joints swapped)
+    colour: float = 0.2           # brightness, contrast and saturation factors in 1 ± colour
+
+
+@dataclass
+class TargetConfig:
+    codec: str = "thesis"         # "thesis" (SPEC §2) | "gaussian" (Newell/MSRA)
+    sigma: float = 1.0            # gaussian codec only, heatmap px
+    weighted: bool = False        # multiply the loss by the codec's per-joint weights
+    all_stacks: bool = True       # intermediate supervision: a loss on every stack's output
+    # Extra loss weight on the joints' peaks: each pixel's squared error is multiplied by
+    # 1 + foreground * target. 0 (every preset) is plain MSE. Short runs escape the
+    # "predict zero everywhere" plateau of heatmap MSE much sooner with it (e.g. 20).
+    foreground: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    name: str = "rmsprop"         # "rmsprop" | "adam" | "sgd"
+    lr: float = 2.5e-4
+    alpha: float = 0.99           # rmsprop smoothing
+    momentum: float = 0.0         # rmsprop and sgd
+    weight_decay: float = 0.0
+    schedule: str = "plateau"     # "plateau" (on the validation metric) | "step" | "none"
+    plateau_factor: float = 0.2
+    plateau_patience: int = 5
+    min_lr: float = 5e-5
+    warmup_steps: int = 0         # linear warm-up from 0 over this many optimizer steps
+    step_epochs: tuple[int, ...] = ()  # "step": multiply lr by step_gamma at these epochs ...
+    step_every: int = 0           # ... and/or every this many epochs (0 = never)
+    step_gamma: float = 0.1
+
+
+@dataclass
+class AEConfig:
+    """thesis-ae recipe: pre-train the autoencoder alone on saved latents (SPEC §4)."""
+
+    epochs: int = 100
+    batch_size: int = 16
+    noise: float = 0.1            # input x + noise * x * N(0, 1)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        name="sgd", lr=5e-4, momentum=0.9, schedule="step", step_every=25, step_gamma=0.5,
+        min_lr=0.0))
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "thesis"        # where the values came from (informational)
+    recipe: str = "pose"          # "pose" | "thesis-ae" (AE pre-training, then pose fine-tuning)
+    seed: int = 0
+    epochs: int = 100             # pose training (for thesis-ae: the end-to-end fine-tuning)
+    batch_size: int = 16          # per process under DDP
+    flip_test: bool = False       # validate on the average of image and flipped-image heatmaps
+    device: str = "auto"          # "auto" | "cpu" | "cuda" | "cuda:N"
+    amp: str = "bf16"             # CUDA autocast: "bf16" | "fp16" | "none" (CPU is always fp32)
+    channels_last: bool = True    # NHWC memory layout (faster with cuDNN and with oneDNN on CPU)
+    compile: bool = False         # torch.compile the model (CUDA)
+    deterministic: bool = False   # torch.use_deterministic_algorithms (slower; exact reruns)
+    save_every_steps: int = 0     # also save a resumable state every N steps (0 = epoch ends only)
+    keep_epoch_checkpoints: bool = True  # epoch_NNN.safetensors besides last/best
+    progress: bool = True         # tqdm bar (rank 0)
+    tensorboard: bool = True
+    log_every: int = 20           # TensorBoard train-loss scalar every N steps
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ae: AEConfig = field(default_factory=AEConfig)
+
+
+# --- presets -------------------------------------------------------------------------------
+
+def thesis() -> TrainConfig:
+    """SPEC §4 exactly: MSE on thesis heatmaps, batch 16, RMSprop, plateau schedule on PCK."""
+    return TrainConfig(
+        preset="thesis",
+        epochs=100,
+        batch_size=16,
+        model=ModelConfig(name="thesis", features=256, stacks=1),
+        target=TargetConfig(codec="thesis", weighted=False),
+        augment=AugmentConfig(enabled=False),
+        optim=OptimConfig(
+            name="rmsprop", lr=2.5e-4, alpha=0.99, momentum=0.0, weight_decay=0.0,
+            schedule="plateau", plateau_factor=0.2, plateau_patience=5, min_lr=5e-5,
+        ),
+    )
+
+
+def newell() -> TrainConfig:
+    """The modern recipe (beyond the thesis): 8 stacks, Gaussian targets, augmentation, Adam."""
+    return TrainConfig(
+        preset="newell",
+        epochs=100,
+        batch_size=16,
+        flip_test=True,
+        model=ModelConfig(name="newell", features=256, stacks=8),
+        target=TargetConfig(codec="gaussian", sigma=1.0, weighted=True, all_stacks=True),
+        augment=AugmentConfig(enabled=True),
+        optim=OptimConfig(
+            name="adam", lr=1e-3, schedule="step", warmup_steps=1000,
+            step_epochs=(70, 90), step_gamma=0.1, min_lr=0.0,
+        ),
+    )
+
+
+def thesis_ae() -> TrainConfig:
+    """SPEC §4 AE recipe: AE pre-training (ae.*), then ~20 epochs of the thesis recipe."""
+    config = thesis()
+    config.preset = "thesis-ae"
+    config.recipe = "thesis-ae"
+    config.epochs = 20
+    config.model.autoencoder = True
+    return config
+
+
+PRESETS = {"thesis": thesis, "newell": newell, "thesis-ae": thesis_ae}
+
+# Allowed values of the string fields, checked after overrides.
+CHOICES = {
+    "recipe": ("pose", "thesis-ae"),
+    "amp": ("bf16", "fp16", "none"),
+    "model.name": ("thesis", "newell"),
+    "target.codec": ("thesis", "gaussian"),
+    "optim.name": ("rmsprop", "adam", "sgd"),
+    "optim.schedule": ("plateau", "step", "none"),
+    "ae.optim.name": ("rmsprop", "adam", "sgd"),
+    "ae.optim.schedule": ("step", "none"),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise HgposeError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+# --- overrides -----------------------------------------------------------------------------
+
+def _hints(cls) -> dict[str, typing.Any]:
+    # get_type_hints resolves the string annotations of `from __future__ import annotations`.
+    return typing.get_type_hints(cls)
+
+
+def valid_keys(cls=TrainConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for name, hint in _hints(cls).items():
+        if dataclasses.is_dataclass(hint):
+            keys += valid_keys(hint, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _parse(text: str, hint, key: str):
+    """A command-line string as a value of the field's type."""
+    try:
+        if hint is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if hint in (int, float, str):
+            return hint(text)
+        if typing.get_origin(hint) is tuple:  # tuple[int, ...]: "70,90" (empty string = ())
+            (item, _) = typing.get_args(hint)
+            return tuple(item(part) for part in text.split(",") if part.strip())
+    except ValueError as e:
+        raise HgposeError(f"--set {key}={text}: not a valid {getattr(hint, '__name__', hint)} ({e})") from None
+    raise TypeError(f"config field {key} has unsupported type {hint}")
+
+
+def apply_override(config: TrainConfig, assignment: str) -> None:
+    """Apply one `key=value` (dotted key) in place."""
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep:
+        raise HgposeError(f"--set {assignment!r}: expected key=value, e.g. --set model.features=64")
+    target = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        if not (dataclasses.is_dataclass(target) and part in _hints(type(target))
+                and dataclasses.is_dataclass(getattr(target, part))):
+            target = None
+            break
+        target = getattr(target, part)
+    hints = _hints(type(target)) if target is not None else {}
+    if leaf not in hints or dataclasses.is_dataclass(hints[leaf]):
+        raise HgposeError(
+            f"--set {key}: unknown config key; valid keys: {', '.join(valid_keys())}"
+        )
+    setattr(target, leaf, _parse(text, hints[leaf], key))
+
+
+def resolve(name: str = "thesis", overrides: typing.Iterable[str] = (), *,
+            epochs: int | None = None, batch_size: int | None = None) -> TrainConfig:
+    """Preset, then `--set` overrides, then the --epochs/--batch-size shortcuts; validated."""
+    config = preset(name)
+    return update(config, overrides, epochs=epochs, batch_size=batch_size)
+
+
+def update(config: TrainConfig, overrides: typing.Iterable[str] = (), *,
+           epochs: int | None = None, batch_size: int | None = None) -> TrainConfig:
+    for assignment in overrides:
+        apply_override(config, assignment)
+    if epochs is not None:
+        config.epochs = epochs
+    if batch_size is not None:
+        config.batch_size = batch_size
+    validate(config)
+    return config
+
+
+def _get(config, key: str):
+    for part in key.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    for key, allowed in CHOICES.items():
+        value = _get(config, key)
+        if value not in allowed:
+            raise HgposeError(f"config {key}={value!r}: choose one of {', '.join(allowed)}")
+    positive = ("epochs", "batch_size", "model.features", "data.val_batch_size",
+                "ae.batch_size")
+    for key in positive:
+        if _get(config, key) < 1:
+            raise HgposeError(f"config {key}={_get(config, key)}: must be at least 1")
+    if config.ae.epochs < 0:
+        raise HgposeError(f"config ae.epochs={config.ae.epochs}: must be at least 0")
+    if config.model.name == "newell" and config.model.stacks < 1:
+        raise HgposeError(f"config model.stacks={config.model.stacks}: must be at least 1")
+    if config.model.autoencoder and config.model.name != "thesis":
+        raise HgposeError("config model.autoencoder=true needs model.name=thesis")
+    if config.recipe == "thesis-ae" and not config.model.autoencoder:
+        raise HgposeError("config recipe=thesis-ae needs model.autoencoder=true")
+    if not config.augment.scale_min <= config.augment.scale_max:
+        raise HgposeError("config augment.scale_min must not exceed augment.scale_max")
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+def to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(data: dict, cls=TrainConfig, where: str = "config"):
+    """Inverse of `to_dict`; missing keys keep their defaults, unknown keys are an error."""
+    if not isinstance(data, dict):
+        raise HgposeError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = _hints(cls)
+    unknown = set(data) - set(hints)
+    if unknown:
+        raise HgposeError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = from_dict(value, hint, f"{where}.{name}")
+        elif typing.get_origin(hint) is tuple:
+            values[name] = tuple(value)
+        elif hint is float and isinstance(value, int):
+            values[name] = float(value)
+        else:
+            values[name] = value
+    return cls(**values)
+
+
+def save(config: TrainConfig, path: str | Path) -> None:
+    from hgpose.io import write_json
+
+    write_json(path, to_dict(config))
+
+
+def load(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HgposeError(f"{path}: not found") from None
+    except json.JSONDecodeError as e:
+        raise HgposeError(f"{path}: not valid JSON ({e})") from None
+    config = from_dict(data, TrainConfig, str(path))
+    validate(config)
+    return config

@@ -1,0 +1,402 @@
+"""The epoch/step loop every phase runs: DDP, mixed precision, checkpoints, logs, resume.
+
+Exact resume rests on one rule: nothing random in a step depends on hidden state. The
+sample order of an epoch is a function of (seed, epoch) and every other random draw
+(augmentation, AE noise) comes from a generator seeded by (seed, rank, epoch, step). A
+resumed run therefore only needs the weights, optimizer/scheduler state and the position
+(epoch, step) to replay exactly what the uninterrupted run would have done. The global RNG
+states are saved and restored too, for anything outside the loop that uses them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from hgpose.errors import HgposeError
+from hgpose.io import write_bytes
+from hgpose.train import checkpoint as ckpt
+from hgpose.train.config import OptimConfig, TrainConfig
+from hgpose.train.data import ResumableSampler, ShardSampler, batch_generator, make_loader
+from hgpose.train.recipes import make_optimizer, scheduled_lr
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised after a requested stop (Ctrl-C, SIGTERM, a callback) once the state is saved."""
+
+    def __init__(self, state_path: Path, epoch: int, step: int):
+        super().__init__(f"interrupted in epoch {epoch + 1} after step {step}; "
+                         f"state saved to {state_path}; add --resume to continue")
+        self.state_path, self.epoch, self.step = state_path, epoch, step
+
+
+# --- processes and devices -----------------------------------------------------------------
+
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_process_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def all_reduce(self, tensor: torch.Tensor, op=None) -> torch.Tensor:
+        if self.distributed:
+            dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM)
+        return tensor
+
+
+def start_runtime(config: TrainConfig) -> Runtime:
+    """One process, or one DDP rank when started by torchrun (RANK/WORLD_SIZE/LOCAL_RANK set)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    want_cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
+    if want_cuda and not torch.cuda.is_available():
+        raise HgposeError(f"config device={config.device!r} but CUDA is not available; use --set device=cpu")
+    if want_cuda:
+        index = local_rank if world > 1 or config.device in ("auto", "cuda") else int(config.device.split(":")[1])
+        device = torch.device("cuda", index)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    owns = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+        owns = True
+    return Runtime(device, rank, world, local_rank, owns)
+
+
+def stop_runtime(rt: Runtime) -> None:
+    if rt.owns_process_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def autocast_factory(config: TrainConfig, device: torch.device) -> Callable:
+    """A zero-argument factory of the autocast context: bf16/fp16 on CUDA, off on the CPU."""
+    enabled = device.type == "cuda" and config.amp != "none"
+    dtype = torch.float16 if config.amp == "fp16" and enabled else torch.bfloat16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+# --- stop requests -------------------------------------------------------------------------
+
+class StopRequests:
+    """SIGINT/SIGTERM ask the loop to stop at the next step boundary (and save a resumable
+    state there) instead of killing it mid-update. A second signal interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\nhgpose train: {signal.Signals(signum).name} received; stopping after this step "
+              "(send it again to stop now, without saving)", file=sys.stderr)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+# --- one phase -----------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    """One phase to fit: the network, its data, its optimiser and where its files go."""
+
+    phase: object                 # recipes.PosePhase or recipes.AEPhase
+    model: nn.Module
+    train_set: Dataset
+    val_set: Dataset
+    epochs: int
+    batch_size: int
+    optim: OptimConfig
+    out_dir: Path
+    metadata: Callable[[int, dict], dict]   # (epoch, metrics) -> weights-file metadata
+    on_start: Callable[[], None] | None = None  # called once the saved state (if any) fits
+    progress: dict = field(default_factory=lambda: {
+        "epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "samples": 0,
+        "best": None, "best_epoch": None, "history": []})
+
+
+def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
+        on_step: Callable[[dict], bool] | None = None) -> dict:
+    """Train `job.model` for `job.epochs` epochs (continuing a saved state if `resume`)."""
+    phase, device = job.phase, rt.device
+    ckpt_dir = job.out_dir / "checkpoints"
+    state_path = ckpt_dir / "state.pt"
+    model = job.model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model.parameters(), job.optim)
+    plateau = None
+    if job.optim.schedule == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=phase.mode, factor=job.optim.plateau_factor,
+            patience=job.optim.plateau_patience, min_lr=job.optim.min_lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and config.amp == "fp16")
+    progress = job.progress
+
+    if resume and state_path.exists():
+        state = ckpt.load_state(state_path)
+        ckpt.load_into(model, state["model"], state_path)
+        optimizer.load_state_dict(state["optimizer"])
+        if plateau is not None and state["plateau"] is not None:
+            plateau.load_state_dict(state["plateau"])
+        scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        progress = state["progress"]
+        # A mid-epoch position is a number of batches of this size on this many processes.
+        if progress["step"] > 0 and (state["world"], state["batch_size"]) != (rt.world, job.batch_size):
+            raise HgposeError(
+                f"{state_path}: saved mid-epoch by {state['world']} process(es) with batch size "
+                f"{state['batch_size']}; resume it with the same (now {rt.world}, {job.batch_size})")
+        if not rt.main:  # the running loss of an interrupted epoch was saved as a global total
+            progress["loss_sum"], progress["samples"] = 0.0, 0
+
+    if job.on_start is not None:
+        job.on_start()
+
+    train_model: nn.Module = model
+    if rt.distributed:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        train_model = torch.compile(train_model)
+    autocast = autocast_factory(config, device)
+
+    sampler = ResumableSampler(job.train_set, config.data.shuffle, config.seed, rt.rank, rt.world)
+    loader = make_loader(job.train_set, job.batch_size, sampler, config.data.workers, device)
+    val_loader = make_loader(job.val_set, config.data.val_batch_size,
+                             ShardSampler(len(job.val_set), rt.rank, rt.world),
+                             config.data.workers, device)
+    log = RunLog(job.out_dir, config, rt, progress["global_step"] if resume else None)
+
+    def save_state(epoch_sums: tuple[float, int]) -> None:
+        if rt.main:
+            ckpt.save_state(state_path, {
+                "phase": phase.name,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "plateau": plateau.state_dict() if plateau is not None else None,
+                "scaler": scaler.state_dict(),
+                "rng": ckpt.rng_state(),
+                "world": rt.world,
+                "batch_size": job.batch_size,
+                "progress": {**progress, "loss_sum": epoch_sums[0], "samples": epoch_sums[1]},
+            })
+
+    def epoch_sums() -> tuple[float, int]:
+        sums = torch.tensor([progress["loss_sum"], progress["samples"]], dtype=torch.float64,
+                            device=device)
+        rt.all_reduce(sums)
+        return float(sums[0]), int(sums[1])
+
+    steps_per_epoch = math.ceil(len(sampler.inner) / job.batch_size)
+    with StopRequests() as stop:
+        try:
+            for epoch in range(progress["epoch"], job.epochs):
+                progress["epoch"] = epoch
+                sampler.set_epoch(epoch, skip=progress["step"] * job.batch_size)
+                train_model.train()
+                bar = tqdm(total=steps_per_epoch, initial=progress["step"], unit="batch",
+                           desc=f"{phase.name} epoch {epoch + 1}/{job.epochs}", dynamic_ncols=True,
+                           disable=not (rt.main and config.progress), file=sys.stderr)
+                start, seen = time.perf_counter(), 0
+                for batch in loader:
+                    lr = scheduled_lr(job.optim, epoch, progress["global_step"])
+                    if lr is not None:
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr
+                    generator = batch_generator(config.seed, rt.rank, epoch, progress["step"])
+                    loss, n = phase.train_loss(train_model, batch, generator, autocast)
+                    value = loss.item()
+                    check_finite(value, rt, epoch, progress["step"], state_path)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+
+                    progress["step"] += 1
+                    progress["global_step"] += 1
+                    progress["loss_sum"] += value * n
+                    progress["samples"] += n
+                    seen += n
+                    img_s = seen * rt.world / max(time.perf_counter() - start, 1e-9)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{progress['loss_sum'] / progress['samples']:.3g}",
+                                    img_s=f"{img_s:.1f}")
+                    if progress["global_step"] % config.log_every == 0:
+                        log.scalar(f"{phase.name}/train_loss_step", value, progress["global_step"])
+
+                    want_stop = stop.requested or bool(on_step and on_step(
+                        {"epoch": epoch, "step": progress["step"],
+                         "global_step": progress["global_step"], "loss": value}))
+                    if rt.distributed:  # every rank must stop at the same step
+                        flag = torch.tensor([float(want_stop)], device=device)
+                        want_stop = bool(rt.all_reduce(flag, dist.ReduceOp.MAX).item())
+                    if want_stop:
+                        save_state(epoch_sums())
+                        bar.close()
+                        raise TrainingInterrupted(state_path, epoch, progress["step"])
+                    if config.save_every_steps and progress["global_step"] % config.save_every_steps == 0:
+                        save_state(epoch_sums())
+                bar.close()
+                seconds = time.perf_counter() - start
+
+                loss_sum, samples = epoch_sums()
+                metrics = {"train_loss": loss_sum / max(samples, 1)}
+                metrics.update(validate(phase, model, val_loader, autocast, rt))
+                metric = metrics.get(phase.metric, float("nan"))
+                if plateau is not None and math.isfinite(metric):
+                    plateau.step(metric)
+                metrics["lr"] = optimizer.param_groups[0]["lr"]
+                metrics["img_per_s"] = seen * rt.world / max(seconds, 1e-9)
+                metrics["seconds"] = seconds
+
+                improved = math.isfinite(metric) and (
+                    progress["best"] is None
+                    or (metric > progress["best"] if phase.mode == "max" else metric < progress["best"]))
+                if improved:
+                    progress["best"], progress["best_epoch"] = metric, epoch + 1
+                progress["history"].append({"epoch": epoch + 1, **metrics})
+                progress.update(epoch=epoch + 1, step=0, loss_sum=0.0, samples=0)
+                if rt.main:
+                    meta = job.metadata(epoch + 1, metrics)
+                    if config.keep_epoch_checkpoints:
+                        ckpt.save_weights(ckpt_dir / f"epoch_{epoch + 1:03d}.safetensors", model, meta)
+                    if improved:
+                        ckpt.save_weights(ckpt_dir / "best.safetensors", model, meta)
+                    ckpt.save_weights(ckpt_dir / "last.safetensors", model, meta)
+                save_state((0.0, 0))
+                log.epoch(phase.name, progress["history"], improved, progress["global_step"])
+        finally:
+            log.close()
+
+    return {
+        "phase": phase.name,
+        "epochs": progress["epoch"],
+        "metric": phase.metric,
+        "best": progress["best"],
+        "best_epoch": progress["best_epoch"],
+        "last": str(ckpt_dir / "last.safetensors"),
+        "best_checkpoint": str(ckpt_dir / "best.safetensors") if progress["best"] is not None else None,
+        "history": progress["history"],
+    }
+
+
+def check_finite(value: float, rt: Runtime, epoch: int, step: int, state_path: Path) -> None:
+    """Stop on a NaN/inf loss before it reaches the weights; nothing is saved after it."""
+    bad = not math.isfinite(value)
+    if rt.distributed:
+        flag = torch.tensor([float(bad)], device=rt.device)
+        bad = bool(rt.all_reduce(flag, dist.ReduceOp.MAX).item())
+    if bad:
+        kept = f"the last good state is {state_path}" if state_path.exists() else "no state was saved yet"
+        raise HgposeError(
+            f"loss became {value} in epoch {epoch + 1} at step {step + 1}; training stopped and "
+            f"{kept} (weights: {state_path.parent}/last.safetensors). Lower the learning rate "
+            "(--set optim.lr=...) or turn mixed precision off (--set amp=none), then --resume"
+        )
+
+
+@torch.no_grad()
+def validate(phase, model: nn.Module, loader, autocast, rt: Runtime) -> dict:
+    """Validation metrics over the whole split (each rank scores its shard, then all-reduce).
+
+    Runs the plain module, not the DDP wrapper: DDP's forward would sync buffers across
+    ranks, and ranks may hold different numbers of validation batches.
+    """
+    model.eval()
+    pck, loss_sum = phase.validate(model, loader, autocast)
+    rt.all_reduce(loss_sum)
+    metrics = {"val_loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan")}
+    if pck is not None:
+        pck.all_reduce()
+        summary = pck.summary()
+        metrics.update(val_pck=summary["pck"], val_pck_visible=summary["pck_visible"],
+                       val_pck_limbs=summary["pck_limbs"])
+    return metrics
+
+
+# --- logs ----------------------------------------------------------------------------------
+
+class RunLog:
+    """Per-epoch CSV (rewritten atomically) and TensorBoard scalars; rank 0 only."""
+
+    def __init__(self, out_dir: Path, config: TrainConfig, rt: Runtime, purge_step: int | None):
+        self.out_dir = out_dir
+        self.enabled = rt.main
+        self.verbose = rt.main and config.progress
+        self.writer = None
+        if self.enabled and config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a crashed run logged past the resumed position.
+            self.writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=purge_step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    def epoch(self, phase: str, history: list[dict], improved: bool, global_step: int) -> None:
+        # TensorBoard x axis = optimizer steps for every scalar, so purge_step applies to all.
+        if not self.enabled:
+            return
+        row = history[-1]
+        columns = list(row)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        write_bytes(self.out_dir / "metrics.csv", text.getvalue().encode())
+        for key, value in row.items():
+            if key != "epoch" and value is not None:
+                self.scalar(f"{phase}/{key}", value, global_step)
+        if self.writer is not None:
+            self.writer.flush()
+        if self.verbose:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds"))
+            tqdm.write(f"{phase} epoch {row['epoch']}: {shown}{' (best)' if improved else ''}",
+                       file=sys.stderr)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,127 @@
+"""On-device augmentation: the keypoints follow the image through every warp."""
+
+import numpy as np
+import pytest
+import torch
+
+from hgpose.skeleton import FLIP_INDEX, JOINT_INDEX
+from hgpose.train import augment as aug
+from hgpose.train.config import AugmentConfig
+from hgpose.train.data import prepare_batch
+
+SIZE = 256
+
+
+def dot_image(points, size=SIZE):
+    """[len(points), size, size] float images, one 5x5 dot each at integer (x, y)."""
+    img = torch.zeros(len(points), size, size)
+    for i, (x, y) in enumerate(points):
+        img[i, y - 2:y + 3, x - 2:x + 3] = 1.0
+    return img
+
+
+def centroid(channel: torch.Tensor) -> torch.Tensor:
+    """(x, y) centre of mass of a [H, W] image."""
+    h, w = channel.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                            torch.arange(w, dtype=torch.float32), indexing="ij")
+    total = channel.sum()
+    return torch.stack(((channel * xs).sum() / total, (channel * ys).sum() / total))
+
+
+def params(angle, scale, flip):
+    b = len(angle)
+    one = torch.ones(b)
+    return aug.AugmentParams(torch.tensor(angle, dtype=torch.float32),
+                             torch.tensor(scale, dtype=torch.float32),
+                             torch.tensor(flip), one, one, one)
+
+
+@pytest.mark.parametrize("angle, scale, flip", [
+    (0.0, 1.0, False), (30.0, 1.0, False), (-30.0, 0.8, False), (17.0, 1.25, True), (0.0, 1.0, True),
+])
+def test_dot_lands_where_the_keypoint_goes(angle, scale, flip):
+    rng = np.random.default_rng(0)
+    points = rng.integers(70, 186, size=(2, 2))  # two samples, one dot each
+    images = dot_image(points)[:, None]          # [2,1,H,W]
+    kps = torch.zeros(2, 17, 3)
+    joint = JOINT_INDEX["left_wrist"]
+    kps[:, joint, :2] = torch.from_numpy(points).float()
+    kps[:, joint, 2] = 2
+    p = params([angle] * 2, [scale] * 2, [flip] * 2)
+    m = aug.matrices(p)
+    warped = aug.warp_images(images, m)
+    out = aug.warp_keypoints(kps, m, p.flip)
+    # A flipped left wrist is the new right wrist.
+    where = FLIP_INDEX[joint] if flip else joint
+    for i in range(2):
+        assert out[i, where, 2] == 2
+        torch.testing.assert_close(centroid(warped[i, 0]), out[i, where, :2], atol=0.3, rtol=0)
+
+
+def test_flip_maps_x_to_255_minus_x():
+    p = params([0.0], [1.0], [True])
+    kps = torch.tensor([[[10.0, 20.0, 2.0]] * 17])
+    out = aug.warp_keypoints(kps, aug.matrices(p), p.flip)
+    assert out[0, 0, :2].tolist() == [245.0, 20.0]
+    img = torch.arange(SIZE, dtype=torch.float32).expand(1, 1, SIZE, SIZE)
+    flipped = aug.warp_images(img, aug.matrices(p))
+    torch.testing.assert_close(flipped, img.flip(-1))
+
+
+def test_joints_warped_outside_become_unlabelled():
+    p = params([0.0], [1.25], [False])
+    kps = torch.zeros(1, 17, 3)
+    kps[0, :, 2] = 1
+    kps[0, 0, :2] = torch.tensor([5.0, 128.0])     # near the border: zoomed out of the crop
+    kps[0, 1, :2] = torch.tensor([128.0, 128.0])   # centre stays
+    out = aug.warp_keypoints(kps, aug.matrices(p), p.flip)
+    assert out[0, 0, 2] == 0 and out[0, 1, 2] == 1
+
+
+def test_prepare_batch_keeps_keypoints_on_the_image_with_random_draws():
+    """Full path: colour jitter + random warp; one dot per joint in its own colour channel."""
+    rng = np.random.default_rng(1)
+    b = 4
+    points = rng.integers(80, 176, size=(b, 3, 2))   # 3 joints per sample: nose, l/r wrist
+    joints = [JOINT_INDEX["nose"], JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]]
+    images = torch.zeros(b, SIZE, SIZE, 3, dtype=torch.uint8)
+    kps = torch.zeros(b, 17, 3)
+    for i in range(b):
+        for c, j in enumerate(joints):
+            x, y = points[i, c]
+            images[i, y - 2:y + 3, x - 2:x + 3, c] = 255
+            kps[i, j] = torch.tensor([x, y, 2.0])
+    config = AugmentConfig(enabled=True, colour=0.0)  # colour 0: dots stay pure
+    gen = torch.Generator().manual_seed(3)
+    x, out = prepare_batch(images, kps, torch.device("cpu"), torch.zeros(3), augment=config,
+                           generator=gen)
+    flips = aug.draw(b, config, torch.Generator().manual_seed(3)).flip
+    assert flips.any() and not flips.all()  # this seed exercises both cases
+    for i in range(b):
+        for c, j in enumerate(joints):
+            where = FLIP_INDEX[j] if flips[i] else j
+            torch.testing.assert_close(centroid(x[i, c]), out[i, where, :2], atol=0.3, rtol=0)
+
+
+def test_same_generator_seed_gives_same_batch():
+    images = torch.randint(0, 256, (2, SIZE, SIZE, 3), dtype=torch.uint8)
+    kps = torch.rand(2, 17, 3) * 255
+    kps[..., 2] = 2
+    config = AugmentConfig(enabled=True)
+    mean = torch.tensor([0.4, 0.37, 0.35])
+    a = prepare_batch(images, kps, torch.device("cpu"), mean, augment=config,
+                      generator=torch.Generator().manual_seed(5))
+    b = prepare_batch(images, kps, torch.device("cpu"), mean, augment=config,
+                      generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_colour_jitter_stays_in_range():
+    x = torch.rand(3, 3, 8, 8)
+    p = aug.AugmentParams(torch.zeros(3), torch.ones(3), torch.zeros(3, dtype=torch.bool),
+                          torch.tensor([0.8, 1.2, 1.0]), torch.tensor([1.2, 0.8, 1.0]),
+                          torch.tensor([0.8, 1.2, 1.0]))
+    y = aug.jitter_colour(x.clone(), p)
+    assert y.min() >= 0 and y.max() <= 1
+    torch.testing.assert_close(y[2], x[2])  # factors of 1 change nothing
