@@ -39,9 +39,9 @@ import numbers
 import numpy as np
 import torch
 
-from hgpose.skeleton import NUM_JOINTS
+from hgpose.skeleton import FLIP_INDEX, NUM_JOINTS
 
-__all__ = ["ThesisCodec", "GaussianCodec", "argmax_2d"]
+__all__ = ["ThesisCodec", "GaussianCodec", "argmax_2d", "flip_back"]
 
 # Floor for log() in DARK: a zero heatmap value would otherwise give -inf.
 _LOG_FLOOR = 1e-10
@@ -341,3 +341,21 @@ def _take(flat, idx):
     if isinstance(flat, torch.Tensor):
         return flat.gather(-1, idx).reshape(tuple(lead) + rest)
     return np.take_along_axis(flat, idx, -1).reshape(tuple(lead) + rest)
+
+
+def flip_back(heatmaps: torch.Tensor, stride: int = 4) -> torch.Tensor:
+    """Heatmaps predicted for a mirrored crop [B, J, H, W] -> heatmaps of the crop itself.
+
+    Mirror the columns and swap left/right joints (FLIP_INDEX). Mirroring is not quite the
+    inverse of the image flip: the crop flips about its centre, u -> (size-1) - u = 255 - u,
+    which on the heatmap (h = u / stride) is h -> 63.75 - h, whereas reversing the 64 columns
+    is h -> 63 - h. The mirrored map therefore sits (stride-1)/stride = 0.75 columns too far
+    left. MSRA/mmpose shift it one whole column right, which overshoots by 0.25 column (one crop
+    pixel); here the 0.75 is applied exactly, by linear interpolation between neighbouring
+    columns (the column left of the first one counts as 0).
+    """
+    out = heatmaps.flip(-1)[:, list(FLIP_INDEX)]
+    shift = (stride - 1) / stride
+    left = torch.zeros_like(out)
+    left[..., 1:] = out[..., :-1]
+    return (1 - shift) * out + shift * left

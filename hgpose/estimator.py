@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from hgpose.data.crop import CROP_SIZE, CropBox, cut_crop, thesis_crop_box, to_image
+from hgpose.codec import flip_back
 from hgpose.errors import HgposeError
-from hgpose.skeleton import FLIP_INDEX, NUM_JOINTS
+from hgpose.skeleton import NUM_JOINTS
 
 __all__ = ["Estimator", "Prediction", "box_crop", "flip_back", "load", "read_image"]
 
@@ -174,24 +175,6 @@ def box_crop(box, width: int, height: int) -> CropBox:
 
 
 # --- flip test -----------------------------------------------------------------------------
-
-def flip_back(heatmaps: torch.Tensor, stride: int = 4) -> torch.Tensor:
-    """Heatmaps predicted for a mirrored crop [B, J, H, W] -> heatmaps of the crop itself.
-
-    Mirror the columns and swap left/right joints (FLIP_INDEX). Mirroring is not quite the
-    inverse of the image flip: the crop flips about its centre, u -> (size-1) - u = 255 - u,
-    which on the heatmap (h = u / stride) is h -> 63.75 - h, whereas reversing the 64 columns
-    is h -> 63 - h. The mirrored map therefore sits (stride-1)/stride = 0.75 columns too far
-    left. MSRA/mmpose shift it one whole column right, which overshoots by 0.25 column (one crop
-    pixel); here the 0.75 is applied exactly, by linear interpolation between neighbouring
-    columns (the column left of the first one counts as 0).
-    """
-    out = heatmaps.flip(-1)[:, list(FLIP_INDEX)]
-    shift = (stride - 1) / stride
-    left = torch.zeros_like(out)
-    left[..., 1:] = out[..., :-1]
-    return (1 - shift) * out + shift * left
-
 
 # --- the estimator -------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from hgpose.codec import GaussianCodec, ThesisCodec
 from hgpose.data.crop import to_image
 from hgpose.data.store import Split, open_split
 from hgpose.errors import HgposeError
-from hgpose.estimator import flip_back
+from hgpose.codec import flip_back
 from hgpose.evaluate.evaluate import (
     annotation_file, evaluate, ground_truth, load_annotations, predict_split, score,
 )

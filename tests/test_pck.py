@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hgpose.evaluate.pck import THRESHOLD, PCKAccumulator, grid_argmax, thesis_pck
+from hgpose.codec import argmax_2d
+from hgpose.evaluate.pck import THRESHOLD, PCKAccumulator, thesis_pck
 from hgpose.skeleton import LIMB_JOINTS
 
 J = 17
@@ -29,10 +30,10 @@ def grid_positions(b: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(10, 54, size=(b, J, 2))
 
 
-def test_grid_argmax_returns_x_then_y():
+def test_argmax_2d_returns_x_then_y():
     m = torch.zeros(1, 1, 64, 64)
     m[0, 0, 5, 40] = 1.0  # row 5 (y), column 40 (x)
-    assert grid_argmax(m).tolist() == [[[40, 5]]]
+    assert argmax_2d(m).tolist() == [[[40, 5]]]
 
 
 def test_ground_truth_as_prediction_scores_one():

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hgpose.codec import ThesisCodec
+from hgpose.codec import ThesisCodec, argmax_2d
 from hgpose.data.crop import to_image
 from hgpose.data.store import Split, open_split, read_manifest
 from hgpose.errors import HgposeError
 from hgpose.evaluate import metrics as std
-from hgpose.evaluate.pck import SUBSETS, THRESHOLD, counted_joints, grid_argmax, thesis_pck
+from hgpose.evaluate.pck import SUBSETS, THRESHOLD, counted_joints, thesis_pck
 from hgpose.io import atomic_path, write_json
 from hgpose.skeleton import JOINTS, NUM_JOINTS
 
@@ -85,7 +85,7 @@ def predict_split(split: Split, heatmaps_of: HeatmapSource, codec, *, batch_size
             for name, (values, valid) in thesis_pck(heatmaps, targets, kps[..., 2]).items():
                 per_image[name].append(torch.where(valid, values, torch.nan).cpu())
             # per joint: the same distances, kept per joint instead of averaged per image
-            dist = (grid_argmax(heatmaps) - grid_argmax(targets)).float().norm(dim=-1)
+            dist = (argmax_2d(heatmaps) - argmax_2d(targets)).float().norm(dim=-1)
             counted = counted_joints(targets, kps[..., 2])["all"]
             correct.append(((dist < THRESHOLD) & counted).cpu())
             labelled.append(counted.cpu())

@@ -19,21 +19,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hgpose.codec import argmax_2d
 from hgpose.skeleton import LIMB_JOINTS, NUM_JOINTS
 
 THRESHOLD = 0.5 * 6.4  # heatmap px: a fixed normaliser, not a per-person size
 SUBSETS = ("all", "visible", "limbs")
-
-
-def grid_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
-    """[..., H, W] -> [..., 2] integer grid position (x, y) of each map's maximum.
-
-    Ties go to the first maximum in row-major order (torch.argmax), so an all-zero map
-    decodes to (0, 0); such maps are never counted as ground truth anyway.
-    """
-    h, w = heatmaps.shape[-2:]
-    flat = heatmaps.flatten(-2).argmax(-1)
-    return torch.stack((flat % w, flat // w), dim=-1)
 
 
 def counted_joints(target_heatmaps: torch.Tensor, visibility: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -71,8 +61,8 @@ def thesis_pck(
     pred_heatmaps: [B, J, H, W] (for a stacked model, the last stack's output);
     target_heatmaps: [B, J, H, W] thesis-codec targets; visibility: [B, J] COCO v.
     """
-    pred_xy = grid_argmax(pred_heatmaps)
-    gt_xy = grid_argmax(target_heatmaps)
+    pred_xy = argmax_2d(pred_heatmaps)
+    gt_xy = argmax_2d(target_heatmaps)
     return {
         name: per_image_pck(pred_xy, gt_xy, counted)
         for name, counted in counted_joints(target_heatmaps, visibility).items()

@@ -109,9 +109,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     return model.to(device).eval(), metadata
 
 
-def weights_metadata(model_config, mean_rgb, epoch: int, metrics: dict, preset: str) -> dict:
-    return {"model": asdict(model_config), "mean_rgb": [float(v) for v in mean_rgb],
+def weights_metadata(model_config, mean_rgb, epoch: int, metrics: dict, preset: str,
+                     target_config=None) -> dict:
+    """What a weights file needs to be used on its own: the network, the input
+    normalisation and the codec that decodes its heatmaps."""
+    meta = {"model": asdict(model_config), "mean_rgb": [float(v) for v in mean_rgb],
             "epoch": epoch, "metrics": metrics, "preset": preset}
+    if target_config is not None:
+        meta["target"] = asdict(target_config)
+    return meta
 
 
 # --- training state ------------------------------------------------------------------------

@@ -15,11 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from hgpose.codec import GaussianCodec, ThesisCodec
+from hgpose.codec import GaussianCodec, ThesisCodec, flip_back
 from hgpose.evaluate.pck import PCKAccumulator
 from hgpose.io import atomic_path
 from hgpose.models import ThesisNetwork, build_model, capture
-from hgpose.skeleton import FLIP_INDEX
 from hgpose.train.config import ModelConfig, OptimConfig, TargetConfig, TrainConfig
 from hgpose.train.data import prepare_batch
 
@@ -125,19 +124,6 @@ class PosePhase:
             targets, _ = self.thesis_codec.encode_torch(kps)
             pck.update(final, targets, kps[..., 2])
         return pck, loss_sum
-
-
-def flip_back(heatmaps: torch.Tensor) -> torch.Tensor:
-    """Heatmaps of a flipped image [B,J,H,W] -> heatmaps of the original image.
-
-    Mirror the columns and swap left/right joints. A crop flip maps x to 255 - x, i.e.
-    heatmap column h to 63.75 - h, while mirroring the columns maps h to 63 - h: the
-    result sits 0.75 px left. Shifting one column right (as MSRA does) leaves +0.25 px.
-    """
-    out = heatmaps.flip(-1)[:, list(FLIP_INDEX)]
-    shifted = torch.zeros_like(out)
-    shifted[..., 1:] = out[..., :-1]
-    return shifted
 
 
 # --- autoencoder (thesis-ae) ---------------------------------------------------------------

@@ -143,7 +143,7 @@ def _pose_job(config, data_dir, out_dir: Path, mean: torch.Tensor, model, rt: Ru
         optim=config.optim,
         out_dir=out_dir,
         metadata=lambda epoch, metrics: ckpt.weights_metadata(
-            config.model, mean.tolist(), epoch, metrics, config.preset),
+            config.model, mean.tolist(), epoch, metrics, config.preset, config.target),
         on_start=on_start,
     )
 
