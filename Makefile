@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 COCO ?= ../shared/data/coco-sample
 OUT ?= out
 
-.PHONY: install test prepare-sample benchmarks clean
+.PHONY: install demo test prepare-sample benchmarks clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# The whole pipeline on synthetic people, on a CPU, in about 10 minutes.
+demo: $(STAMP)
+	$(BIN)/hgpose demo --out $(OUT)/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
