@@ -54,7 +54,7 @@ def generate(path: Path, n: int, dim: int, seed: int, chunk: int = 8192) -> dict
     rng = np.random.default_rng(seed)
     lam = spectrum(dim)
     scale = np.sqrt(lam * dim).astype(np.float32)       # total variance = dim (unit per value)
-    q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))  # a random rotation
+    q, _ = np.linalg.qr(rng.standard_normal((dim, dim), dtype=np.float32))  # a random rotation
     qt = np.ascontiguousarray(q.T, dtype=np.float32)
     mean = rng.uniform(0.0, 2.0, dim).astype(np.float32)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
@@ -101,17 +101,17 @@ def analyse(args) -> None:
                                          for k in walk])
         z = np.ascontiguousarray(scores[:, :dims])
         del scores
-        per_k = []
-        results, sample = step(f"kmeans_{subset}", lambda: clusters.sweep(
+        results, sample, seconds = step(f"kmeans_{subset}", lambda: clusters.sweep(
             z, range(2, args.k_max + 1), n_init=args.n_init, max_iter=args.max_iter, seed=0,
-            algorithm=args.algorithm, sample=args.sample,
-            on_k=lambda r: per_k.append({"k": r.k, "silhouette": round(r.silhouette, 4),
-                                         "n_iter": r.n_iter, "seconds": round(r.seconds, 1)})))
+            algorithm=args.algorithm, sample=args.sample))
+        per_k = [{"k": r.k, "silhouette": round(r.silhouette, 4), "n_iter": r.n_iter} for r in results]
+        chosen = clusters.best(results)
+        unseen = step(f"residual_{subset}", lambda: clusters.residual_separation(values, rows, chosen.labels, p, dims))
         report[f"pca_{subset}"].update({
             "rows": len(z), "pc1": round(float(p.ratios[0]), 4),
             "components_for": {f"{f:.2f}": p.n_for(f) for f in pca.FRACTIONS}, "kmeans_dims": dims})
-        report[f"kmeans_{subset}"].update({"per_k": per_k, "chosen_k": clusters.best(results).k,
-                                           "silhouette_points": len(sample)})
+        report[f"kmeans_{subset}"].update({"per_k": per_k, "chosen_k": chosen.k, "kmeans_seconds": round(seconds, 1),
+                                           "silhouette_points": len(sample), "residual_separation": unseen})
         del z, results
     print("RESULT " + json.dumps(report), flush=True)
 
@@ -128,8 +128,9 @@ def main() -> None:
     parser.add_argument("--k-max", type=int, default=10)
     parser.add_argument("--n-init", type=int, default=10)
     parser.add_argument("--max-iter", type=int, default=1000)
-    parser.add_argument("--algorithm", default="lloyd", choices=("lloyd", "elkan", "minibatch"))
-    parser.add_argument("--variance", type=float, default=0.99,
+    parser.add_argument("--algorithm", default="lloyd", choices=("lloyd", "elkan", "minibatch"),
+                        help="K-means solver, as `hgpose explain --kmeans` (default: lloyd)")
+    parser.add_argument("--variance", type=float, default=0.95,
                         help="cluster in the components holding this share (as --kmeans-variance)")
     parser.add_argument("--sample", type=int, default=20000, help="silhouette sample (default: 20000)")
     parser.add_argument("--dir", default=None, help="where the latents go (default: a temporary folder)")
@@ -153,12 +154,16 @@ def main() -> None:
     child = [sys.executable, __file__, "--path", str(path), "--k-max", str(args.k_max),
              "--n-init", str(args.n_init), "--max-iter", str(args.max_iter), "--algorithm", args.algorithm,
              "--variance", str(args.variance), "--sample", str(args.sample)]
-    proc = subprocess.run(child, stdout=subprocess.PIPE, text=True)
+    report = None
+    with subprocess.Popen(child, stdout=subprocess.PIPE, text=True) as proc:
+        for line in proc.stdout:            # each step as it finishes, then the summary
+            if line.startswith("RESULT "):
+                report = json.loads(line[7:])
+            else:
+                print("  " + line.rstrip(), flush=True)
     total = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode != 0 or report is None:
         sys.exit(f"analysis failed with exit code {proc.returncode}")
-    lines = proc.stdout.splitlines()
-    report = json.loads(next(line for line in lines if line.startswith("RESULT "))[7:])
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     print(f"\nanalysis ({args.algorithm}, n_init {args.n_init}, K 2..{args.k_max}, "
           f"silhouette sample {args.sample:,}, clustering at {args.variance:.0%} variance):")
@@ -168,8 +173,9 @@ def main() -> None:
             extra = (f"  rows {r['rows']:,}, PC1 {r['pc1']:.3f}, components for 90/95/99 %: "
                      f"{'/'.join(str(v) for v in r['components_for'].values())}, K-means in {r['kmeans_dims']} dims")
         if name.startswith("kmeans_"):
-            ks = ", ".join(f"K={k['k']} {k['seconds']:.0f}s s={k['silhouette']:.3f} ({k['n_iter']} it)" for k in r["per_k"])
-            extra = f"  chosen K={r['chosen_k']}; {ks}"
+            ks = ", ".join(f"K={k['k']} s={k['silhouette']:.3f} ({k['n_iter']} it)" for k in r["per_k"])
+            extra = (f"  (K-means {r['kmeans_seconds']:.0f} s, silhouettes the rest) chosen K={r['chosen_k']}, "
+                     f"separation outside the clustered components {r['residual_separation']:.2e} of total SS; {ks}")
         print(f"  {name:14s} {r['seconds']:8.1f} s   peak RSS so far {r['peak_rss_gb']:.2f} GiB{extra}")
     print(f"  {'total':14s} {total:8.1f} s   peak RSS {peak:.2f} GiB (includes mapped latents pages)")
     if not args.keep:

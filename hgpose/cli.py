@@ -214,6 +214,53 @@ def _run_train(args) -> int:
     return 0
 
 
+def _add_explain(sub) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="what the network learned: latents, PCA, K-means, skip ablation, saliency, report",
+        description=(
+            "Run a trained network over a split, store the chosen layer's output (default: the "
+            "3rd bottleneck residual) in a memory map, and analyse it as the thesis did: PCA "
+            "(explained variance, PC walks), K-means K=2..10 chosen by silhouette, the "
+            "skip-connection ablation, occlusion and Grad-CAM saliency (captum), and with "
+            "--compare the SHG vs SHG+AE comparison. Writes figures, explain.json and one "
+            "self-contained report.html."
+        ),
+        epilog="Latents are cached in REPORT_DIR/latents and reused until the checkpoint changes. "
+               "Example: hgpose explain runs/thesis --data data/coco --out reports/thesis",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of `hgpose train` (or a .safetensors file)")
+    p.add_argument("--data", required=True, metavar="DATA_DIR", help="dataset store written by `hgpose prepare`")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="where figures, explain.json and report.html go")
+    p.add_argument("--split", choices=("train", "val", "test"), default="train",
+                   help="split whose latents are analysed (default: train, as the thesis)")
+    p.add_argument("--layer", default=None, metavar="NAME",
+                   help="module whose output is the latent (default: the model's latent layer, "
+                        "e.g. hourglass.bottleneck.2; the AE code for SHG+AE)")
+    p.add_argument("--checkpoint", default="best", metavar="best|last|PATH", help="weights to use (default: best)")
+    p.add_argument("--compare", default=None, metavar="RUN_DIR2",
+                   help="a second run (e.g. SHG+AE): PCK and components for 95 %% variance side by side")
+    p.add_argument("--only", default=None, metavar="PARTS",
+                   help="comma-separated parts to run: pca,kmeans,ablation,saliency,compare (default: all)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="use the first N crops of the split (default: all)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="crops per forward pass (default: 32)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of K-means and the silhouette sample (default: 0)")
+
+
+def _run_explain(args) -> int:
+    from hgpose.explain.pipeline import explain, format_summary
+
+    only = tuple(p.strip() for p in args.only.split(",") if p.strip()) if args.only else ()
+    result = explain(
+        args.run_dir, args.data, args.out, split=args.split, layer=args.layer,
+        checkpoint=args.checkpoint, compare=args.compare, only=only, limit=args.limit,
+        batch_size=args.batch_size, device=args.device, seed=args.seed,
+    )
+    print(format_summary(result, args.out))
+    return 0
+
+
 def _box(text: str) -> tuple[float, float, float, float]:
     """`--box x,y,w,h`: a person box in image pixels (COCO's bbox order)."""
     try:
@@ -381,6 +428,7 @@ COMMANDS = {
     "synth": (_add_synth, _run_synth),
     "train": (_add_train, _run_train),
     "evaluate": (_add_evaluate, _run_evaluate),
+    "explain": (_add_explain, _run_explain),
     "predict": (_add_predict, _run_predict),
     "export": (_add_export, _run_export),
 }

@@ -7,7 +7,8 @@ part relates the principal components and the K-means clusters to those factors:
 * numeric factors: Pearson correlation with the scores of the top principal components;
 * categorical factors (posture, facing): eta^2, the share of a component's variance that the
   categories explain (between-group / total sum of squares), and the adjusted Rand index
-  between the chosen K-means clusters and the categories (0 = chance, 1 = identical).
+  between the chosen K-means clusters and the categories (0 = chance, 1 = identical);
+* for each, a chance level from shuffling the factor across the crops.
 
 Real COCO has no such field, and this part is then skipped.
 """
@@ -25,7 +26,8 @@ from hgpose.data.store import read_manifest
 NUMERIC = ("scale", "rotation_deg", "lean_deg", "yaw_deg", "occluded_joints", "outside_joints",
            "occluded_fraction", "people")
 CATEGORICAL = ("posture", "facing")
-TOP = 10   # components related to the factors
+TOP = 10            # components related to the factors
+PERMUTATIONS = 200  # shuffles for the chance levels
 
 
 def load(data_dir: str | Path, split: str, ids: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -62,25 +64,42 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
-def analyse(factors: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray | None) -> dict:
-    """Relate the top components' scores [n, >=1] (and the clusters) to the factors."""
+def _chance(statistic, scores: np.ndarray, values: np.ndarray, rng, permutations: int) -> float:
+    """The 99th percentile of the best statistic over the components when the factor is
+    shuffled across crops: what "best of k components" reaches by chance alone."""
+    best = [max(statistic(scores[:, i], shuffled) for i in range(scores.shape[1]))
+            for shuffled in (rng.permutation(values) for _ in range(permutations))]
+    return float(np.quantile(best, 0.99))
+
+
+def analyse(factors: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray | None, *,
+            permutations: int = PERMUTATIONS, seed: int = 0) -> dict:
+    """Relate the top components' scores [n, >=1] (and the clusters) to the factors.
+
+    Each factor's best statistic over the top components comes with its chance level: the
+    99th percentile of the same best statistic over `permutations` shuffles of the factor
+    (on at most 5,000 random crops, which pins that percentile down well enough).
+    """
     k = min(TOP, scores.shape[1])
     n = len(scores)
-    out = {"n": n, "components": k,
-           # |r| above ~2/sqrt(n) is unlikely (p ~ 0.05) for a factor unrelated to a component.
-           "chance_abs_r": float(2 / np.sqrt(n)) if n > 0 else None,
-           "numeric": {}, "categorical": {}}
+    rng = np.random.default_rng(seed)
+    sub = np.arange(n) if n <= 5000 else rng.choice(n, 5000, replace=False)
+    top = scores[:, :k]
+    out = {"n": n, "components": k, "permutations": permutations, "numeric": {}, "categorical": {}}
+    abs_r = lambda a, b: abs(correlation(a, b))  # noqa: E731
     for name in NUMERIC:
         if name in factors:
-            r = [correlation(scores[:, i], factors[name]) for i in range(k)]
+            r = [correlation(top[:, i], factors[name]) for i in range(k)]
             best = int(np.argmax(np.abs(r)))
-            out["numeric"][name] = {"r": r, "best_component": best + 1, "best_r": r[best]}
+            out["numeric"][name] = {"r": r, "best_component": best + 1, "best_r": r[best],
+                                    "chance_abs_r": _chance(abs_r, top[sub], factors[name][sub], rng, permutations)}
     for name in CATEGORICAL:
         if name in factors:
             groups = factors[name]
-            eta = [eta_squared(scores[:, i], groups) for i in range(k)]
+            eta = [eta_squared(top[:, i], groups) for i in range(k)]
             best = int(np.argmax(eta))
             entry = {"eta2": eta, "best_component": best + 1, "best_eta2": eta[best],
+                     "chance_eta2": _chance(eta_squared, top[sub], groups[sub], rng, permutations),
                      "categories": sorted(map(str, np.unique(groups)))}
             if labels is not None:
                 entry["ari"] = float(adjusted_rand_score(groups, labels))
@@ -92,31 +111,43 @@ def analyse(factors: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarr
 
 
 def figure(scores: np.ndarray, factors: dict[str, np.ndarray], result: dict):
-    """PC1 vs PC2 coloured by posture (left); the numeric factor that correlates best with a
-    top component against that component (right)."""
+    """Left: the component that posture explains best, per posture family (box plots with the
+    crops as dots). Right: the numeric factor that correlates best with a top component,
+    against that component. Axes span the 1st-99th percentiles (outliers on the edge)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2)
-    if "posture" in factors and scores.shape[1] >= 2:
+    rng = np.random.default_rng(0)
+    if "posture" in result["categorical"]:
         cat = result["categorical"]["posture"]
-        for g in cat["categories"]:
-            m = factors["posture"] == g
-            left.scatter(scores[m, 0], scores[m, 1], s=9, alpha=0.7, label=f"{g} ({m.sum()})")
-        left.set_xlabel("PC1")
-        left.set_ylabel("PC2")
-        ari = f", cluster ARI {cat['ari']:.2f}" if "ari" in cat else ""
-        left.set_title(f"Posture on PC1/PC2 (best eta² {cat['best_eta2']:.2f} on PC{cat['best_component']}{ari})",
+        c = cat["best_component"] - 1
+        groups = cat["categories"]
+        values = [scores[factors["posture"] == g, c] for g in groups]
+        left.boxplot(values, vert=False, showfliers=False, widths=0.6)
+        for i, v in enumerate(values, start=1):
+            left.scatter(v, i + rng.uniform(-0.18, 0.18, len(v)), s=6, alpha=0.5, color="#1f77b4")
+        left.set_yticks(range(1, len(groups) + 1), [f"{g} ({len(v)})" for g, v in zip(groups, values)])
+        left.set_xlabel(f"PC{c + 1} score")
+        _robust_limits(left.set_xlim, scores[:, c])
+        ari = f"; cluster ARI {cat['ari']:.2f}" if "ari" in cat else ""
+        left.set_title(f"Posture vs PC{c + 1}: eta² {cat['best_eta2']:.2f} (chance {cat['chance_eta2']:.2f}){ari}",
                        fontsize=10)
-        left.legend(fontsize=8, markerscale=2)
     if result["numeric"]:
         name, best = max(result["numeric"].items(), key=lambda kv: abs(kv[1]["best_r"]))
         c = best["best_component"] - 1
         right.scatter(factors[name], scores[:, c], s=9, alpha=0.6, color="#444")
+        _robust_limits(right.set_ylim, scores[:, c])
         right.set_xlabel(name)
         right.set_ylabel(f"PC{c + 1} score")
-        right.set_title(f"Strongest numeric factor: {name} vs PC{c + 1} (r = {best['best_r']:+.2f})",
-                        fontsize=10)
+        right.set_title(f"Strongest numeric factor: {name} vs PC{c + 1}, r = {best['best_r']:+.2f} "
+                        f"(chance |r| {best['chance_abs_r']:.2f})", fontsize=10)
     for ax in (left, right):
         ax.grid(alpha=0.25)
     return fig
+
+
+def _robust_limits(set_limits, values: np.ndarray) -> None:
+    lo, hi = np.percentile(values, [1, 99])
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    set_limits(lo - pad, hi + pad)

@@ -54,7 +54,7 @@ class ExplainOptions:
     n_init: int = 10
     max_iter: int = 1000
     kmeans_algorithm: str = "lloyd"       # lloyd | elkan | minibatch
-    kmeans_variance: float = 0.99         # cluster in the components holding this share
+    kmeans_variance: float = 0.95         # cluster in the components holding this share
     silhouette_sample: int = 20000
     seed: int = 0
     nearest: int = 8                      # crops nearest to each centroid shown
@@ -102,7 +102,10 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
         explain(run, data, out, ExplainOptions(only=("pca",), limit=10000))
     """
     options = ExplainOptions(**{**(asdict(options) if options else {}), **changes})
-    options.only = tuple(options.only)
+    for name in ("only", "saliency_joints", "saliency_rows"):   # "pca,kmeans" works too
+        value = getattr(options, name)
+        value = tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else tuple(value)
+        setattr(options, name, tuple(int(v) for v in value) if name == "saliency_rows" else value)
     check_options(options)
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
@@ -166,10 +169,10 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
         t = time.perf_counter()
         result["compare"] = _compare_part(ctx, ckpt, layer, data_dir, device)
         result["timings"]["compare"] = round(time.perf_counter() - t, 2)
-    if ctx.pcas:
+    if ctx.pcas:   # the factors follow the PCA (and clusters) just computed
+        _forget(out_dir, result.pop("factors", None))
         found = _factors_part(ctx, data_dir)
         if found is not None:
-            _forget(out_dir, result.pop("factors", None))
             result["factors"] = found
     result["timings"]["total"] = round(time.perf_counter() - started, 2)
 
@@ -304,13 +307,14 @@ class _Context:
             columns, s, _, dims = self.scores[name]
             z = s[:, :dims]     # columns start with 0..dims-1
             rows = self.rows(name)
-            results, sample = clusters.sweep(
+            results, sample, seconds = clusters.sweep(
                 z, range(o.k_min, o.k_max + 1), n_init=o.n_init, max_iter=o.max_iter, seed=o.seed,
                 algorithm=o.kmeans_algorithm, sample=o.silhouette_sample)
             if not results:
                 out["skipped"][name] = f"only {len(z)} crops: too few for K={o.k_min}"
                 continue
             chosen = clusters.best(results)
+            unseen = clusters.residual_separation(self.lat.values, self.subsets[name], chosen.labels, p, dims)
             self.labels[name] = chosen.labels
             total_ss = float(p.eigenvalues[:dims].sum()) * (p.n - 1)
             nearest = clusters.nearest_to_centroids(z, chosen.labels, chosen.centroids, o.nearest)
@@ -335,9 +339,14 @@ class _Context:
                                       "sampled": bool(len(sample) < len(z))},
                 "per_k": [{"k": r.k, "inertia": r.inertia,
                            "inertia_fraction": r.inertia / total_ss if total_ss > 0 else None,
-                           "silhouette": r.silhouette, "n_iter": r.n_iter, "seconds": round(r.seconds, 2)}
+                           "silhouette": r.silhouette, "n_iter": r.n_iter,
+                           "seconds": None if r.seconds is None else round(r.seconds, 2)}
                           for r in results],
                 "chosen_k": chosen.k,
+                "kmeans_seconds": round(seconds, 2),
+                # how much the chosen partition separates outside the clustered components
+                # (share of the total SS): the part of the full objective it could not see
+                "residual_separation": unseen,
                 "clusters": per_cluster,
                 "labels_file": f"kmeans_{name}.npz",
             }
@@ -488,3 +497,31 @@ def options_from_dict(values: dict) -> ExplainOptions:
     """ExplainOptions from a plain dict (e.g. explain.json's "options")."""
     names = {f.name for f in fields(ExplainOptions)}
     return ExplainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
+
+
+def format_summary(result: dict, out_dir) -> str:
+    """A few lines for the terminal: what was analysed, the headline numbers, where to look."""
+    d = result["data"]
+    lines = [f"explained {result['checkpoint']['path']} on {d['split']}: {d['crops']:,} crops "
+             f"({d['fully_annotated']:,} fully annotated), latent {result['layer']['name']} "
+             f"({result['layer']['dim']:,} values{', cached' if result['latents'].get('reused') else ''})"]
+    for name, s in result.get("pca", {}).get("subsets", {}).items():
+        c = s["components_for"]
+        lines.append(f"  PCA {name}: PC1 {s['ratios'][0]:.3f}; components for 90/95/99 %: "
+                     f"{c['0.90']}/{c['0.95']}/{c['0.99']}")
+    for name, s in result.get("kmeans", {}).get("subsets", {}).items():
+        best = next(k for k in s["per_k"] if k["k"] == s["chosen_k"])
+        sizes = ", ".join(f"{c['size']:,}" for c in s["clusters"])
+        lines.append(f"  K-means {name}: K={s['chosen_k']} (silhouette {best['silhouette']:.3f}); sizes {sizes}")
+    if "ablation" in result:
+        a = result["ablation"]["summary"]["all"]
+        lines.append(f"  skip ablation: mean PCK {a['mean_with_skips']:.3f} with skips, "
+                     f"{a['mean_without_skips']:.3f} without ({a['images']:,} images)")
+    if "saliency" in result:
+        lines.append(f"  saliency: {len(result['saliency']['samples'])} crops x "
+                     f"{len(result['saliency']['joints'])} joints")
+    for m in result.get("compare", {}).get("models", []):
+        lines.append(f"  {m['model']} ({m['role']}): PCK {m['pck']['all']:.3f}, "
+                     f"{m['components_for_95']} components for 95 % of {m['dim']}")
+    lines.append(f"report: {Path(out_dir) / 'report.html'} ({result['timings']['total']:.0f} s)")
+    return "\n".join(lines)

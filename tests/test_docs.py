@@ -1,0 +1,60 @@
+"""The docs cannot rot: every `hgpose ...` command shown in README.md and docs/*.md names a
+real sub-command and only options that sub-command accepts (checked against the real
+argparse parser), and every Make target the README names exists."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from hgpose.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _code_lines(text: str) -> list[str]:
+    """Lines of fenced ```bash blocks, with backslash continuations joined."""
+    lines = []
+    for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S):
+        block = block.replace("\\\n", " ")
+        lines += [line.split("  #")[0].strip() for line in block.splitlines()]
+    return lines
+
+
+def _hgpose_commands() -> list[tuple[str, list[str]]]:
+    found = []
+    for doc in DOCS:
+        for line in _code_lines(doc.read_text()):
+            m = re.search(r"(?:^|\s|/)hgpose (\w[\w-]*)(.*)", line)
+            if m and not line.startswith(("python", "from", "import")):
+                found.append((f"{doc.name}: {line}", [m.group(1), *shlex.split(m.group(2))]))
+    return found
+
+
+COMMANDS = _hgpose_commands()
+
+
+def test_the_docs_show_the_main_commands():
+    shown = {argv[0] for _, argv in COMMANDS}
+    assert {"prepare", "train", "evaluate", "explain"} <= shown, shown
+
+
+@pytest.mark.parametrize("where, argv", COMMANDS, ids=[w for w, _ in COMMANDS])
+def test_documented_command_parses(where, argv):
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices  # name -> sub-parser
+    assert argv[0] in sub, f"{where}: no sub-command {argv[0]!r}"
+    options = {s for action in sub[argv[0]]._actions for s in action.option_strings}
+    for word in argv[1:]:
+        if word.startswith("--"):
+            assert word.split("=")[0] in options, f"{where}: {argv[0]} has no option {word}"
+
+
+def test_make_targets_named_in_the_readme_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    for target in set(re.findall(r"^make ([\w-]+)", "\n".join(_code_lines((ROOT / "README.md").read_text())), flags=re.M)):
+        assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), target

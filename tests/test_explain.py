@@ -1,0 +1,275 @@
+"""`hgpose explain` building blocks on small arrays: PCA, K-means, silhouette, walks, the latents
+cache, options. Fast (a few seconds); the end-to-end run on a trained model is in
+test_explain_synth.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+from hgpose.errors import HgposeError
+from hgpose.explain import ExplainOptions, clusters, pca
+from hgpose.explain import latents as latents_mod
+from hgpose.explain.pipeline import check_options
+from hgpose.io import save_npy, write_json
+
+
+def planted(n: int = 900, dim: int = 64, seed: int = 0):
+    """Latents with known structure: a continuous factor along one direction (the largest
+    variance), three clusters along two others, small isotropic noise; a random rotation hides
+    the axes. Returns (latents float32 [n, dim], factor [n], cluster [n])."""
+    rng = np.random.default_rng(seed)
+    factor = rng.uniform(-1, 1, n)
+    cluster = rng.integers(0, 3, n)
+    centres = np.array([[0.0, 0.0], [2.5, 0.0], [0.0, 2.5]])
+    z = np.zeros((n, dim))
+    z[:, 0] = 4.0 * factor
+    z[:, 1:3] = centres[cluster] + 0.25 * rng.standard_normal((n, 2))
+    z[:, 3:] = 0.1 * rng.standard_normal((n, dim - 3))
+    q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    return (z @ q.T + 5.0).astype(np.float32), factor, cluster
+
+
+# --- PCA -----------------------------------------------------------------------------------
+
+def test_pca_matches_numpy_and_is_consistent():
+    x, _, _ = planted(n=500, dim=32)
+    p = pca.fit_pca(x, chunk=64)                 # several chunks: the accumulation is exercised
+    ref = np.sort(np.linalg.eigvalsh(np.cov(x.astype(np.float64), rowvar=False)))[::-1]
+    np.testing.assert_allclose(p.eigenvalues, np.clip(ref, 0, None), rtol=1e-4, atol=1e-6 * ref[0])
+    np.testing.assert_allclose(p.mean, x.mean(0), rtol=1e-6)
+    r = p.ratios
+    assert r.sum() <= 1 + 1e-9 and np.all(np.diff(r) <= 1e-12)
+    gram = p.components.T @ p.components
+    np.testing.assert_allclose(gram, np.eye(32), atol=1e-5)
+    assert p.n_for(0.9) <= p.n_for(0.95) <= p.n_for(0.99) <= p.rank
+    assert p.cumulative[p.n_for(0.95) - 1] >= 0.95 > (p.cumulative[p.n_for(0.95) - 2] if p.n_for(0.95) > 1 else 0)
+
+
+def test_pca_on_a_subset_of_rows_equals_pca_of_those_rows():
+    x, _, _ = planted(n=300, dim=16)
+    rows = np.arange(0, 300, 3)
+    a = pca.fit_pca(x, rows, chunk=17)
+    b = pca.fit_pca(x[rows])
+    # the same sums in another chunking: equal up to float32 rounding of the products
+    np.testing.assert_allclose(a.eigenvalues, b.eigenvalues, rtol=1e-4, atol=1e-6 * b.eigenvalues[0])
+    assert a.n == 100
+
+
+def test_pca_recovers_the_planted_factor():
+    x, factor, _ = planted()
+    p = pca.fit_pca(x)
+    scores, sq = pca.project(x, p, [0, 1, 2])
+    assert abs(np.corrcoef(scores[:, 0], factor)[0, 1]) > 0.99
+    assert p.ratios[0] > 0.5   # the factor has the largest variance by construction
+    np.testing.assert_allclose(sq, ((x - x.mean(0)) ** 2).sum(1), rtol=1e-4)
+
+
+def test_walk_finds_the_nearest_sample_in_the_full_space():
+    x, _, _ = planted(n=200, dim=16)
+    p = pca.fit_pca(x)
+    scores, sq = pca.project(x, p, [0, 4])
+    for col, k in ((0, 0), (1, 4)):
+        picks = pca.walk_nearest(scores[:, col], sq, p.eigenvalues[k])
+        for c, pick in zip(pca.WALK_STEPS, picks):
+            target = p.mean + c * np.sqrt(p.eigenvalues[k]) * p.components[:, k]
+            assert pick == np.argmin(((x - target) ** 2).sum(1))
+
+
+def test_walk_components_are_the_thesis_ones_that_exist():
+    x, _, _ = planted(n=200, dim=64)
+    p = pca.fit_pca(x)
+    assert pca.walk_components(p) == [1, 2, 3, 10, 30, 50, p.rank] and p.rank == 64
+    small = pca.fit_pca(x[:12])          # 12 rows: rank 11
+    assert pca.walk_components(small) == [1, 2, 3, 10, 11]
+
+
+# --- K-means and silhouette ----------------------------------------------------------------
+
+def test_silhouette_equals_sklearn():
+    x, _, cluster = planted(n=400, dim=8)
+    d = clusters.pairwise_distances(x)
+    labels = cluster.copy()
+    labels[:3] = 3                         # a tiny cluster, and ...
+    labels[10] = 4                         # ... a singleton (scores 0)
+    ours = clusters.silhouette(d, labels)
+    theirs = silhouette_score(x.astype(np.float64), labels)
+    assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+def test_sweep_recovers_the_planted_clusters_and_picks_their_number():
+    x, _, cluster = planted()
+    p = pca.fit_pca(x)
+    z, _ = pca.project(x, p, list(range(p.n_for(0.99))))
+    # remove the continuous factor (PC1), as its spread would dominate the clusters
+    results, sample, _ = clusters.sweep(z[:, 1:], range(2, 7), n_init=4, max_iter=300, seed=0, sample=500)
+    assert len(sample) == 500 and len(set(sample.tolist())) == 500
+    chosen = clusters.best(results)
+    assert chosen.k == 3
+    assert chosen.silhouette == max(r.silhouette for r in results)
+    assert adjusted_rand_score(cluster, chosen.labels) > 0.95
+    for r in results:
+        assert np.bincount(r.labels, minlength=r.k).sum() == len(z) and len(np.unique(r.labels)) == r.k
+
+
+def test_batched_lloyd_matches_scikit_learn():
+    """hgpose's lockstep Lloyd reaches scikit-learn's objective, K by K, with valid results."""
+    from sklearn.cluster import KMeans
+
+    from hgpose.explain.kmeans import kmeans_many
+
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.standard_normal((150, 6)) + c for c in (0, 4, 8)] +
+                       [rng.standard_normal((150, 6)) * 3]).astype(np.float32)
+    ours = kmeans_many(z, range(2, 7), n_init=5, seed=0)
+    for k, run in ours.items():
+        theirs = KMeans(k, n_init=5, random_state=0).fit(z)
+        assert run.inertia == pytest.approx(theirs.inertia_, rel=0.02), k
+        assert len(np.unique(run.labels)) == k and 1 <= run.n_iter <= 1000
+        # the reported objective is that of the reported labels and centres
+        recomputed = ((z - run.centres[run.labels]) ** 2).sum()
+        assert run.inertia == pytest.approx(recomputed, rel=1e-4)
+        assert np.array_equal(run.labels, ((z[:, None] - run.centres[None]) ** 2).sum(-1).argmin(1))
+
+
+@pytest.mark.parametrize("algorithm", ["elkan", "minibatch"])
+def test_scikit_learn_solvers_have_the_same_objective(algorithm):
+    x, _, cluster = planted(n=600)
+    p = pca.fit_pca(x)
+    z, _ = pca.project(x, p, list(range(1, 4)))
+    ours, _, _ = clusters.sweep(z, [3], n_init=4, algorithm="lloyd")
+    other, _, _ = clusters.sweep(z, [3], n_init=4, algorithm=algorithm)
+    assert other[0].inertia == pytest.approx(ours[0].inertia, rel=0.05)
+    assert adjusted_rand_score(ours[0].labels, other[0].labels) > 0.9
+
+
+def test_residual_separation_is_what_the_clustered_components_miss():
+    x, _, cluster = planted(n=600, dim=16)
+    p = pca.fit_pca(x)
+    # clusters live in PCs 2-3: with all components nothing is missed, with only PC1 most is
+    assert clusters.residual_separation(x, None, cluster, p, 16) == pytest.approx(0, abs=1e-6)
+    missed = clusters.residual_separation(x, None, cluster, p, 1)
+    between = sum((cluster == c).sum() * ((x[cluster == c].mean(0) - x.mean(0)) ** 2).sum() for c in range(3))
+    total = ((x - x.mean(0)) ** 2).sum()
+    assert missed == pytest.approx(between / total, rel=0.05)
+
+
+def test_nearest_to_centroids_are_members_sorted_by_distance():
+    x, _, cluster = planted(n=300, dim=8)
+    centroids = np.stack([x[cluster == c].mean(0) for c in range(3)])
+    nearest = clusters.nearest_to_centroids(x, cluster, centroids, 5)
+    for c, rows in enumerate(nearest):
+        assert np.all(cluster[rows] == c)
+        d = ((x[rows] - centroids[c]) ** 2).sum(1)
+        assert np.all(np.diff(d) >= 0)
+        others = np.flatnonzero(cluster == c)
+        assert d[-1] <= np.sort(((x[others] - centroids[c]) ** 2).sum(1))[4] + 1e-5
+
+
+# --- the latents cache -----------------------------------------------------------------------
+
+def tiny_run(root: Path, features: int = 8, seed: int = 0) -> Path:
+    """A run directory holding an untrained reduced-width thesis network's weights."""
+    from hgpose.models import ThesisNetwork
+    from hgpose.train.checkpoint import save_weights, weights_metadata
+    from hgpose.train.config import ModelConfig
+
+    torch.manual_seed(seed)
+    model = ThesisNetwork(features=features)
+    config = ModelConfig(name="thesis", features=features, stacks=1)
+    save_weights(root / "checkpoints" / "best.safetensors", model,
+                 weights_metadata(config, [0.4, 0.4, 0.4], 1, {"val_pck": 0.0}, "thesis"))
+    return root
+
+
+def tiny_store(root: Path, n: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        kps = np.zeros((n, 17, 3), np.float32)
+        kps[..., :2] = rng.uniform(20, 236, (n, 17, 2))
+        kps[..., 2] = rng.integers(0, 3, (n, 17))
+        kps[0, :, 2] = 2                                   # one fully annotated crop
+        save_npy(root / split / "images.npy", rng.integers(0, 256, (n, 256, 256, 3), dtype=np.uint8))
+        save_npy(root / split / "keypoints.npy", kps)
+        save_npy(root / split / "boxes.npy", np.tile(np.float32([0, 0, 256]), (n, 1)))
+        save_npy(root / split / "ids.npy", np.stack([np.arange(n)] * 2, 1).astype(np.int64))
+    write_json(root / "manifest.json", {"format_version": 1, "mean_rgb": [0.41, 0.374, 0.354]})
+    return root
+
+
+def test_latents_are_cached_and_rebuilt_when_the_checkpoint_changes(tmp_path):
+    store = tiny_store(tmp_path / "store")
+    run = tiny_run(tmp_path / "run")
+    cache = tmp_path / "cache"
+
+    def load():
+        ckpt = latents_mod.load_checkpoint(run)
+        return latents_mod.load_latents(ckpt, store, "train", cache, batch_size=4, progress=False)
+
+    first = load()
+    assert not first.reused
+    assert first.values.shape == (6, 8 * 4 * 4) and first.values.dtype == np.float32
+    assert isinstance(first.values, np.memmap)
+    kps = np.load(store / "train" / "keypoints.npy")
+    np.testing.assert_array_equal(first.labelled, (kps[..., 2] > 0).sum(1))
+    np.testing.assert_array_equal(first.visible, (kps[..., 2] == 2).sum(1))
+    assert list(first.fully_annotated) == [0]
+    meta = json.loads((cache / "main-train-hourglass.bottleneck.2.json").read_text())
+    assert meta["key"]["split"] == "train" and meta["dtype"] == "float32"
+
+    second = load()
+    assert second.reused
+    np.testing.assert_array_equal(np.asarray(first.values), np.asarray(second.values))
+
+    tiny_run(run, seed=1)                   # "retrained": other weights, same place
+    third = load()
+    assert not third.reused and third.meta["key"]["checkpoint_sha256"] != meta["key"]["checkpoint_sha256"]
+    assert not np.allclose(np.asarray(third.values), np.asarray(first.values))
+    assert not list(cache.glob(".*.tmp"))   # nothing half-written left behind
+
+
+def test_latents_match_a_direct_forward_pass(tmp_path):
+    from hgpose.models import capture
+
+    store = tiny_store(tmp_path / "store")
+    run = tiny_run(tmp_path / "run")
+    ckpt = latents_mod.load_checkpoint(run)
+    lat = latents_mod.load_latents(ckpt, store, "val", tmp_path / "cache", batch_size=4, progress=False)
+    images = np.load(store / "val" / "images.npy")
+    x = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.4] * 3).view(1, 3, 1, 1)
+    with torch.no_grad(), capture(ckpt.model, ckpt.model.latent_layer) as out:
+        ckpt.model(x)
+    np.testing.assert_allclose(np.asarray(lat.values[:2]), out[ckpt.model.latent_layer].flatten(1).numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
+    with pytest.raises(HgposeError, match="neither a run directory"):
+        latents_mod.resolve_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HgposeError, match="no best.safetensors"):
+        latents_mod.resolve_checkpoint(tmp_path / "empty")
+    store = tiny_store(tmp_path / "store")
+    ckpt = latents_mod.load_checkpoint(tiny_run(tmp_path / "run"))
+    with pytest.raises(HgposeError, match="no layer named 'hourglass.bottleneck.9'"):
+        latents_mod.load_latents(ckpt, store, "train", tmp_path / "c", layer="hourglass.bottleneck.9",
+                                 progress=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"only": ("pca", "umap")}, "unknown part"),
+    ({"only": ("compare",)}, "needs --compare"),
+    ({"k_min": 1}, "K range"),
+    ({"kmeans_variance": 1.5}, "--kmeans-variance"),
+    ({"occlusion_patch": 8, "occlusion_stride": 16}, "stride <= patch"),
+    ({"saliency_joints": ("left_hand",)}, "unknown joint"),
+])
+def test_bad_options_are_user_errors(change, message):
+    with pytest.raises(HgposeError, match=message):
+        check_options(ExplainOptions(**change))
