@@ -243,6 +243,8 @@ def _add_explain(sub) -> None:
     p.add_argument("--only", default=None, metavar="PARTS",
                    help="comma-separated parts to run: pca,kmeans,ablation,saliency,compare (default: all)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="use the first N crops of the split (default: all)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="where the latents are cached (default: REPORT_DIR/latents)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="crops per forward pass (default: 32)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="seed of K-means and the silhouette sample (default: 0)")
@@ -254,7 +256,7 @@ def _run_explain(args) -> int:
     only = tuple(p.strip() for p in args.only.split(",") if p.strip()) if args.only else ()
     result = explain(
         args.run_dir, args.data, args.out, split=args.split, layer=args.layer,
-        checkpoint=args.checkpoint, compare=args.compare, only=only, limit=args.limit,
+        checkpoint=args.checkpoint, compare=args.compare, only=only, limit=args.limit, cache_dir=args.cache,
         batch_size=args.batch_size, device=args.device, seed=args.seed,
     )
     print(format_summary(result, args.out))

@@ -31,7 +31,6 @@ import torch
 
 from hgpose.io import write_json
 
-CHROMIUM = Path("/usr/bin/chromium")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TRAIN_IMAGES, VAL_IMAGES, EPOCHS = 240, 24, 6
 OVERRIDES = [
