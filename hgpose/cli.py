@@ -214,51 +214,127 @@ def _run_train(args) -> int:
     return 0
 
 
+def _parts(text: str) -> tuple[str, ...]:
+    """`--only`: a comma-separated subset of the explain parts."""
+    from hgpose.explain import PARTS
+
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in parts if p not in PARTS]
+    if not parts or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a comma-separated list of {', '.join(PARTS)}")
+    return parts
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _rows(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated row numbers, e.g. 0,15,220") from None
+
+
 def _add_explain(sub) -> None:
     p = sub.add_parser(
         "explain",
-        help="what the network learned: latents, PCA, K-means, skip ablation, saliency, report",
+        help="what the network learned: latent PCA and K-means, skip ablation, saliency, HTML report",
         description=(
-            "Run a trained network over a split, store the chosen layer's output (default: the "
-            "3rd bottleneck residual) in a memory map, and analyse it as the thesis did: PCA "
-            "(explained variance, PC walks), K-means K=2..10 chosen by silhouette, the "
-            "skip-connection ablation, occlusion and Grad-CAM saliency (captum), and with "
-            "--compare the SHG vs SHG+AE comparison. Writes figures, explain.json and one "
-            "self-contained report.html."
+            "Run a trained network over one split of a dataset store, keep its latent (by default "
+            "the 3rd bottleneck Residual, 4,096 values) in a memory-mapped cache, and analyse it as "
+            "the thesis did -- PCA with PC walks, K-means for K=2..10 chosen by silhouette, on all "
+            "crops and on the fully annotated ones -- plus the skip-connection ablation, per-joint "
+            "saliency (occlusion, Grad-CAM) and, with --compare, SHG vs SHG+AE. Writes "
+            "REPORT_DIR/explain.json (every number), figures/*.png and one self-contained "
+            "report.html. Running again reuses the latents while the checkpoint is unchanged; "
+            "with --only it recomputes just those parts and keeps the others."
         ),
-        epilog="Latents are cached in REPORT_DIR/latents and reused until the checkpoint changes. "
-               "Example: hgpose explain runs/thesis --data data/coco --out reports/thesis",
+        epilog=(
+            "Example: hgpose explain runs/thesis --data data/coco --out reports/thesis-train; "
+            "hgpose explain runs/thesis --data data/coco --out reports/val --split val "
+            "--compare runs/thesis-ae. Full COCO train (124,040 crops) needs ~2 GB of disk for the "
+            "latents and a GPU for the network passes; the analysis itself runs on the CPU "
+            "(see docs/explain.md for times)."
+        ),
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of `hgpose train` (or a .safetensors file)")
-    p.add_argument("--data", required=True, metavar="DATA_DIR", help="dataset store written by `hgpose prepare`")
-    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="where figures, explain.json and report.html go")
-    p.add_argument("--split", choices=("train", "val", "test"), default="train",
-                   help="split whose latents are analysed (default: train, as the thesis)")
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="a run directory of `hgpose train` (or a .safetensors weights file)")
+    p.add_argument("--data", required=True, metavar="DATA_DIR", help="the dataset store (`hgpose prepare` output)")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="where explain.json, figures/ and report.html go")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"),
+                   help="the crops to analyse (default: train, as the thesis)")
+    p.add_argument("--checkpoint", default="best", metavar="best|last|FILE",
+                   help="which weights of RUN_DIR: best, last, or a file name in RUN_DIR/checkpoints "
+                        "(default: best, falling back to last)")
     p.add_argument("--layer", default=None, metavar="NAME",
-                   help="module whose output is the latent (default: the model's latent layer, "
-                        "e.g. hourglass.bottleneck.2; the AE code for SHG+AE)")
-    p.add_argument("--checkpoint", default="best", metavar="best|last|PATH", help="weights to use (default: best)")
+                   help="module whose output is the latent (default: the model's latent layer: "
+                        "hourglass.bottleneck.2, or the AE code for SHG+AE); an unknown name lists the valid ones")
     p.add_argument("--compare", default=None, metavar="RUN_DIR2",
-                   help="a second run (e.g. SHG+AE): PCK and components for 95 %% variance side by side")
-    p.add_argument("--only", default=None, metavar="PARTS",
-                   help="comma-separated parts to run: pca,kmeans,ablation,saliency,compare (default: all)")
-    p.add_argument("--limit", type=int, default=0, metavar="N", help="use the first N crops of the split (default: all)")
+                   help="a second run (typically SHG+AE) to compare: PCK and components for 95 %% variance")
+    p.add_argument("--only", type=_parts, default=(), metavar="PARTS",
+                   help="run only these parts, comma-separated: pca,kmeans,ablation,saliency,compare "
+                        "(default: all; compare only with --compare)")
     p.add_argument("--cache", default=None, metavar="DIR",
-                   help="where the latents are cached (default: REPORT_DIR/latents)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="crops per forward pass (default: 32)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="seed of K-means and the silhouette sample (default: 0)")
+                   help="folder of the latents cache (default: REPORT_DIR/latents)")
+    p.add_argument("--limit", type=_count, default=0, metavar="N",
+                   help="use only the first N crops of the split (default: 0 = all)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = CUDA when available)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="crops per network pass (default: 32)")
+    p.add_argument("--workers", type=_count, default=0, metavar="N",
+                   help="DataLoader processes reading crops (default: 0 = in the main process)")
+    p.add_argument("--k-min", type=int, metavar="N", default=2, help="smallest K (default: 2)")
+    p.add_argument("--k-max", type=int, metavar="N", default=10, help="largest K (default: 10)")
+    p.add_argument("--n-init", type=int, metavar="N", default=10, help="K-means initialisations per K (default: 10)")
+    p.add_argument("--max-iter", type=int, metavar="N", default=1000, help="K-means iterations at most (default: 1000)")
+    p.add_argument("--kmeans", default="lloyd", choices=("lloyd", "elkan", "minibatch"),
+                   help="K-means solver: lloyd = exact Lloyd with k-means++, every K and restart "
+                        "advanced together (fast on large N); elkan = scikit-learn's exact Elkan; "
+                        "minibatch = scikit-learn's MiniBatchKMeans, the same objective minimised "
+                        "approximately (default: lloyd)")
+    p.add_argument("--kmeans-variance", type=float, default=0.95, metavar="SHARE",
+                   help="cluster in the leading principal components holding this share of the "
+                        "variance; the objective then differs from the full one by at most 1 - SHARE "
+                        "of the total sum of squares, and explain.json reports how much the chosen "
+                        "clusters really separate outside them (default: 0.95)")
+    p.add_argument("--silhouette-sample", type=int, default=20000, metavar="N",
+                   help="silhouette on all crops up to N, else on a fixed random N (the same for every K) "
+                        "(default: 20000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of K-means, the silhouette sample and drawings (default: 0)")
+    p.add_argument("--saliency-samples", type=int, default=2, metavar="N",
+                   help="saliency for the N crops nearest to each K-means centroid of all crops "
+                        "(N random crops without K-means) (default: 2)")
+    p.add_argument("--saliency-rows", type=_rows, default=(), metavar="I,J,...",
+                   help="saliency for these crops (rows of the split) instead")
+    p.add_argument("--saliency-joints", type=_names, default=(), metavar="NAMES",
+                   help="joints to explain, comma-separated COCO names, e.g. left_wrist,right_knee (default: all 17)")
+    p.add_argument("--occlusion-patch", type=int, default=32, metavar="PX",
+                   help="side of the occluding square in crop pixels (default: 32)")
+    p.add_argument("--occlusion-stride", type=int, default=16, metavar="PX",
+                   help="step between occlusions; cost = ((256 - patch) / stride + 1)^2 passes per crop (default: 16)")
+    p.add_argument("--gradcam-layer", default=None, metavar="NAME",
+                   help="layer for Grad-CAM (default: stem, the 64x64 features entering the hourglass)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _run_explain(args) -> int:
-    from hgpose.explain.pipeline import explain, format_summary
+    from hgpose.explain import ExplainOptions, explain
 
-    only = tuple(p.strip() for p in args.only.split(",") if p.strip()) if args.only else ()
-    result = explain(
-        args.run_dir, args.data, args.out, split=args.split, layer=args.layer,
-        checkpoint=args.checkpoint, compare=args.compare, only=only, limit=args.limit, cache_dir=args.cache,
-        batch_size=args.batch_size, device=args.device, seed=args.seed,
+    options = ExplainOptions(
+        split=args.split, layer=args.layer, checkpoint=args.checkpoint, compare=args.compare,
+        only=args.only, cache_dir=args.cache, device=args.device, batch_size=args.batch_size,
+        workers=args.workers, limit=args.limit, k_min=args.k_min, k_max=args.k_max,
+        n_init=args.n_init, max_iter=args.max_iter, kmeans_algorithm=args.kmeans,
+        kmeans_variance=args.kmeans_variance, silhouette_sample=args.silhouette_sample,
+        seed=args.seed, saliency_samples=args.saliency_samples, saliency_rows=args.saliency_rows,
+        saliency_joints=args.saliency_joints, occlusion_patch=args.occlusion_patch,
+        occlusion_stride=args.occlusion_stride, gradcam_layer=args.gradcam_layer,
+        progress=not args.no_progress,
     )
+    result = explain(args.run_dir, args.data, args.out, options)
+    from hgpose.explain.pipeline import format_summary
+
     print(format_summary(result, args.out))
     return 0
 

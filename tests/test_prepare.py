@@ -17,7 +17,7 @@ from PIL import Image
 
 from hgpose.cli import main
 from hgpose.data import coco as coco_io
-from hgpose.data.crop import CropBox, clean_keypoints, thesis_crop_box, to_image
+from hgpose.data.crop import CropBox, clean_keypoints, cut_crop, thesis_crop_box, to_image
 from hgpose.data.prepare import draw_test, prepare
 from hgpose.data.store import open_split, read_manifest
 from hgpose.errors import HgposeError
@@ -183,6 +183,30 @@ def test_interrupted_run_resumes_to_identical_arrays(coco_sample, coco_sample_st
             assert (out / split / f"{name}.npy").read_bytes() == (coco_sample_store / split / f"{name}.npy").read_bytes()
 
 
+def test_killed_after_the_drafts_moved_but_before_the_manifest(coco_sample, coco_sample_store, tmp_path, monkeypatch):
+    """The last step renames the drafts into place, then writes manifest.json; a run
+    stopped between the two must still resume to the complete, identical store."""
+    from hgpose.data import prepare as prep
+
+    real_write_json = prep.write_json
+
+    def fail_on_manifest(path, obj):
+        if Path(path).name == "manifest.json":
+            raise KeyboardInterrupt
+        real_write_json(path, obj)
+
+    monkeypatch.setattr(prep, "write_json", fail_on_manifest)
+    out = tmp_path / "late"
+    with pytest.raises(KeyboardInterrupt):
+        prepare(coco_sample, out, test_size=0.1, seed=0, workers=1, progress=False)
+    assert (out / "train" / "images.npy").is_file() and not (out / "manifest.json").exists()
+    monkeypatch.setattr(prep, "write_json", real_write_json)
+    prepare(coco_sample, out, test_size=0.1, seed=0, workers=1, progress=False)
+    for split in ("train", "val", "test"):
+        for name in ARRAY_NAMES:
+            assert (out / split / f"{name}.npy").read_bytes() == (coco_sample_store / split / f"{name}.npy").read_bytes()
+
+
 def test_kill_9_then_rerun_gives_a_complete_identical_store(coco_sample, coco_sample_store, tmp_path):
     out = tmp_path / "killed"
     code = (
@@ -265,6 +289,16 @@ def test_bad_images_are_skipped_counted_and_the_run_succeeds(tmp_path, capsys):
     assert m["splits"] == {"train": 4, "val": 1, "test": 1}
     printed = capsys.readouterr().out
     assert "skipped: truncated image" in printed and "mean RGB" in printed
+
+    # Broken images leave gaps in the planned rows: every stored crop must still be the
+    # crop of its own person (the split is copied out of the drafts in order).
+    file_names = {im["id"]: im["file_name"] for im in json.loads(
+        coco_io.annotation_path(root, "train2017").read_text())["images"]}
+    for split in (open_split(out, "train"), open_split(out, "test")):
+        for i, (image_id, _) in enumerate(split.ids):
+            image = cv2.imread(str(root / "train2017" / file_names[image_id]), cv2.IMREAD_COLOR)
+            box = CropBox(*(int(v) for v in split.boxes[i]))
+            assert np.array_equal(split.images[i], cv2.cvtColor(cut_crop(image, box), cv2.COLOR_BGR2RGB))
 
     stores = {tuple(r): (s, i) for s in (open_split(out, "train"), open_split(out, "test")) for i, r in enumerate(s.ids)}
     split, i = stores[(6, 6)]  # the outside keypoint is unlabelled in the store

@@ -213,6 +213,10 @@ def silhouette_figure(sweeps: dict[str, dict], labels: dict[str, str]):
         best = next(r for r in s["per_k"] if r["k"] == s["chosen_k"])
         left.plot([best["k"]], [best["silhouette"]], marker="*", markersize=15, color=colour)
         right.plot(ks, [r["inertia_fraction"] for r in s["per_k"]], "o-", color=colour, label=labels[name])
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("K")
     left.set_ylabel("mean silhouette")
     left.set_title("Silhouette (star: chosen K; thesis: K=2, 0.18 / 0.107)", fontsize=10)

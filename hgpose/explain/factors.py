@@ -88,13 +88,13 @@ def analyse(factors: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarr
     out = {"n": n, "components": k, "permutations": permutations, "numeric": {}, "categorical": {}}
     abs_r = lambda a, b: abs(correlation(a, b))  # noqa: E731
     for name in NUMERIC:
-        if name in factors:
+        if name in factors and np.ptp(factors[name].astype(np.float64)) > 0:   # constants say nothing
             r = [correlation(top[:, i], factors[name]) for i in range(k)]
             best = int(np.argmax(np.abs(r)))
             out["numeric"][name] = {"r": r, "best_component": best + 1, "best_r": r[best],
                                     "chance_abs_r": _chance(abs_r, top[sub], factors[name][sub], rng, permutations)}
     for name in CATEGORICAL:
-        if name in factors:
+        if name in factors and len(np.unique(factors[name])) > 1:
             groups = factors[name]
             eta = [eta_squared(top[:, i], groups) for i in range(k)]
             best = int(np.argmax(eta))
@@ -124,7 +124,7 @@ def figure(scores: np.ndarray, factors: dict[str, np.ndarray], result: dict):
         c = cat["best_component"] - 1
         groups = cat["categories"]
         values = [scores[factors["posture"] == g, c] for g in groups]
-        left.boxplot(values, vert=False, showfliers=False, widths=0.6)
+        left.boxplot(values, showfliers=False, widths=0.6, **_horizontal())
         for i, v in enumerate(values, start=1):
             left.scatter(v, i + rng.uniform(-0.18, 0.18, len(v)), s=6, alpha=0.5, color="#1f77b4")
         left.set_yticks(range(1, len(groups) + 1), [f"{g} ({len(v)})" for g, v in zip(groups, values)])
@@ -145,6 +145,14 @@ def figure(scores: np.ndarray, factors: dict[str, np.ndarray], result: dict):
     for ax in (left, right):
         ax.grid(alpha=0.25)
     return fig
+
+
+def _horizontal() -> dict:
+    """Horizontal box plots: `orientation=` from matplotlib 3.10, `vert=False` before."""
+    import matplotlib
+
+    major, minor = (int(v) for v in matplotlib.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
 
 
 def _robust_limits(set_limits, values: np.ndarray) -> None:

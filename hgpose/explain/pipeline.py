@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -491,12 +491,6 @@ def _factors_part(ctx: _Context, data_dir) -> dict | None:
     result["figure"] = ctx.rel(figures.save(factors.figure(scores, found, result),
                                             ctx.fig_dir / "factors.png"))
     return result
-
-
-def options_from_dict(values: dict) -> ExplainOptions:
-    """ExplainOptions from a plain dict (e.g. explain.json's "options")."""
-    names = {f.name for f in fields(ExplainOptions)}
-    return ExplainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
 
 
 def format_summary(result: dict, out_dir) -> str:
