@@ -358,3 +358,22 @@ def test_crop_rule_edge_cases():
     assert box.x0 + box.side == 320 and abs(box.y0 + box.side / 2 - 120) <= 0.5
     with pytest.raises(ValueError):
         thesis_crop_box((0, 0, 10, 10), np.zeros((17, 3)), 100, 100)
+
+
+def test_a_full_disk_stops_before_any_cropping_with_one_line(tmp_path, capsys, monkeypatch):
+    """The drafts reserve their disk space first, so a too-small disk fails in seconds, not hours in."""
+    import errno
+
+    from hgpose.data import prepare as prep
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(prep.os, "posix_fallocate", no_space)
+    cropped = []
+    monkeypatch.setattr(prep, "crop_shard", lambda job: cropped.append(job) or len(job.tasks))
+    root = make_coco_root(tmp_path / "coco")
+    assert main(["prepare", str(root), str(tmp_path / "out"), "--test-size", "1", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not enough disk space" in err and "free some space" in err, err
+    assert cropped == [] and not (tmp_path / "out" / "manifest.json").exists()
