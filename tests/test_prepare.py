@@ -377,3 +377,16 @@ def test_a_full_disk_stops_before_any_cropping_with_one_line(tmp_path, capsys, m
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not enough disk space" in err and "free some space" in err, err
     assert cropped == [] and not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_shards_without_a_single_crop_keep_the_dtypes(tmp_path):
+    """One image per shard: the broken images' shards hold no crop at all."""
+    root = make_coco_root(tmp_path / "coco")
+    prepare(root, tmp_path / "big", test_size=1, workers=1, progress=False)
+    prepare(root, tmp_path / "small", test_size=1, workers=1, shard_images=1, progress=False)
+    for split in ("train", "val", "test"):
+        for name in ARRAY_NAMES:
+            big = np.load(tmp_path / "big" / split / f"{name}.npy")
+            small = np.load(tmp_path / "small" / split / f"{name}.npy")
+            assert small.dtype == big.dtype and np.array_equal(small, big), (split, name)
+    assert open_split(tmp_path / "small", "train").ids.dtype == np.int64

@@ -200,13 +200,21 @@ def crop_shard(job: ShardJob) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, parts in small.items():
-        np.save(tmp / f"{name}.npy", np.concatenate(parts) if parts else np.zeros((0, *EMPTY_SHAPES[name])))
+        np.save(tmp / f"{name}.npy", np.concatenate(parts) if parts else _empty(name))
     write_json(tmp / "stats.json", stats.__dict__)
     os.replace(tmp, job.folder)
     return len(job.tasks)
 
 
-EMPTY_SHAPES = {"keypoints": (17, 3), "boxes": (3,), "ids": (2,), "sums": (3,), "planned": ()}
+EMPTY = {  # name -> (dtype, shape after N): what a shard without a single crop stores
+    "keypoints": (np.float32, (17, 3)), "boxes": (np.float32, (3,)), "ids": (np.int64, (2,)),
+    "sums": (np.float64, (3,)), "planned": (np.int64, ()),
+}
+
+
+def _empty(name: str) -> np.ndarray:
+    dtype, shape = EMPTY[name]
+    return np.zeros((0, *shape), dtype)
 
 
 def _shard_folder(work: Path, source: str, index: int) -> Path:
@@ -326,7 +334,7 @@ def _load_meta(folders: list[Path]) -> tuple[dict, dict]:
                     totals[key][k] += v
             else:
                 totals[key] += value
-    return {k: np.concatenate(v) if v else np.zeros((0, *EMPTY_SHAPES[k])) for k, v in meta.items()}, totals
+    return {k: np.concatenate(v) if v else _empty(k) for k, v in meta.items()}, totals
 
 
 # ----------------------------------------------------------------------------- prepare
