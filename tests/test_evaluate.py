@@ -20,22 +20,7 @@ from hgpose.evaluate.evaluate import (
     annotation_file, evaluate, ground_truth, load_annotations, predict_split, score,
 )
 from hgpose.skeleton import FLIP_INDEX, JOINT_INDEX, LIMB_JOINTS
-
-
-def make_run(run_dir: Path, preset: str = "thesis", **model) -> Path:
-    """A run directory as `hgpose train` leaves it, with an untrained narrow network."""
-    from hgpose.train import checkpoint as ckpt
-    from hgpose.train import config as cfg
-    from hgpose.train.recipes import build_network
-
-    config = cfg.resolve(preset, [f"model.{k}={v}" for k, v in {"features": 8, **model}.items()])
-    torch.manual_seed(0)
-    network = build_network(config.model)
-    cfg.save(config, run_dir / "config.json")
-    meta = ckpt.weights_metadata(config.model, [0.41, 0.37, 0.35], 1, {}, config.preset)
-    for name in ("best", "last"):
-        ckpt.save_weights(run_dir / "checkpoints" / f"{name}.safetensors", network, meta)
-    return run_dir
+from builders import make_run
 
 
 def subset(split: Split, keep: np.ndarray) -> Split:

@@ -17,7 +17,7 @@ from hgpose.errors import HgposeError
 from hgpose.explain import ExplainOptions, clusters, pca
 from hgpose.explain import latents as latents_mod
 from hgpose.explain.pipeline import check_options
-from hgpose.io import save_npy, write_json
+from builders import make_store
 
 
 def planted(n: int = 900, dim: int = 64, seed: int = 0):
@@ -188,23 +188,8 @@ def tiny_run(root: Path, features: int = 8, seed: int = 0) -> Path:
     return root
 
 
-def tiny_store(root: Path, n: int = 6) -> Path:
-    rng = np.random.default_rng(0)
-    for split in ("train", "val", "test"):
-        kps = np.zeros((n, 17, 3), np.float32)
-        kps[..., :2] = rng.uniform(20, 236, (n, 17, 2))
-        kps[..., 2] = rng.integers(0, 3, (n, 17))
-        kps[0, :, 2] = 2                                   # one fully annotated crop
-        save_npy(root / split / "images.npy", rng.integers(0, 256, (n, 256, 256, 3), dtype=np.uint8))
-        save_npy(root / split / "keypoints.npy", kps)
-        save_npy(root / split / "boxes.npy", np.tile(np.float32([0, 0, 256]), (n, 1)))
-        save_npy(root / split / "ids.npy", np.stack([np.arange(n)] * 2, 1).astype(np.int64))
-    write_json(root / "manifest.json", {"format_version": 1, "mean_rgb": [0.41, 0.374, 0.354]})
-    return root
-
-
 def test_latents_are_cached_and_rebuilt_when_the_checkpoint_changes(tmp_path):
-    store = tiny_store(tmp_path / "store")
+    store = make_store(tmp_path / "store", 6, 6, 6, first_fully_annotated=True)
     run = tiny_run(tmp_path / "run")
     cache = tmp_path / "cache"
 
@@ -237,7 +222,7 @@ def test_latents_are_cached_and_rebuilt_when_the_checkpoint_changes(tmp_path):
 def test_latents_match_a_direct_forward_pass(tmp_path):
     from hgpose.models import capture
 
-    store = tiny_store(tmp_path / "store")
+    store = make_store(tmp_path / "store", 6, 6, 6, first_fully_annotated=True)
     run = tiny_run(tmp_path / "run")
     ckpt = latents_mod.load_checkpoint(run)
     lat = latents_mod.load_latents(ckpt, store, "val", tmp_path / "cache", batch_size=4, progress=False)
@@ -255,7 +240,7 @@ def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(HgposeError, match="no best.safetensors"):
         latents_mod.resolve_checkpoint(tmp_path / "empty")
-    store = tiny_store(tmp_path / "store")
+    store = make_store(tmp_path / "store", 6, 6, 6, first_fully_annotated=True)
     ckpt = latents_mod.load_checkpoint(tiny_run(tmp_path / "run"))
     with pytest.raises(HgposeError, match="no layer named 'hourglass.bottleneck.9'"):
         latents_mod.load_latents(ckpt, store, "train", tmp_path / "c", layer="hourglass.bottleneck.9",

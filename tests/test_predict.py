@@ -17,26 +17,12 @@ from hgpose.data.crop import thesis_crop_box, to_image
 from hgpose.errors import HgposeError
 from hgpose.estimator import box_crop, resolve_checkpoint
 from hgpose.evaluate.predict import predict_images
-
-
-def make_run(run_dir: Path, preset: str = "thesis", **model) -> Path:
-    """A run directory as `hgpose train` leaves it, with an untrained narrow network."""
-    from hgpose.train import checkpoint as ckpt
-    from hgpose.train import config as cfg
-    from hgpose.train.recipes import build_network
-
-    config = cfg.resolve(preset, [f"model.{k}={v}" for k, v in {"features": 8, **model}.items()])
-    torch.manual_seed(0)
-    network = build_network(config.model)
-    cfg.save(config, run_dir / "config.json")
-    meta = ckpt.weights_metadata(config.model, [0.41, 0.37, 0.35], 1, {}, config.preset)
-    ckpt.save_weights(run_dir / "checkpoints" / "last.safetensors", network, meta)
-    return run_dir
+from builders import make_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("run"))
+    return make_run(tmp_path_factory.mktemp("run"), checkpoints=("last",))
 
 
 def sample_image(coco_sample) -> Path:

@@ -15,30 +15,15 @@ import pytest
 import torch
 
 from hgpose.errors import HgposeError
-from hgpose.io import save_npy, write_json
 from hgpose.train import TrainingInterrupted, load_model, train
 from hgpose.train import checkpoint as ckpt
 from hgpose.train import config as cfg
 from hgpose.train.recipes import PosePhase, build_network, make_optimizer, scheduled_lr
+from builders import make_store
 
 # 8 features; 4 training and 2 validation crops unless a test says otherwise.
 TINY = ["model.features=8", "data.workers=0", "progress=false", "tensorboard=false",
         "data.val_batch_size=4", "data.train_limit=4", "data.val_limit=2"]
-
-
-def make_store(root: Path, n_train: int = 10, n_val: int = 4, seed: int = 0) -> Path:
-    """A minimal dataset store (the `hgpose prepare` layout) of random crops."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val), ("test", 2)):
-        kps = np.zeros((n, 17, 3), np.float32)
-        kps[..., :2] = rng.uniform(20, 236, size=(n, 17, 2))
-        kps[..., 2] = rng.integers(0, 3, size=(n, 17))
-        save_npy(root / split / "images.npy", rng.integers(0, 256, (n, 256, 256, 3), dtype=np.uint8))
-        save_npy(root / split / "keypoints.npy", kps)
-        save_npy(root / split / "boxes.npy", np.tile(np.float32([0, 0, 256]), (n, 1)))
-        save_npy(root / split / "ids.npy", np.stack([np.arange(n)] * 2, 1).astype(np.int64))
-    write_json(root / "manifest.json", {"format_version": 1, "mean_rgb": [0.41, 0.374, 0.354]})
-    return root
 
 
 @pytest.fixture(autouse=True, scope="module")

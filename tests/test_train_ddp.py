@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train import TINY, make_store
+from builders import make_store
+from test_train import TINY
 
 # Each rank: train, optionally stop after a global step, then record what it saw.
 SCRIPT = textwrap.dedent("""
