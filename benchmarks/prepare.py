@@ -79,7 +79,7 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    crops = sum(c["crops"] for c in manifest["counts"].values())
+    crops = manifest["splits"]["train"] + manifest["splits"]["val"] + manifest["splits"]["test"]
     n = len(paths)
     print(f"images with people: {n}  crops: {crops}  workers: {args.workers}  (repeat {args.repeat})")
     print(f"decode only (OpenCV): {n / decode_s:8.1f} img/s  ({decode_s:.2f} s)")

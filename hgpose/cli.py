@@ -60,28 +60,40 @@ def _run_demo(args) -> int:
 def _add_prepare(sub) -> None:
     p = sub.add_parser(
         "prepare",
-        help="COCO 2017 -> thesis crops (256x256), train/val/test split, mean RGB",
+        help="COCO 2017 and/or LSP/LSPET -> thesis crops (256x256) in COCO-17, splits, mean RGB",
+        usage="hgpose prepare [options] SOURCE [SOURCE ...] OUT_DIR",
         description=(
-            "Cut one 256x256 crop per keypoint-annotated person of COCO 2017 with the thesis's "
-            "crop rule, split them into train/val/test and compute the mean RGB of the training "
-            "crops. Interrupted runs resume where they stopped when started again."
+            "Cut one 256x256 crop per keypoint-annotated person with the thesis's crop rule, "
+            "map every dataset's joints into COCO-17, split the crops into train/val/test and "
+            "compute the mean RGB of the training crops. Several SOURCE folders make one store "
+            "(e.g. COCO + LSPET); every crop records its source. Interrupted runs resume where "
+            "they stopped when started again."
         ),
         epilog=(
-            "COCO_ROOT must hold annotations/person_keypoints_{train,val}2017.json and the "
-            "images in train2017/ and val2017/. OUT_DIR receives manifest.json and "
-            "{train,val,test}/{images,keypoints,boxes,ids}.npy (see README, 'Dataset store'). "
-            "The crops' disk space (196,608 bytes each: ~30 GB for full COCO) is reserved at the "
-            "start, so a disk too small fails at once."
+            "SOURCE is a COCO root (annotations/person_keypoints_{train,val}2017.json, "
+            "train2017/, val2017/) or an LSP/LSPET folder (joints.mat + images/); the format is "
+            "detected, or named as coco:PATH / lsp:PATH. Splits: COCO's val is val2017 and its "
+            "test is drawn from train2017; LSP's val and test are seeded draws (--val-size, "
+            "--test-size). LSP has no face joints: they are absent (never in a loss or metric). "
+            "OUT_DIR receives manifest.json and {train,val,test}/{images,keypoints,boxes,ids,"
+            "source}.npy (see README, 'Dataset store'). The crops' disk space (196,608 bytes "
+            "each: ~30 GB for full COCO) is reserved at the start, so a disk too small fails at once."
         ),
     )
-    p.add_argument("coco_root", metavar="COCO_ROOT", help="folder with COCO 2017 in its own layout")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="where the dataset store is written")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="SOURCE [SOURCE ...] OUT_DIR: one or more dataset folders, then where the "
+                        "dataset store is written")
     p.add_argument(
-        "--test-size", type=_test_size, default=5064, metavar="N|FRACTION",
-        help="crops drawn from train2017 into the test split: a count, or a fraction in (0,1) "
-             "for small data (default: 5064, as in the thesis)",
+        "--test-size", type=_test_size, default=None, metavar="N|FRACTION",
+        help="test crops per source: a count, or a fraction in (0,1) (default: COCO 5064 drawn "
+             "from train2017, as in the thesis, or 10%% where train2017 is too small; LSP 10%%)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the test draw (default: 0)")
+    p.add_argument(
+        "--val-size", type=_test_size, default=None, metavar="N|FRACTION",
+        help="val crops of a source without a val split (LSP): a count or a fraction "
+             "(default: 10%%); never overlaps the test crops",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the val/test draws (default: 0)")
     p.add_argument(
         "--workers", type=int, default=None,
         help="processes decoding and cropping images (default: the number of CPU cores)",
@@ -95,8 +107,12 @@ def _add_prepare(sub) -> None:
 def _run_prepare(args) -> int:
     from hgpose.data.prepare import prepare, format_summary
 
+    if len(args.paths) < 2:
+        raise HgposeError("give at least one SOURCE folder and then OUT_DIR, e.g. "
+                          "`hgpose prepare COCO_ROOT data/coco` or `hgpose prepare lsp:LSPET data/lspet`")
+    *sources, out_dir = args.paths
     manifest = prepare(
-        args.coco_root, args.out_dir, test_size=args.test_size, seed=args.seed,
+        sources, out_dir, test_size=args.test_size, val_size=args.val_size, seed=args.seed,
         workers=args.workers, keep_work=args.keep_work,
     )
     print(format_summary(manifest))
@@ -166,13 +182,15 @@ def _run_synth(args) -> int:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a pose network on a prepared store (presets thesis, newell, thesis-ae)",
+        help="train a pose network on a prepared store (presets thesis, newell, thesis-ae, cpu)",
         description=(
             "Train a Stacked Hourglass network on the crops of `hgpose prepare`. Presets: "
             "'thesis' (SPEC section 4: one hourglass, MSE, RMSprop, plateau schedule on validation "
             "PCK), 'newell' (8 stacks, Gaussian targets, augmentation, Adam, flip test), "
             "'thesis-ae' (the thesis's autoencoder: pre-trained on latents of an --init thesis "
-            "network, then fine-tuned end to end). Ctrl-C saves a resumable state; --resume "
+            "network, then fine-tuned end to end), 'cpu' (real people on a CPU in an hour: "
+            "2 stacks at 64 features working at 128x128, Gaussian targets, augmentation, Adam, "
+            "bf16 where the CPU has it). Ctrl-C saves a resumable state; --resume "
             "continues exactly where the run stopped."
         ),
         epilog=(
@@ -184,7 +202,7 @@ def _add_train(sub) -> None:
     )
     p.add_argument("data_dir", metavar="DATA_DIR", help="dataset store written by `hgpose prepare`")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (new, or existing with --resume)")
-    p.add_argument("--preset", choices=("thesis", "newell", "thesis-ae"), default="thesis",
+    p.add_argument("--preset", choices=("thesis", "newell", "thesis-ae", "cpu"), default="thesis",
                    help="recipe to start from (default: thesis; ignored with --resume, which uses RUN_DIR/config.json)")
     p.add_argument("--epochs", type=int, default=None, metavar="E",
                    help="epochs (thesis-ae: fine-tuning epochs; AE pre-training is --set ae.epochs=N)")
@@ -391,6 +409,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--annotations", default=None, metavar="FILE",
                    help="COCO annotation file of the split, if it moved since `hgpose prepare` "
                         "(default: the path recorded in DATA_DIR/manifest.json)")
+    p.add_argument("--joints", default="trained", metavar="trained|all|body|NAMES",
+                   help="joints scored by every metric: those the network was trained on "
+                        "(default; an LSP-trained network never saw faces), all 17, the 12 body "
+                        "joints, or comma-separated names such as left_wrist,right_wrist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -400,7 +422,7 @@ def _run_evaluate(args) -> int:
     metrics = evaluate(
         args.run_dir, args.data, split=args.split, checkpoint=args.checkpoint, flip=args.flip,
         out_dir=args.out, batch_size=args.batch_size, device=args.device,
-        annotations=args.annotations, progress=not args.no_progress,
+        annotations=args.annotations, joints=args.joints, progress=not args.no_progress,
     )
     print(format_tables(metrics))
     print(f"written to {metrics['out_dir']}")

@@ -27,7 +27,10 @@ covers crop coordinates [0, input_size) as h in [0, heatmap_size). Rows are y, c
 coordinates are always ordered (x, y).
 
 Visibility flags follow COCO: 0 = not labelled, 1 = labelled but occluded, 2 = visible;
-labelled means v > 0, visible means v >= 2.
+labelled means v > 0, visible means v >= 2. One more value exists only in memory, never in
+a store: ``ABSENT`` (-1), a joint the crop's dataset does not annotate at all (LSP has no
+face joints). Every codec gives it an all-zero map and weight 0, and the training loss
+leaves it out, where COCO's v = 0 map still enters the thesis loss (SPEC section 2).
 
 ``argmax_2d(heatmaps)`` gives the integer (x, y) grid position of each map's maximum, for
 numpy arrays or tensors; the thesis PCK compares exactly these positions on the 64x64 grid.
@@ -41,7 +44,9 @@ import torch
 
 from hgpose.skeleton import FLIP_INDEX, NUM_JOINTS
 
-__all__ = ["ThesisCodec", "GaussianCodec", "argmax_2d", "flip_back"]
+__all__ = ["ABSENT", "ThesisCodec", "GaussianCodec", "argmax_2d", "flip_back"]
+
+ABSENT = -1  # v of a joint the crop's source does not annotate (in memory only)
 
 # Floor for log() in DARK: a zero heatmap value would otherwise give -inf.
 _LOG_FLOOR = 1e-10
@@ -130,9 +135,9 @@ class ThesisCodec(_HeatmapCodec):
     ≈0.1592 for σ 1), so occluded joints are also weaker targets.
     Rounding is numpy/torch ``round`` (half to even), identical in both paths.
 
-    Weights are all 1: in the thesis the all-zero maps of unlabelled joints still enter the
-    MSE loss (the network is taught to predict nothing there), and reproducing the thesis means
-    reproducing that.
+    Weights are 1 (0 only for ``ABSENT`` joints): in the thesis the all-zero maps of unlabelled
+    joints still enter the MSE loss (the network is taught to predict nothing there), and
+    reproducing the thesis means reproducing that.
 
     Decode: argmax on the grid, x = col·4, y = row·4; score = the map's maximum.
     """
@@ -166,7 +171,7 @@ class ThesisCodec(_HeatmapCodec):
         labelled = (v > 0)[..., None, None]
         g = np.exp(-0.5 * (d / sigma) ** 2) / norm * (np.abs(d) <= radius) * labelled
         heatmaps = g[..., 1, :, None] * g[..., 0, None, :]
-        return heatmaps.astype(np.float32), np.ones(v.shape, np.float32)
+        return heatmaps.astype(np.float32), (v >= 0).astype(np.float32)
 
     def encode_torch(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self._check_keypoints(keypoints, torch_in=True)
@@ -177,7 +182,7 @@ class ThesisCodec(_HeatmapCodec):
         labelled = (v > 0)[..., None, None]
         g = torch.exp(-0.5 * (d / sigma) ** 2) / norm * (d.abs() <= radius) * labelled
         heatmaps = g[..., 1, :, None] * g[..., 0, None, :]
-        return heatmaps, torch.ones_like(v)
+        return heatmaps, (v >= 0).to(v.dtype)
 
     def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h = self._check_heatmaps(heatmaps, torch_in=False)

@@ -26,7 +26,7 @@ import torch
 from hgpose.data.crop import CROP_SIZE, CropBox, cut_crop, thesis_crop_box, to_image
 from hgpose.codec import flip_back
 from hgpose.errors import HgposeError
-from hgpose.skeleton import NUM_JOINTS
+from hgpose.skeleton import NUM_JOINTS, JOINTS
 
 __all__ = ["Estimator", "Prediction", "box_crop", "flip_back", "load", "read_image"]
 
@@ -227,6 +227,12 @@ class Estimator:
                 f"checkpoint={self.checkpoint!r})")
 
     @property
+    def joints(self) -> np.ndarray:
+        """bool [17]: the joints the network was trained on (all for older weights files)."""
+        trained = self.metadata.get("joints")
+        return np.array([trained is None or name in trained for name in JOINTS], dtype=bool)
+
+    @property
     def target_peak(self) -> float:
         """The height of a perfect visible-joint target: what a confident score looks like
         for this codec (about 0.62 for the thesis codec, 1 for the Gaussian one)."""
@@ -285,6 +291,7 @@ class Estimator:
         xy = to_image(coords.cpu().numpy(), np.array([[crop_box.x0, crop_box.y0, crop_box.side]]),
                       self.input_size)
         keypoints = np.concatenate([xy, scores.cpu().numpy()[..., None]], -1)[0].astype(np.float32)
+        keypoints[~self.joints, 2] = 0  # joints it never saw in training (LSP: the face) score 0
         return Prediction(keypoints, heatmaps[0].cpu().numpy(), crop, crop_box, box, whole)
 
     def predict(self, image, box=None, flip: bool | None = None) -> np.ndarray:

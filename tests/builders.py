@@ -56,3 +56,30 @@ def make_store(root: Path, n_train: int = 10, n_val: int = 4, n_test: int = 2, s
         save_npy(root / split / "ids.npy", np.stack([np.arange(n)] * 2, 1).astype(np.int64))
     write_json(root / "manifest.json", {"format_version": 1, "mean_rgb": MEAN_RGB})
     return root
+
+
+def write_lsp_folder(root: Path, joints: np.ndarray, images: list[np.ndarray], layout: str = "lspet") -> Path:
+    """An LSP-format folder: joints.mat (`joints` [N,14,3] stored 14x3xN for "lspet", 3x14xN
+    for "lsp") and images/imNNNNN.jpg (5 digits; LSP's 4)."""
+    import cv2
+    from scipy.io import savemat
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    digits = 5 if layout == "lspet" else 4
+    for n, image in enumerate(images, start=1):
+        cv2.imwrite(str(root / "images" / f"im{n:0{digits}d}.jpg"), image)
+    stored = joints.transpose(1, 2, 0) if layout == "lspet" else joints.transpose(2, 1, 0)
+    savemat(root / "joints.mat", {"joints": stored})
+    return root
+
+
+def lsp_subset(lspet: Path, root: Path, n: int) -> Path:
+    """The first n people of a real LSPET folder as a folder of their own (images symlinked,
+    joints.mat cut to n columns)."""
+    from scipy.io import loadmat, savemat
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for k in range(1, n + 1):
+        (root / "images" / f"im{k:05d}.jpg").symlink_to((lspet / "images" / f"im{k:05d}.jpg").resolve())
+    savemat(root / "joints.mat", {"joints": loadmat(lspet / "joints.mat")["joints"][:, :, :n]})
+    return root

@@ -25,6 +25,25 @@ def coco_sample() -> Path:
     return COCO_SAMPLE
 
 
+LSPET = Path(os.environ.get("HGPOSE_LSPET", COCO_SAMPLE.parent / "lspet"))
+
+
+@pytest.fixture(scope="session")
+def lspet() -> Path:
+    """`../shared/data/lspet`: 9,000 real people in LSPET's own layout."""
+    if not (LSPET / "joints.mat").is_file():
+        pytest.skip(f"LSPET not found at {LSPET}")
+    return LSPET
+
+
+@pytest.fixture(scope="session")
+def lspet_small(lspet, tmp_path_factory) -> Path:
+    """The first 50 LSPET people as an LSP-format folder of their own (images linked)."""
+    from builders import lsp_subset
+
+    return lsp_subset(lspet, tmp_path_factory.mktemp("lspet") / "lspet50", 50)
+
+
 @pytest.fixture(scope="session")
 def coco_sample_store(coco_sample, tmp_path_factory) -> Path:
     """The coco-sample prepared once per session (test split: 10 % of train2017)."""

@@ -83,13 +83,14 @@ def test_crop_pixels_are_the_original_region_resampled(coco_sample, coco_sample_
 
 def test_counts_add_up_and_splits_are_disjoint(coco_sample_store):
     m = read_manifest(coco_sample_store)
-    for source, c in m["counts"].items():
+    counts = m["sources"][0]["counts"]
+    for source, c in counts.items():
         skipped = c["crowd"] + c["no_keypoints"] + c["people_all_joints_outside_image"]
         skipped += sum(c[p] for p in ("missing_image", "corrupt_image", "truncated_image", "size_mismatch"))
         assert c["people"] == skipped + c["crops"], source
     # the sample's SOURCE.md: 172 / 127 person annotations, 86 / 46 with a labelled keypoint
-    assert (m["counts"]["train2017"]["people"], m["counts"]["val2017"]["people"]) == (172, 127)
-    assert (m["counts"]["train2017"]["crops"], m["counts"]["val2017"]["crops"]) == (86, 46)
+    assert (counts["train2017"]["people"], counts["val2017"]["people"]) == (172, 127)
+    assert (counts["train2017"]["crops"], counts["val2017"]["crops"]) == (86, 46)
     sp = m["splits"]
     assert sp["train"] + sp["test"] == 86 and sp["val"] == 46 and sp["test"] == round(0.1 * 86)
     ids = {split: {tuple(r) for r in open_split(coco_sample_store, split).ids} for split in sp}
@@ -169,14 +170,14 @@ def test_interrupted_run_resumes_to_identical_arrays(coco_sample, coco_sample_st
     with pytest.raises(KeyboardInterrupt):
         prepare(coco_sample, out, test_size=0.1, seed=0, workers=1, shard_images=8, progress=False)
     assert not (out / "manifest.json").exists()
-    done = sorted(p.name for p in (out / ".work" / "train2017").iterdir())
+    done = sorted(p.name for p in (out / ".work" / "0-train2017").iterdir())
     assert done[:2] == ["shard_00000", "shard_00001"]
 
     processed = []
     real_process = prep.process_image
     monkeypatch.setattr(prep, "process_image", lambda t: processed.append(t.image_id) or real_process(t))
     prepare(coco_sample, out, test_size=0.1, seed=0, workers=1, shard_images=8, progress=False)
-    n_images = read_manifest(out)["counts"]["train2017"]["images"] + read_manifest(out)["counts"]["val2017"]["images"]
+    n_images = sum(c["images"] for c in read_manifest(out)["sources"][0]["counts"].values())
     assert len(processed) == n_images - 16  # the two finished shards were not redone
     for split in ("train", "val", "test"):
         for name in ARRAY_NAMES:
@@ -282,7 +283,7 @@ def test_bad_images_are_skipped_counted_and_the_run_succeeds(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["prepare", str(root), str(out), "--test-size", "1", "--workers", "2"]) == 0
     m = read_manifest(out)
-    c = m["counts"]["train2017"]
+    c = m["sources"][0]["counts"]["train2017"]
     assert (c["missing_image"], c["corrupt_image"], c["truncated_image"]) == (1, 1, 1)
     assert (c["crowd"], c["no_keypoints"], c["joints_outside_image"], c["zero_area_boxes"]) == (1, 1, 1, 1)
     assert c["people"] == 10 and c["crops"] == 5  # ok (2 people), grey, outside, zero_box
@@ -330,9 +331,15 @@ def test_malformed_annotation_file_stops_with_one_line_and_writes_nothing(tmp_pa
 
 def test_missing_annotation_file_names_the_layout(tmp_path, capsys):
     (tmp_path / "coco").mkdir()
-    assert main(["prepare", str(tmp_path / "coco"), str(tmp_path / "out")]) == 2
+    assert main(["prepare", f"coco:{tmp_path / 'coco'}", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "person_keypoints_train2017.json: not found" in err and "COCO_ROOT must hold" in err
+    # without the format named, the folder is neither layout: say what was expected
+    assert main(["prepare", str(tmp_path / "coco"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "neither a COCO root (annotations/person_keypoints_*.json) nor an LSP folder (joints.mat + images/)" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_test_size_option_parsing(capsys):

@@ -86,6 +86,10 @@ class ImageTask:
     ann_ids: list[int] = field(default_factory=list)
     bboxes: list[list[float]] = field(default_factory=list)
     keypoints: list[np.ndarray] = field(default_factory=list)  # each [17,3] image coords
+    # Points the crop rule centres and sizes the square on, per person, when they are not
+    # the keypoints themselves (LSP: all 14 joints, head top and neck included, so the crop
+    # holds the head although those two are not COCO joints). Empty: the keypoints.
+    extent: list[np.ndarray] = field(default_factory=list)
 
 
 def person_tasks(coco: COCO, image_dir: Path) -> tuple[list[ImageTask], dict[str, int]]:

@@ -1,9 +1,13 @@
-"""`hgpose prepare`: COCO 2017 -> the thesis dataset store (crops, split, mean RGB).
+"""`hgpose prepare`: datasets -> the thesis dataset store (crops, split, mean RGB).
+
+The datasets (COCO 2017, LSP/LSPET; data/sources.py) are read into COCO-17 people first;
+from then on every person is cut the same way, whatever its source. A store of several
+sources holds, in each split, the first source's crops, then the second's, ...
 
 How it stays fast, bounded in memory and resumable at full COCO scale (134k crops,
 ~26 GB, more than the RAM of a 24 GB machine):
 
-1. Both annotation files are validated first: a bad file stops the run before anything
+1. Every annotation file is validated first: a bad file stops the run before anything
    is written to OUT_DIR.
 2. The split is planned from the annotations alone: how many crops each image gives
    (its people with a labelled joint inside the image) is known before any pixel is
@@ -39,6 +43,7 @@ from tqdm import tqdm
 
 from hgpose.data import coco as coco_io
 from hgpose.data.crop import CROP_SIZE, ENLARGE, clean_keypoints, cut_crop, thesis_crop_box, to_crop
+from hgpose.data.sources import ALL_PARTS, Source, annotation_files, read_sources, write_lsp_annotations
 from hgpose.data.store import FORMAT_VERSION, SPLITS
 from hgpose.errors import HgposeError
 from hgpose.io import atomic_path, save_npy, write_json
@@ -98,12 +103,16 @@ def process_image(task: coco_io.ImageTask) -> ImageResult:
     people, outside = clean_keypoints(np.stack(task.keypoints), task.width, task.height)
     crops, kps_out, boxes, ids, sums = [], [], [], [], []
     zero_area = skipped = 0
-    for ann_id, bbox, kps in zip(task.ann_ids, task.bboxes, people):
+    extents = task.extent or [None] * len(people)
+    for ann_id, bbox, kps, extent in zip(task.ann_ids, task.bboxes, people, extents):
         if not (kps[:, 2] > 0).any():  # every labelled joint was outside the image
             skipped += 1
             continue
         zero_area += not (bbox[2] > 0 and bbox[3] > 0)
-        box = thesis_crop_box(bbox, kps, task.width, task.height)
+        if extent is not None:
+            extent = clean_keypoints(extent, task.width, task.height)[0]
+        rule_points = kps if extent is None or not (extent[:, 2] > 0).any() else extent
+        box = thesis_crop_box(bbox, rule_points, task.width, task.height)
         # cut in BGR, then swap the channels of the small crop only (the same pixels:
         # resizing works on each channel alone)
         crop = cv2.cvtColor(cut_crop(image, box), cv2.COLOR_BGR2RGB)
@@ -222,19 +231,27 @@ def _shard_folder(work: Path, source: str, index: int) -> Path:
 
 
 # ----------------------------------------------------------------------------- the split
-def resolve_test_size(test_size: int | float, pool: int) -> int:
-    """A count, or a fraction in (0,1) of the train2017 crops; never more than the pool."""
-    if isinstance(test_size, float) and 0 < test_size < 1:
-        return int(round(test_size * pool))
-    count = int(test_size)
-    if count < 0 or count != test_size:
-        raise HgposeError(f"--test-size {test_size}: give a whole count >= 0 or a fraction in (0, 1)")
+DEFAULT_TEST_SIZE = {"coco": 5064, "lsp": 0.1}  # coco: the thesis's count (SPEC section 1)
+DEFAULT_VAL_SIZE = {"lsp": 0.1}                 # coco has val2017
+
+
+def resolve_size(size: int | float, pool: int, option: str = "--test-size", what: str = "train2017 crops") -> int:
+    """A count, or a fraction in (0,1) of the pool; never more than the pool."""
+    if isinstance(size, float) and 0 < size < 1:
+        return int(round(size * pool))
+    count = int(size)
+    if count < 0 or count != size:
+        raise HgposeError(f"{option} {size}: give a whole count >= 0 or a fraction in (0, 1)")
     if count > pool:
         raise HgposeError(
-            f"--test-size {count} is larger than the {pool} train2017 crops available; "
+            f"{option} {count} is larger than the {pool} {what} available; "
             f"give a smaller count or a fraction such as 0.1"
         )
     return count
+
+
+def resolve_test_size(test_size: int | float, pool: int) -> int:
+    return resolve_size(test_size, pool)
 
 
 def draw_test(n_train2017: int, test_size: int | float, seed: int) -> np.ndarray:
@@ -247,24 +264,78 @@ def draw_test(n_train2017: int, test_size: int | float, seed: int) -> np.ndarray
     return np.sort(rng.choice(n_train2017, size=k, replace=False))
 
 
-def split_plan(n_train2017: int, n_val2017: int, test_size: int | float, seed: int) -> dict:
-    """split -> (source, indices of the source's crops in the split, in order)."""
-    test_rows = draw_test(n_train2017, test_size, seed)
+def draw_val_test(n: int, val_size: int | float, test_size: int | float, seed: int,
+                  name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(val, test) indices (each sorted, never overlapping) for a source without a val split."""
+    n_test = resolve_size(test_size, n, "--test-size", f"crops of {name}")
+    n_val = resolve_size(val_size, n, "--val-size", f"crops of {name}")
+    if n_val + n_test > n:
+        raise HgposeError(f"--val-size and --test-size ask for {n_val} + {n_test} of the {n} crops of "
+                          f"{name}; give smaller sizes")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_test:n_test + n_val]), np.sort(order[:n_test])
+
+
+def source_sizes(fmt: str, test_size, val_size, pool: int) -> tuple:
+    """The (test, val) sizes a source uses: the given ones or its format's defaults. A
+    default count larger than a small dataset becomes 10 % of it (with a note)."""
+    test = DEFAULT_TEST_SIZE[fmt] if test_size is None else test_size
+    val = DEFAULT_VAL_SIZE.get(fmt) if val_size is None else val_size
+    if test_size is None and isinstance(test, int) and test > pool // 2:
+        print(f"note: the default --test-size {test} is more than half of the {pool} crops "
+              "available; using 10 % of them (give --test-size to choose)")
+        test = 0.1
+    return test, val
+
+
+def plan_source(fmt: str, name: str, sizes: dict[str, int], test_size, val_size, seed: int) -> dict:
+    """split -> (part, indices of the part's crops in that split, in order), for one source."""
+    if fmt == "coco":
+        test_rows = draw_test(sizes["train2017"], test_size, seed)
+        return {
+            "train": ("train2017", np.setdiff1d(np.arange(sizes["train2017"]), test_rows)),
+            "val": ("val2017", np.arange(sizes["val2017"])),
+            "test": ("train2017", test_rows),
+        }
+    n = sizes[ALL_PARTS]
+    val_rows, test_rows = draw_val_test(n, val_size, test_size, seed, name)
     return {
-        "train": ("train2017", np.setdiff1d(np.arange(n_train2017), test_rows)),
-        "val": ("val2017", np.arange(n_val2017)),
-        "test": ("train2017", test_rows),
+        "train": (ALL_PARTS, np.setdiff1d(np.arange(n), np.concatenate([val_rows, test_rows]))),
+        "val": (ALL_PARTS, val_rows),
+        "test": (ALL_PARTS, test_rows),
     }
 
 
+def split_plan(sources: list, sizes: dict[str, int], sizes_of: dict, seed: int) -> dict:
+    """split -> [(part key, indices of the part's crops), ...] in source order: a split's
+    rows are the first source's crops, then the second's, ..."""
+    plan = {split: [] for split in SPLITS}
+    for i, source in enumerate(sources):
+        own = {part.name: sizes[part_key(i, part.name)] for part in source.parts}
+        test, val = sizes_of[source.name]
+        for split, (part, rows) in plan_source(source.format, source.name, own, test, val, seed).items():
+            plan[split].append((part_key(i, part), rows))
+    return plan
+
+
+def part_key(source_index: int, part: str) -> str:
+    return f"{source_index}-{part}"
+
+
 def _destinations(plan: dict, sizes: dict) -> dict:
-    """source -> (split index, row) of each of its crops, from a split plan."""
-    dest = {source: (np.full(n, -1, np.int8), np.zeros(n, np.int64)) for source, n in sizes.items()}
+    """part key -> (split index, row) of each of its crops, from a split plan."""
+    dest = {key: (np.full(n, -1, np.int8), np.zeros(n, np.int64)) for key, n in sizes.items()}
     for i, split in enumerate(SPLITS):
-        source, rows = plan[split]
-        dest[source][0][rows] = i
-        dest[source][1][rows] = np.arange(len(rows))
+        row = 0
+        for key, rows in plan[split]:
+            dest[key][0][rows] = i
+            dest[key][1][rows] = np.arange(row, row + len(rows))
+            row += len(rows)
     return dest
+
+
+def _split_length(plan: dict, split: str) -> int:
+    return sum(len(rows) for _, rows in plan[split])
 
 
 # ----------------------------------------------------------------------------- drafts
@@ -339,108 +410,166 @@ def _load_meta(folders: list[Path]) -> tuple[dict, dict]:
 
 # ----------------------------------------------------------------------------- prepare
 def prepare(
-    coco_root: str | os.PathLike,
+    sources: str | os.PathLike | list,
     out_dir: str | os.PathLike,
     *,
-    test_size: int | float = 5064,
+    test_size: int | float | None = None,
+    val_size: int | float | None = None,
     seed: int = 0,
     workers: int | None = None,
     keep_work: bool = False,
     shard_images: int = 32,
     progress: bool = True,
 ) -> dict:
-    """Build the dataset store in `out_dir` from COCO 2017 in `coco_root`; returns the manifest.
+    """Build the dataset store in `out_dir` from one or several datasets; returns the manifest.
 
+    sources: a folder (COCO root or LSP folder, detected) or "coco:PATH" / "lsp:PATH", or a
+        list of them: one store holds them all, each crop recording its source.
+    test_size / val_size: a count or a fraction in (0, 1), per source; None = the format's
+        default (COCO: test 5,064 from train2017, val = val2017; LSP: 10 % each).
     Started again after an interruption, it resumes from the finished shards.
     """
-    coco_root, out_dir = Path(coco_root), Path(out_dir)
+    specs = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    out_dir = Path(out_dir)
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise HgposeError(f"--workers {workers}: give at least 1")
-    if not coco_root.is_dir():
-        raise HgposeError(f"{coco_root}: not a folder — give the COCO root holding annotations/, train2017/, val2017/")
+    if seed < 0:
+        raise HgposeError(f"--seed {seed}: give a whole number >= 0")
     # The workers start first, so that their start-up overlaps the reading of the annotations.
     pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
     try:
-        return _prepare(coco_root, out_dir, test_size, seed, pool, keep_work, shard_images, progress)
+        return _prepare(specs, out_dir, test_size, val_size, seed, pool, keep_work, shard_images, progress)
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
 
 
-def _prepare(coco_root: Path, out_dir: Path, test_size: int | float, seed: int, pool, keep_work: bool,
+def _prepare(specs: list, out_dir: Path, test_size, val_size, seed: int, pool, keep_work: bool,
              shard_images: int, progress: bool) -> dict:
-    # 1. validate everything that can be validated before writing anything
-    cocos, sources = {}, {}
-    for source in coco_io.SOURCES:
-        path = coco_io.annotation_path(coco_root, source)
-        cocos[source] = coco_io.load_coco(path)
-        if not (coco_root / source).is_dir():
-            raise HgposeError(f"{coco_root / source}: not found — COCO_ROOT must hold the {source} images")
-        sources[source] = {"annotations": str(path.resolve()), "sha256": coco_io.sha256_of(path)}
-    tasks, counts = {}, {}
-    for source in coco_io.SOURCES:
-        tasks[source], counts[source] = coco_io.person_tasks(cocos[source], coco_root / source)
-    del cocos
+    # 1. read and validate every source before anything is written
+    sources = read_sources(specs)
+    tasks = {part_key(i, part.name): part.tasks for i, s in enumerate(sources) for part in s.parts}
 
     # 2. the plan: every crop's split and row, from the annotations alone (an impossible
     #    --test-size fails here, before anything is written)
-    per_image = {source: [planned_crops(t) for t in tasks[source]] for source in coco_io.SOURCES}
-    planned = {source: int(sum(n)) for source, n in per_image.items()}
-    plan = split_plan(planned["train2017"], planned["val2017"], test_size, seed)
+    per_image = {key: [planned_crops(t) for t in ts] for key, ts in tasks.items()}
+    planned = {key: int(sum(n)) for key, n in per_image.items()}
+    sizes_of = _sizes_of(sources, planned, test_size, val_size)
+    plan = split_plan(sources, planned, sizes_of, seed)
     dest = _destinations(plan, planned)
-
-    crop_params = {"rule": "thesis", "size": CROP_SIZE, "enlarge": ENLARGE}
-    settings = {"format_version": FORMAT_VERSION, "crop": crop_params, "sources": sources}
-    manifest_path = out_dir / "manifest.json"
-    if manifest_path.is_file():
-        old = json.loads(manifest_path.read_text())
-        same = ({k: old.get(k) for k in settings} == settings
-                and old.get("seed") == seed and old.get("test_size") == test_size)
-        if same:
-            return old
-        raise HgposeError(
-            f"{out_dir} already holds a finished dataset store made from other sources or "
-            f"settings (seed {old.get('seed')}, test size {old.get('test_size')}); "
-            "choose another OUT_DIR or delete this one"
-        )
+    settings = _settings(sources, seed, test_size, val_size)
+    finished = _finished_store(out_dir, settings)
+    if finished is not None:
+        return finished
 
     # 3. drafts and shards (resumable)
+    started = time.perf_counter()
     work = out_dir / ".work"
+    drafts = _start_work(work, out_dir, {**settings, "shard_images": shard_images, "layout": "drafts"}, plan)
+    folders, pending = _shard_jobs(work, tasks, per_image, dest, drafts, shard_images)
+    _run_shards(pending, sum(len(t) for t in tasks.values()), pool, progress)
+
+    # 4. the final split over the crops that exist: the plan itself unless images were broken
+    meta, stats = {}, {}
+    for key, part_folders in folders.items():
+        meta[key], stats[key] = _load_meta(part_folders)
+    final_plan = split_plan(sources, {k: len(m["ids"]) for k, m in meta.items()}, sizes_of, seed)
+    _write_splits(out_dir, final_plan, meta, dest, {split: path for split, (path, _) in drafts.items()})
+    for source in sources:
+        if source.format == "lsp":
+            write_lsp_annotations(source, out_dir / "annotations" / f"{source.name}.json")
+    manifest = _manifest(sources, settings, final_plan, meta, stats, sizes_of, out_dir)
+    manifest["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(out_dir / "manifest.json", manifest)
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def _sizes_of(sources: list[Source], planned: dict, test_size, val_size) -> dict:
+    """source name -> (test size, val size) it uses; --val-size must apply to some source."""
+    if val_size is not None and all(s.format == "coco" for s in sources):
+        raise HgposeError("--val-size applies to sources without a val split (LSP); COCO's val "
+                          "split is val2017 — drop --val-size")
+    sizes = {}
+    for i, s in enumerate(sources):
+        pool = planned[part_key(i, "train2017" if s.format == "coco" else ALL_PARTS)]
+        sizes[s.name] = source_sizes(s.format, test_size, val_size, pool)
+    return sizes
+
+
+def _settings(sources: list[Source], seed: int, test_size, val_size) -> dict:
+    """Everything that decides a store's content (for resume and the finished-store check)."""
+    return {"format_version": FORMAT_VERSION,
+            "crop": {"rule": "thesis", "size": CROP_SIZE, "enlarge": ENLARGE},
+            "sources": [s.identity() for s in sources],
+            "seed": seed, "test_size": test_size, "val_size": val_size}
+
+
+def _finished_store(out_dir: Path, settings: dict) -> dict | None:
+    """The manifest of a finished store made with these settings, None if there is none;
+    a finished store made otherwise is an error (never overwritten)."""
+    manifest_path = out_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    old = json.loads(manifest_path.read_text())
+    old_sources = old.get("sources")
+    identity_keys = settings["sources"][0].keys()
+    same = (isinstance(old_sources, list)
+            and [{k: s.get(k) for k in identity_keys} for s in old_sources] == settings["sources"]
+            and all(old.get(k) == v for k, v in settings.items() if k != "sources"))
+    if same:
+        return old
+    raise HgposeError(
+        f"{out_dir} already holds a finished dataset store made from other sources or "
+        f"settings (seed {old.get('seed')}, test size {old.get('test_size')}); "
+        "choose another OUT_DIR or delete this one"
+    )
+
+
+def _start_work(work: Path, out_dir: Path, work_settings: dict, plan: dict) -> dict:
+    """OUT_DIR/.work for these settings (started over if made for others), with one draft
+    images.npy per split, its space reserved. Returns split -> (draft path, header bytes)."""
     params_path = work / "params.json"
-    work_settings = {**settings, "seed": seed, "test_size": test_size, "shard_images": shard_images,
-                     "layout": "drafts"}
     if params_path.is_file() and json.loads(params_path.read_text()) != work_settings:
         print(f"{work}: made from other sources or settings; starting over")
         shutil.rmtree(work)
     write_json(params_path, work_settings)
-    started = time.perf_counter()
-    drafts = {split: work / "drafts" / f"{split}.npy" for split in SPLITS}
-    for split, draft in drafts.items():
-        final = out_dir / split / "images.npy"
+    drafts = {}
+    for split in SPLITS:
+        draft, final = work / "drafts" / f"{split}.npy", out_dir / split / "images.npy"
         if not draft.is_file() and final.is_file():  # moved into place by a run killed before the manifest
             os.replace(final, draft)
-    headers = {split: _create_draft(drafts[split], len(plan[split][1])) for split in SPLITS}
-    draft_info = {split: (str(drafts[split]), headers[split]) for split in SPLITS}
+        drafts[split] = (draft, _create_draft(draft, _split_length(plan, split)))
+    return drafts
 
+
+def _shard_jobs(work: Path, tasks: dict, per_image: dict, dest: dict, drafts: dict,
+                shard_images: int) -> tuple[dict, list]:
+    """Every part's shard folders (in order) and the jobs of the shards not done yet."""
+    draft_info = {split: (str(path), header) for split, (path, header) in drafts.items()}
     folders, pending = {}, []
-    for source in coco_io.SOURCES:
-        (work / source).mkdir(parents=True, exist_ok=True)
-        for stale in (work / source).glob(".shard_*.tmp"):  # left by a killed run
+    for key, part_tasks in tasks.items():
+        (work / key).mkdir(parents=True, exist_ok=True)
+        for stale in (work / key).glob(".shard_*.tmp"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
-        folders[source] = []
+        folders[key] = []
         first = 0
-        for index, begin in enumerate(range(0, len(tasks[source]), shard_images)):
-            shard = tasks[source][begin:begin + shard_images]
-            n = sum(per_image[source][begin:begin + shard_images])
-            folder = _shard_folder(work, source, index)
-            folders[source].append(folder)
+        for index, begin in enumerate(range(0, len(part_tasks), shard_images)):
+            shard = part_tasks[begin:begin + shard_images]
+            n = sum(per_image[key][begin:begin + shard_images])
+            folder = _shard_folder(work, key, index)
+            folders[key].append(folder)
             if not (folder / "stats.json").is_file():
-                pending.append(ShardJob(folder, shard, first, dest[source][0][first:first + n],
-                                        dest[source][1][first:first + n], draft_info))
+                pending.append(ShardJob(folder, shard, first, dest[key][0][first:first + n],
+                                        dest[key][1][first:first + n], draft_info))
             first += n
-    total = sum(len(t) for t in tasks.values())
+    return folders, pending
+
+
+def _run_shards(pending: list[ShardJob], total: int, pool, progress: bool) -> None:
     bar = tqdm(total=total, initial=total - sum(len(job.tasks) for job in pending), unit="img",
                desc="prepare", disable=not progress, dynamic_ncols=True)
     done = pool.imap_unordered(crop_shard, pending) if pool is not None and len(pending) > 1 else map(crop_shard, pending)
@@ -448,58 +577,72 @@ def _prepare(coco_root: Path, out_dir: Path, test_size: int | float, seed: int, 
         for n_images in done:
             bar.update(n_images)
 
-    # 4. the final split over the crops that exist: the plan itself unless images were broken
-    meta, stats = {}, {}
-    for source in coco_io.SOURCES:
-        meta[source], stats[source] = _load_meta(folders[source])
-    final_plan = split_plan(len(meta["train2017"]["ids"]), len(meta["val2017"]["ids"]), test_size, seed)
+
+def _write_splits(out_dir: Path, plan: dict, meta: dict, dest: dict, drafts: dict[str, Path]) -> None:
+    """Each split's arrays from the final plan; its images.npy is its draft moved into place,
+    or, where broken images left gaps, the crops that exist copied in order."""
     moves = []
     for i, split in enumerate(SPLITS):
-        source, rows = final_plan[split]
         split_dir = out_dir / split
         for name in ("keypoints", "boxes", "ids"):
-            save_npy(split_dir / f"{name}.npy", meta[source][name][rows])
-        where = meta[source]["planned"][rows]
-        split_index, draft_rows = dest[source][0][where], dest[source][1][where]
-        if len(rows) == len(plan[split][1]) and (split_index == i).all() and (draft_rows == np.arange(len(rows))).all():
+            save_npy(split_dir / f"{name}.npy", _gather(plan[split], meta, lambda m: m[name]))
+        save_npy(split_dir / "source.npy", np.concatenate(
+            [np.full(len(rows), int(key.split("-")[0]), np.uint8) for key, rows in plan[split]]
+            or [np.zeros(0, np.uint8)]))
+        where = [(key, meta[key]["planned"][rows]) for key, rows in plan[split]]
+        split_index = np.concatenate([dest[key][0][w] for key, w in where] or [np.zeros(0, np.int8)])
+        draft_rows = np.concatenate([dest[key][1][w] for key, w in where] or [np.zeros(0, np.int64)])
+        n_draft = _read_header(drafts[split])[0][0]
+        if len(draft_rows) == n_draft and (split_index == i).all() and (draft_rows == np.arange(n_draft)).all():
             moves.append((drafts[split], split_dir / "images.npy"))
         else:  # broken images left gaps: copy the crops that exist, in order
             _copy_rows(split_dir / "images.npy", drafts, split_index, draft_rows)
     for draft, final in moves:  # after every copy, which may read any draft
         os.replace(draft, final)
 
-    train_rows = final_plan["train"][1]
-    n_pixels = len(train_rows) * CROP_SIZE * CROP_SIZE
-    mean = meta["train2017"]["sums"][train_rows].sum(axis=0) / (255.0 * max(n_pixels, 1))
-    manifest = {
+
+def _gather(entries: list, meta: dict, pick) -> np.ndarray:
+    """The rows of several parts' arrays, concatenated in plan order."""
+    return np.concatenate([pick(meta[key])[rows] for key, rows in entries])
+
+
+def _manifest(sources: list[Source], settings: dict, plan: dict, meta: dict, stats: dict,
+              sizes_of: dict, out_dir: Path) -> dict:
+    train_sums = _gather(plan["train"], meta, lambda m: m["sums"])
+    n_pixels = len(train_sums) * CROP_SIZE * CROP_SIZE
+    mean = train_sums.sum(axis=0) / (255.0 * max(n_pixels, 1))
+    described = []
+    for i, (source, identity) in enumerate(zip(sources, settings["sources"])):
+        counts = {part.name: _part_counts(part.counts, stats[part_key(i, part.name)]) for part in source.parts}
+        own = {split: int(sum(len(rows) for key, rows in plan[split] if key.startswith(f"{i}-")))
+               for split in SPLITS}
+        test, val = sizes_of[source.name]
+        described.append({**identity, "annotations": annotation_files(source, out_dir),
+                          "test_size": test, "val_size": val, "counts": counts, "splits": own})
+    return {
         **settings,
+        "sources": described,
         "preset": "thesis",
-        "seed": seed,
-        "test_size": test_size,
-        "counts": {
-            source: {
-                **counts[source],
-                **stats[source]["problems"],
-                "people_all_joints_outside_image": stats[source]["people_all_joints_outside"],
-                "joints_outside_image": stats[source]["joints_outside_image"],
-                "zero_area_boxes": stats[source]["zero_area_boxes"],
-                "images": stats[source]["images"],
-                "crops": stats[source]["crops"],
-            }
-            for source in coco_io.SOURCES
-        },
-        "splits": {split: int(len(final_plan[split][1])) for split in SPLITS},
+        "splits": {split: _split_length(plan, split) for split in SPLITS},
         "mean_rgb": [round(float(m), 6) for m in mean],
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    write_json(manifest_path, manifest)
-    if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
-    return manifest
+
+
+def _part_counts(counts: dict, stats: dict) -> dict:
+    return {
+        **counts,
+        **stats["problems"],
+        "people_all_joints_outside_image": stats["people_all_joints_outside"],
+        "joints_outside_image": stats["joints_outside_image"],
+        "zero_area_boxes": stats["zero_area_boxes"],
+        "images": stats["images"],
+        "crops": stats["crops"],
+    }
 
 
 def format_summary(manifest: dict) -> str:
-    """The counts table printed at the end of `prepare` (like the thesis's Table 1)."""
+    """The counts table printed at the end of `prepare` (like the thesis's Table 1): one
+    column per part of each source."""
     rows = [
         ("people (person annotations)", "people"),
         ("  skipped: crowd", "crowd"),
@@ -510,14 +653,23 @@ def format_summary(manifest: dict) -> str:
         ("joints outside image -> unlabelled", "joints_outside_image"),
         ("zero-area boxes -> keypoint extent", "zero_area_boxes"),
     ]
-    c = manifest["counts"]
-    lines = [f"{'':40s}{'train2017':>12s}{'val2017':>12s}"]
+    columns = [(f"{s['name']}/{part}" if len(manifest["sources"]) > 1 else part, c)
+               for s in manifest["sources"] for part, c in s["counts"].items()]
+    width = max(12, *(len(name) + 2 for name, _ in columns))
+    lines = [f"{'':40s}" + "".join(f"{name:>{width}s}" for name, _ in columns)]
     for label, key in rows:
-        lines.append(f"{label:40s}{c['train2017'].get(key, 0):>12,d}{c['val2017'].get(key, 0):>12,d}")
-    s = manifest["splits"]
+        lines.append(f"{label:40s}" + "".join(f"{c.get(key, 0):>{width},d}" for _, c in columns))
     lines.append("")
-    lines.append(f"splits: train {s['train']:,d} (train2017 minus test) | val {s['val']:,d} (val2017) | "
-                 f"test {s['test']:,d} (drawn from train2017, seed {manifest['seed']})")
+    s = manifest["splits"]
+    lines.append(f"splits: train {s['train']:,d} | val {s['val']:,d} | test {s['test']:,d} (seed {manifest['seed']})")
+    for source in manifest["sources"]:
+        sp = source["splits"]
+        rule = ("val = val2017, test drawn from train2017" if source["format"] == "coco"
+                else "val and test drawn at random")
+        absent = 17 - len(source["joints"])
+        lines.append(f"  {source['name']} ({source['format']}): train {sp['train']:,d} | val {sp['val']:,d} | "
+                     f"test {sp['test']:,d} ({rule}); {len(source['joints'])} of 17 joints"
+                     + (f" ({absent} absent: never in a loss or metric)" if absent else ""))
     r, g, b = manifest["mean_rgb"]
     lines.append(f"mean RGB of the train crops: ({r:.3f}, {g:.3f}, {b:.3f})   [thesis: (0.410, 0.374, 0.354)]")
     return "\n".join(lines)

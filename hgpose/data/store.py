@@ -6,7 +6,14 @@ Layout (a public contract, see README "Dataset store"):
     DATA_DIR/<split>/images.npy     uint8   [N,256,256,3]  RGB crop, not mean-subtracted
     DATA_DIR/<split>/keypoints.npy  float32 [N,17,3]       x, y in crop pixels, v in {0,1,2}
     DATA_DIR/<split>/boxes.npy      float32 [N,3]          x0, y0, side of the crop in the image
-    DATA_DIR/<split>/ids.npy        int64   [N,2]          COCO image_id, annotation_id
+    DATA_DIR/<split>/ids.npy        int64   [N,2]          image_id, annotation_id (of its source)
+    DATA_DIR/<split>/source.npy     uint8   [N]            index into manifest["sources"]
+    DATA_DIR/annotations/<name>.json  an LSP source's people as a COCO keypoints file
+
+A source annotates some of the 17 COCO joints (manifest["sources"][i]["joints"]); the
+others are *absent* for its crops: stored as (0, 0, 0) like an unlabelled joint, but never
+in a loss or a metric (`Split.present`). Stores of format_version 1 (COCO only, before
+sources were recorded) stay readable: every crop is COCO's, with all 17 joints.
 
 Everything is read with `numpy.load(..., mmap_mode="r")`, so a split is never loaded into
 RAM (full COCO train is ~24 GB of crops).
@@ -21,8 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from hgpose.errors import HgposeError
+from hgpose.skeleton import JOINTS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SPLITS = ("train", "val", "test")
 CROP_SIZE = 256
 ARRAYS = {  # name -> (dtype, shape after N)
@@ -42,9 +51,21 @@ class Split:
     keypoints: np.ndarray   # float32 [N,17,3]
     boxes: np.ndarray       # float32 [N,3]
     ids: np.ndarray         # int64 [N,2]
+    source: np.ndarray | None = None   # uint8 [N]: index into the manifest's sources (default 0)
+    present: np.ndarray | None = None  # bool [sources, 17]: the joints each source annotates (default all)
+
+    def __post_init__(self):
+        if self.source is None:
+            object.__setattr__(self, "source", np.zeros(len(self.ids), np.uint8))
+        if self.present is None:
+            object.__setattr__(self, "present", np.ones((1, len(JOINTS)), bool))
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def joints_present(self, rows) -> np.ndarray:
+        """bool [..., 17]: which joints the crops `rows` (index or slice) have at all."""
+        return self.present[np.asarray(self.source[rows], dtype=np.int64)]
 
 
 def read_manifest(data_dir: str | Path) -> dict:
@@ -59,12 +80,31 @@ def read_manifest(data_dir: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise HgposeError(f"{path}: not valid JSON ({e}); delete it and re-run `hgpose prepare`") from e
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
         raise HgposeError(
             f"{path}: format_version {manifest.get('format_version')!r}, this hgpose reads "
-            f"{FORMAT_VERSION}; re-run `hgpose prepare` with this version"
+            f"{' and '.join(map(str, READABLE_VERSIONS))}; re-run `hgpose prepare` with this version"
         )
     return manifest
+
+
+def sources(manifest: dict) -> list[dict]:
+    """The store's sources in order, each with name, format, joints, annotations (split ->
+    COCO-format annotation file), counts and splits; a format_version 1 store is one COCO
+    source with all 17 joints."""
+    if manifest.get("format_version") != 1:
+        return manifest["sources"]
+    files = manifest.get("sources", {})
+    annotation = lambda part: files.get(part, {}).get("annotations")
+    return [{"name": "coco", "format": "coco", "joints": list(JOINTS),
+             "annotations": {"train": annotation("train2017"), "val": annotation("val2017"),
+                             "test": annotation("train2017")},
+             "counts": manifest.get("counts", {}), "splits": manifest.get("splits", {})}]
+
+
+def joints_present(manifest: dict) -> np.ndarray:
+    """bool [sources, 17]: the joints each source of the store annotates."""
+    return np.array([[j in s["joints"] for j in JOINTS] for s in sources(manifest)], dtype=bool)
 
 
 def mean_rgb(data_dir: str | Path) -> np.ndarray:
@@ -74,7 +114,7 @@ def mean_rgb(data_dir: str | Path) -> np.ndarray:
 
 def open_split(data_dir: str | Path, split: str) -> Split:
     """Memory-map one split; checks shapes and dtypes against the contract."""
-    read_manifest(data_dir)
+    manifest = read_manifest(data_dir)
     if split not in SPLITS:
         raise HgposeError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     arrays = {}
@@ -92,4 +132,12 @@ def open_split(data_dir: str | Path, split: str) -> Split:
             )
         n = len(a)
         arrays[name] = a
-    return Split(name=split, **arrays)
+    source_path = Path(data_dir) / split / "source.npy"
+    if source_path.is_file():  # written since format_version 2
+        source = np.load(source_path, mmap_mode="r")
+        if source.shape != (n,) or source.dtype != np.uint8:
+            raise HgposeError(f"{source_path}: has {source.dtype} {source.shape}, expected uint8 [{n}]; "
+                              "re-run `hgpose prepare`")
+    else:
+        source = np.zeros(n, np.uint8)
+    return Split(name=split, **arrays, source=source, present=joints_present(manifest))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -31,14 +32,12 @@ from tqdm import tqdm
 from hgpose.codec import ThesisCodec, argmax_2d
 from hgpose.data.crop import to_image
 from hgpose.data.store import Split, open_split, read_manifest
+from hgpose.data.store import sources as store_sources
 from hgpose.errors import HgposeError
 from hgpose.evaluate import metrics as std
 from hgpose.evaluate.pck import SUBSETS, THRESHOLD, counted_joints, thesis_pck
 from hgpose.io import atomic_path, write_json
 from hgpose.skeleton import JOINTS, NUM_JOINTS
-
-# Which COCO annotation file holds the people of each split (test is drawn from train2017).
-SPLIT_SOURCE = {"train": "train2017", "test": "train2017", "val": "val2017"}
 
 # SPEC §7: the thesis's own numbers for its 1-stack SHG, printed beside ours for reference.
 THESIS_REFERENCE = {
@@ -104,33 +103,61 @@ def predict_split(split: Split, heatmaps_of: HeatmapSource, codec, *, batch_size
 
 
 def ground_truth(split: Split, coco) -> tuple[np.ndarray, np.ndarray]:
-    """(keypoints [N, 17, 3] in image pixels, COCO box longer side [N]) for the split.
+    """(keypoints [N, 17, 3] in image pixels, person box longer side [N]) for the split.
 
     Keypoints are the stored crop keypoints mapped back through the crop box: exactly the
     joints the thesis PCK counts (prepare drops labels outside the image), and equal to
-    the COCO annotation to float precision.
+    the annotation to float precision. `coco`: the split's annotation file (one COCO) or,
+    for a store of several sources, {source index: COCO}. A source without person boxes
+    (LSP) has the extent of the labelled keypoints as its box.
     """
+    cocos = _per_source(split, coco)
     kps = np.asarray(split.keypoints, np.float64)
     xy = to_image(kps[..., :2], np.asarray(split.boxes))
     gt = np.concatenate([xy, kps[..., 2:]], -1)
-    box_side = np.array([max(coco.anns[int(a)]["bbox"][2:]) for a in split.ids[:, 1]], np.float64)
+    box_side = np.zeros(len(split), np.float64)
+    for source, rows in _rows_by_source(split).items():
+        anns = cocos[source].anns
+        box_side[rows] = [max(anns[int(a)]["bbox"][2:]) for a in split.ids[rows, 1]]
     return gt, box_side
 
 
-def score(split: Split, predictions: SplitPredictions, coco) -> tuple[dict, list[dict], list[dict]]:
-    """(metrics, per-image rows, COCO results) from a split's predictions and its COCO file."""
+def _per_source(split: Split, coco) -> dict:
+    return coco if isinstance(coco, dict) else {int(s): coco for s in np.unique(split.source)}
+
+
+def _rows_by_source(split: Split) -> dict[int, np.ndarray]:
+    source = np.asarray(split.source)
+    return {int(s): np.flatnonzero(source == s) for s in np.unique(source)}
+
+
+def score(split: Split, predictions: SplitPredictions, coco, *, source_names: list[str] | None = None,
+          joints: np.ndarray | None = None) -> tuple[dict, list[dict], list[dict]]:
+    """(metrics, per-image rows, COCO results) from a split's predictions and its annotation
+    file(s): one COCO, or {source index: COCO} for a store of several sources.
+
+    joints: bool [17], the joints scored (default all); the others count in no metric.
+    Metrics pool every person; COCO AP is per source (image ids are the sources' own), and
+    top level where the split has one source.
+    """
+    cocos = _per_source(split, coco)
+    by_source = _rows_by_source(split)
     ids = np.asarray(split.ids)
-    missing = [int(a) for a in ids[:, 1] if int(a) not in coco.anns]
-    if missing:
-        raise HgposeError(
-            f"the annotation file lacks {len(missing)} of the split's people (e.g. annotation id "
-            f"{missing[0]}); was the store prepared from another COCO? pass the right file with --annotations"
-        )
-    gt, box_side = ground_truth(split, coco)
+    for source, rows in by_source.items():
+        missing = [int(a) for a in ids[rows, 1] if int(a) not in cocos[source].anns]
+        if missing:
+            raise HgposeError(
+                f"the annotation file lacks {len(missing)} of the split's people (e.g. annotation id "
+                f"{missing[0]}); was the store prepared from other data? pass the right file with --annotations"
+            )
+    gt, box_side = ground_truth(split, cocos)
     bbox_pck = std.normalised_pck(predictions.coords, gt, box_side)
     torso_pck = std.normalised_pck(predictions.coords, gt, std.torso_size(gt))
     results = std.to_coco_results(predictions.coords, predictions.scores, ids)
-    coco_stats = std.coco_keypoint_ap(std.split_ground_truth(coco, ids[:, 1]), results)
+    names = source_names or [str(s) for s in range(max(by_source) + 1)]
+    coco_stats = {names[s]: std.coco_keypoint_ap(std.split_ground_truth(cocos[s], ids[rows, 1], joints),
+                                                 [results[i] for i in rows])
+                  for s, rows in by_source.items()}
 
     thesis = {name: _nanmean(v) for name, v in predictions.thesis.items()}
     n_per_joint = predictions.labelled.sum(0)
@@ -145,35 +172,59 @@ def score(split: Split, predictions: SplitPredictions, coco) -> tuple[dict, list
         "pck@0.2": {"bbox": bbox_pck["mean"], "torso": torso_pck["mean"]},
         "pck@0.2_images": {"bbox": bbox_pck["n_images"], "torso": torso_pck["n_images"]},
         "pck@0.2_per_joint": {"bbox": bbox_pck["per_joint"], "torso": torso_pck["per_joint"]},
-        "coco": coco_stats,
+        "coco": next(iter(coco_stats.values())) if len(coco_stats) == 1
+        else {name: float("nan") for name in std.COCO_STATS},
         "n_images": len(split),
         "n_joints": int(predictions.labelled.sum()),
     }
+    if len(by_source) > 1:
+        metrics["by_source"] = {names[s]: {
+            "n_images": len(rows),
+            "pck_thesis": _nanmean(predictions.thesis["all"][rows]),
+            "pck@0.2": {"bbox": _nanmean(bbox_pck["per_image"][rows]),
+                        "torso": _nanmean(torso_pck["per_image"][rows])},
+            "coco": coco_stats[names[s]]} for s, rows in by_source.items()}
+    return metrics, _per_image_rows(split, predictions, gt, bbox_pck, torso_pck), results
+
+
+def _per_image_rows(split: Split, predictions, gt, bbox_pck, torso_pck) -> list[dict]:
+    ids, source = np.asarray(split.ids), np.asarray(split.source)
     labelled = gt[..., 2] > 0
     rows = []
     for i in range(len(split)):
         rows.append({
-            "index": i, "image_id": int(ids[i, 0]), "ann_id": int(ids[i, 1]),
+            "index": i, "source": int(source[i]), "image_id": int(ids[i, 0]), "ann_id": int(ids[i, 1]),
             "labelled": int(labelled[i].sum()), "visible": int((gt[i, :, 2] >= 2).sum()),
             **{f"pck_thesis_{name}": _cell(predictions.thesis[name][i]) for name in SUBSETS},
             "pck@0.2_bbox": _cell(bbox_pck["per_image"][i]),
             "pck@0.2_torso": _cell(torso_pck["per_image"][i]),
             "mean_score": round(float(predictions.scores[i].mean()), 5),
         })
-    return metrics, rows, results
+    return rows
+
+
+def annotation_files(data_dir: str | Path, split: str, override: str | Path | None = None) -> dict[int, Path]:
+    """source index -> the annotation file of its people in `split`, as recorded by
+    `hgpose prepare` (COCO's own files; for LSP the COCO-format file prepare derived)."""
+    sources = store_sources(read_manifest(data_dir))
+    if override is not None:
+        if len(sources) > 1:
+            raise HgposeError(f"--annotations: {data_dir} holds {len(sources)} sources; move their "
+                              "files back to where the manifest records them instead")
+        return {0: Path(override)}
+    files = {}
+    for i, source in enumerate(sources):
+        path = (source.get("annotations") or {}).get(split)
+        if path is None:
+            raise HgposeError(f"{data_dir}/manifest.json does not record the {split} annotation file of "
+                              f"{source['name']}; pass it with --annotations")
+        files[i] = Path(path)
+    return files
 
 
 def annotation_file(data_dir: str | Path, split: str, override: str | Path | None = None) -> Path:
-    """The original COCO annotation file of a split, as recorded by `hgpose prepare`."""
-    if override is not None:
-        return Path(override)
-    manifest = read_manifest(data_dir)
-    source = SPLIT_SOURCE[split]
-    try:
-        return Path(manifest["sources"][source]["annotations"])
-    except (KeyError, TypeError):
-        raise HgposeError(f"{data_dir}/manifest.json does not record the {source} annotation file; "
-                          "pass it with --annotations") from None
+    """The annotation file of a split of a one-source store (see `annotation_files`)."""
+    return annotation_files(data_dir, split, override)[0]
 
 
 def load_annotations(path: Path):
@@ -186,46 +237,86 @@ def load_annotations(path: Path):
         return load_coco(path)
 
 
+JOINT_SETS = ("trained", "all", "body")
+
+
+def select_joints(spec: str, trained: np.ndarray) -> np.ndarray:
+    """bool [17] from --joints: "trained" (the joints the network saw in training), "all",
+    "body" (the 12 without the face) or comma-separated joint names."""
+    if spec == "trained":
+        return np.asarray(trained, bool)
+    if spec == "all":
+        return np.ones(NUM_JOINTS, bool)
+    if spec == "body":
+        return np.array([j >= 5 for j in range(NUM_JOINTS)])
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in JOINTS]
+    if unknown or not names:
+        raise HgposeError(f"--joints {spec}: give one of {', '.join(JOINT_SETS)} or joint names from "
+                          f"{', '.join(JOINTS)}")
+    return np.array([name in names for name in JOINTS])
+
+
+def only_joints(split: Split, joints: np.ndarray) -> Split:
+    """The split with every joint outside `joints` unlabelled, in memory (the store is
+    untouched), so no metric counts it."""
+    if np.all(joints):
+        return split
+    keypoints = np.array(split.keypoints)
+    keypoints[:, ~joints] = 0
+    return dataclasses.replace(split, keypoints=keypoints)
+
+
 def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test",
              checkpoint: str | Path | None = None, flip: bool = False,
              out_dir: str | Path | None = None, batch_size: int = 32, device: str = "auto",
-             annotations: str | Path | None = None, progress: bool = True) -> dict:
+             annotations: str | Path | None = None, joints: str = "trained",
+             progress: bool = True) -> dict:
     """Evaluate a run (or a weights file) on a split; writes OUT_DIR and returns metrics.json's
     content plus "out_dir".
 
     checkpoint: None = best (last if the run has no best), "best", "last" or a path.
     out_dir: default RUN_DIR/eval/<split>-<checkpoint name>[-flip].
     annotations: the split's COCO annotation file, if it moved since `hgpose prepare`.
+    joints: which joints are scored (see `select_joints`); by default those the network
+        was trained on, so an LSP-trained network is not scored on faces it never saw.
     """
     from hgpose.estimator import load
 
     if batch_size < 1:
         raise HgposeError(f"--batch-size {batch_size}: give at least 1")
     est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip)
-    data = open_split(data_dir, split)
-    coco = load_annotations(annotation_file(data_dir, split, annotations))
+    scored = select_joints(joints, est.joints)
+    data = only_joints(open_split(data_dir, split), scored)
+    cocos = {s: load_annotations(path) for s, path in annotation_files(data_dir, split, annotations).items()}
+    names = [s["name"] for s in store_sources(read_manifest(data_dir))]
 
     def heatmaps_of(start: int, stop: int) -> torch.Tensor:
         return est.crop_heatmaps(np.array(data.images[start:stop]))
 
     predictions = predict_split(data, heatmaps_of, est.codec, batch_size=batch_size, progress=progress)
-    metrics, rows, results = score(data, predictions, coco)
+    metrics, rows, results = score(data, predictions, cocos, source_names=names, joints=scored)
     metrics.update(checkpoint=est.checkpoint, split=split, flip=bool(flip),
-                   codec=type(est.codec).__name__, data_dir=str(Path(data_dir).resolve()))
+                   codec=type(est.codec).__name__, data_dir=str(Path(data_dir).resolve()),
+                   joints=[name for name, keep in zip(JOINTS, scored) if keep])
 
     ckpt = Path(est.checkpoint)
     if out_dir is None:
         base = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
         out_dir = base / "eval" / f"{split}-{ckpt.stem}{'-flip' if flip else ''}"
     out_dir = Path(out_dir)
-    write_outputs(out_dir, metrics, rows, results)
+    source = np.asarray(data.source)
+    files = ({f"keypoints_{split}_results.json": results} if len(cocos) == 1 else
+             {f"keypoints_{split}_{names[s]}_results.json": [results[i] for i in np.flatnonzero(source == s)]
+              for s in cocos})
+    write_outputs(out_dir, metrics, rows, files)
     return {**metrics, "out_dir": str(out_dir)}
 
 
 # --- output files --------------------------------------------------------------------------
 
-def write_outputs(out_dir: Path, metrics: dict, rows: list[dict], results: list[dict]) -> None:
-    split = metrics.get("split", "split")
+def write_outputs(out_dir: Path, metrics: dict, rows: list[dict], results: dict[str, list[dict]]) -> None:
+    """metrics.json, metrics.md, per_image.csv and each COCO results file (name -> results)."""
     write_json(out_dir / "metrics.json", _json_safe(metrics))
     with atomic_path(out_dir / "metrics.md") as tmp:
         tmp.write_text(format_tables(metrics, per_joint=True))
@@ -234,8 +325,9 @@ def write_outputs(out_dir: Path, metrics: dict, rows: list[dict], results: list[
         writer.writeheader()
         writer.writerows(rows)
     # Compact: pycocotools loads it as is (`COCO.loadRes(path)`).
-    with atomic_path(out_dir / f"keypoints_{split}_results.json") as tmp:
-        tmp.write_text(json.dumps(results))
+    for name, entries in results.items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(json.dumps(entries))
 
 
 def format_tables(metrics: dict, per_joint: bool = False) -> str:
@@ -266,6 +358,16 @@ def format_tables(metrics: dict, per_joint: bool = False) -> str:
         *(f"| COCO {key} (OKS, GT boxes) | {_fmt(coco.get(key))} |"
           for key in ("AP", "AP50", "AP75", "APm", "APl", "AR")),
     ]
+    scored = metrics.get("joints")
+    if scored is not None and len(scored) < NUM_JOINTS:
+        lines += ["", f"Scored joints: {len(scored)} of {NUM_JOINTS} ({', '.join(scored)}); the others "
+                  "count in no metric (--joints)."]
+    if "by_source" in metrics:
+        lines += ["", "| source | people | thesis PCK | PCK@0.2 box | PCK@0.2 torso | COCO AP |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {m['n_images']:,d} | {_fmt(m['pck_thesis'])} | {_fmt(m['pck@0.2']['bbox'])} | "
+                  f"{_fmt(m['pck@0.2']['torso'])} | {_fmt(m['coco'].get('AP'))} |"
+                  for name, m in metrics["by_source"].items()]
     if per_joint:
         pj, box, torso = (metrics["pck_thesis_per_joint"], metrics["pck@0.2_per_joint"]["bbox"],
                           metrics["pck@0.2_per_joint"]["torso"])

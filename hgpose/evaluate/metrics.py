@@ -71,13 +71,18 @@ def to_coco_results(coords: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> 
     return results
 
 
-def split_ground_truth(coco: COCO, ann_ids) -> COCO:
+def split_ground_truth(coco: COCO, ann_ids, joints: np.ndarray | None = None) -> COCO:
     """A COCO object holding only the given person annotations (plus crowd regions of
-    their images), so people of other splits do not count as misses."""
+    their images), so people of other splits do not count as misses.
+
+    joints: bool [17], the joints scored; the others become unlabelled (OKS ignores them).
+    """
     keep = {int(a) for a in ann_ids}
     image_ids = {coco.anns[a]["image_id"] for a in keep}
     anns = [a for a in coco.dataset["annotations"]
             if a["id"] in keep or (a.get("iscrowd", 0) and a["image_id"] in image_ids)]
+    if joints is not None and not np.all(joints):
+        anns = [_only_joints(a, joints) for a in anns]
     gt = COCO()
     gt.dataset = {
         "images": [coco.imgs[i] for i in sorted(image_ids)],
@@ -87,6 +92,15 @@ def split_ground_truth(coco: COCO, ann_ids) -> COCO:
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
     return gt
+
+
+def _only_joints(ann: dict, joints: np.ndarray) -> dict:
+    """A copy of a person annotation whose joints outside `joints` are unlabelled."""
+    if not ann.get("keypoints"):
+        return ann
+    kps = np.asarray(ann["keypoints"], np.float64).reshape(-1, 3)
+    kps[~np.asarray(joints, bool)] = 0
+    return {**ann, "keypoints": kps.ravel().tolist(), "num_keypoints": int((kps[:, 2] > 0).sum())}
 
 
 def coco_keypoint_ap(gt: COCO, results: list[dict]) -> dict:

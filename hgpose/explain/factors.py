@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from hgpose.data.store import read_manifest
+from hgpose.data.store import sources as store_sources
 
 NUMERIC = ("scale", "rotation_deg", "lean_deg", "yaw_deg", "occluded_joints", "outside_joints",
            "occluded_fraction", "people")
@@ -31,9 +32,12 @@ PERMUTATIONS = 200  # shuffles for the chance levels
 
 
 def load(data_dir: str | Path, split: str, ids: np.ndarray) -> dict[str, np.ndarray] | None:
-    """The synth factors of each crop (rows as `ids`), or None when the data is not synthetic."""
-    source = "val2017" if split == "val" else "train2017"
-    path = read_manifest(data_dir).get("sources", {}).get(source, {}).get("annotations")
+    """The synth factors of each crop (rows as `ids`), or None when the data is not synthetic
+    (or the store holds several sources: synthetic people come alone)."""
+    sources = store_sources(read_manifest(data_dir))
+    if len(sources) != 1:
+        return None
+    path = (sources[0].get("annotations") or {}).get(split)
     # `hgpose synth` writes OUT_DIR/synth.json beside annotations/: checking for it first
     # avoids parsing a 240 MB COCO file only to find no factors in it.
     if not path or not Path(path).is_file() or not (Path(path).parent.parent / "synth.json").is_file():

@@ -79,14 +79,22 @@ class Latents:
     pred: np.ndarray        # float32 [N, 17, 3]
     meta: dict              # the .json: key, shapes, paths, timing
     reused: bool            # True when read from the cache, False when just computed
+    present: np.ndarray | None = None  # int16 [N]: joints the crop's source annotates (17 for COCO)
 
     def __len__(self) -> int:
         return len(self.values)
 
     @property
+    def complete(self) -> np.ndarray:
+        """bool [N]: every joint the crop's source annotates is labelled (for COCO: all 17,
+        the thesis's subset (ii); for LSP: its 12 body joints)."""
+        present = self.present if self.present is not None else np.full(len(self.labelled), self.pred.shape[1])
+        return self.labelled == present
+
+    @property
     def fully_annotated(self) -> np.ndarray:
-        """Indices of the crops with all 17 joints labelled (the thesis's subset (ii))."""
-        return np.flatnonzero(self.labelled == self.pred.shape[1])
+        """Indices of the complete crops (see `complete`): the thesis's subset (ii)."""
+        return np.flatnonzero(self.complete)
 
 
 def resolve_checkpoint(run: str | Path, which: str = "best") -> Path:
@@ -256,7 +264,8 @@ def _compute(checkpoint, data_dir, split, layer, limit, key, paths, batch_size, 
              progress) -> dict:
     start = time.perf_counter()
     paths["json"].unlink(missing_ok=True)  # from here on the cache is incomplete
-    keypoints = open_split(data_dir, split).keypoints
+    store = open_split(data_dir, split)
+    keypoints = store.keypoints
     n = min(len(keypoints), limit) if limit > 0 else len(keypoints)
     if n == 0:
         raise HgposeError(f"split {split!r} of {data_dir} is empty; choose another --split")
@@ -279,6 +288,7 @@ def _compute(checkpoint, data_dir, split, layer, limit, key, paths, batch_size, 
         del out  # close the map before the rename
     with atomic_path(paths["npz"], suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, ids=ids, labelled=(v > 0).sum(1).astype(np.int16),
+                 present=store.joints_present(slice(0, n)).sum(1).astype(np.int16),
                  visible=(v >= 2).sum(1).astype(np.int16), pck=pck, pred=pred)
     meta = {
         "key": key,

@@ -33,7 +33,7 @@ from hgpose.skeleton import JOINT_INDEX, JOINTS
 
 FORMAT_VERSION = 1
 PARTS = ("pca", "kmeans", "ablation", "saliency", "compare")
-SUBSET_LABELS = {"all": "(i) all crops", "full": "(ii) fully annotated crops (17/17 labelled)"}
+SUBSET_LABELS = {"all": "(i) all crops", "full": "(ii) fully annotated crops (every joint of their dataset labelled)"}
 MIN_ROWS = 3   # a subset with fewer rows is skipped (PCA and K=2 need a few)
 
 
@@ -326,7 +326,7 @@ class _Context:
                     "size": int(members.sum()),
                     "mean_labelled": float(self.lat.labelled[rows[members]].mean()),
                     "mean_visible": float(self.lat.visible[rows[members]].mean()),
-                    "fully_annotated_share": float((self.lat.labelled[rows[members]] == 17).mean()),
+                    "fully_annotated_share": float(self.lat.complete[rows[members]].mean()),
                     "nearest_rows": rows[nearest[c]].tolist(),
                     "nearest_ids": self.lat.ids[rows[nearest[c]]].tolist(),
                 })

@@ -17,7 +17,7 @@ from hgpose.io import atomic_path
 
 TEMPLATES = Path(__file__).parent / "templates"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SUBSET_LABELS = {"all": "(i) all crops", "full": "(ii) fully annotated crops (17/17 labelled)"}
+SUBSET_LABELS = {"all": "(i) all crops", "full": "(ii) fully annotated crops (every joint of their dataset labelled)"}
 
 
 def _environment() -> Environment:

@@ -61,3 +61,23 @@ def xavier_init(model: nn.Module) -> None:
             nn.init.xavier_normal_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+
+def to_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """A crop [B, 3, H, W] brought to the network's working size by area averaging (exact
+    2x2 means for 256 -> 128): a network can run cheaper than the 256x256 crop it is fed."""
+    if x.shape[-1] == resolution and x.shape[-2] == resolution:
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="area")
+
+
+def to_heatmap_grid(heatmaps: torch.Tensor, size: int) -> torch.Tensor:
+    """Heatmaps [B, S, J, h, w] of a network run at a lower resolution, bilinearly brought
+    to the crop's grid [B, S, J, size, size], so codecs, losses and metrics see one grid
+    whatever the network's working size (training learns through the resampling)."""
+    if heatmaps.shape[-1] == size:
+        return heatmaps
+    b, s, j, h, w = heatmaps.shape
+    up = F.interpolate(heatmaps.reshape(b * s, j, h, w), size=(size, size), mode="bilinear",
+                       align_corners=False)
+    return up.reshape(b, s, j, size, size)

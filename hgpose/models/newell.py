@@ -19,7 +19,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .blocks import Residual
+from .blocks import Residual, to_heatmap_grid, to_resolution
 from .hourglass import Hourglass
 
 
@@ -28,10 +28,13 @@ class StackedHourglass(nn.Module):
 
     Every stack's heatmaps are returned: the loss supervises all of them, inference uses
     `out[:, -1]`. `latent_layer` is the last stack's deepest Residual (Fx4x4 for a 256 input).
+    `resolution`: the size the network works at (see ThesisNetwork); 256 = Newell's.
     """
 
-    def __init__(self, num_stacks: int = 8, features: int = 256, num_joints: int = 17):
+    def __init__(self, num_stacks: int = 8, features: int = 256, num_joints: int = 17,
+                 resolution: int = 256):
         super().__init__()
+        self.resolution = resolution
         if num_stacks < 1:
             raise ValueError(f"num_stacks must be >= 1, got {num_stacks}")
         self.num_stacks = num_stacks
@@ -79,7 +82,8 @@ class StackedHourglass(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+        grid = x.shape[-1] // 4
+        x = self.stem(to_resolution(x, self.resolution))
         heatmaps: list[torch.Tensor] = []
         # Every stack but the last feeds its features and heatmaps into the next one.
         # (zip stops at the shortest list: the num_stacks - 1 merges.)
@@ -96,4 +100,4 @@ class StackedHourglass(nn.Module):
             x = x + merge_features(features) + merge_predictions(prediction)
         features = self.features_out[-1](self.hourglasses[-1](x))
         heatmaps.append(self.predictions[-1](features))
-        return torch.stack(heatmaps, dim=1)
+        return to_heatmap_grid(torch.stack(heatmaps, dim=1), grid)

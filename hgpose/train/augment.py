@@ -88,7 +88,8 @@ def warp_keypoints(keypoints: torch.Tensor, m: torch.Tensor, flip: torch.Tensor,
     """Apply the same warp to [B, J, 3] keypoints (x, y, v); returns a new tensor.
 
     A flipped person's left joints are where the right ones were: the joint axis is
-    permuted with FLIP_INDEX. Joints that end up outside [0, size) become unlabelled (v = 0).
+    permuted with FLIP_INDEX. Labelled joints that end up outside [0, size) become
+    unlabelled (v = 0); ABSENT joints (v < 0) stay absent.
     """
     centre = (size - 1) / 2
     xy = keypoints[..., :2] - centre
@@ -97,7 +98,7 @@ def warp_keypoints(keypoints: torch.Tensor, m: torch.Tensor, flip: torch.Tensor,
     swapped = out[:, list(FLIP_INDEX)]
     out = torch.where(flip[:, None, None], swapped, out)
     inside = ((out[..., :2] >= 0) & (out[..., :2] < size)).all(-1)
-    out[..., 2] = torch.where(inside, out[..., 2], torch.zeros_like(out[..., 2]))
+    out[..., 2] = torch.where(inside | (out[..., 2] < 0), out[..., 2], torch.zeros_like(out[..., 2]))
     return out
 
 

@@ -110,11 +110,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
 
 
 def weights_metadata(model_config, mean_rgb, epoch: int, metrics: dict, preset: str,
-                     target_config=None) -> dict:
+                     target_config=None, joints: list[str] | None = None) -> dict:
     """What a weights file needs to be used on its own: the network, the input
-    normalisation and the codec that decodes its heatmaps."""
+    normalisation, the codec that decodes its heatmaps and the joints it was trained on
+    (a network that never saw a joint, e.g. LSP's absent face, predicts noise there)."""
     meta = {"model": asdict(model_config), "mean_rgb": [float(v) for v in mean_rgb],
             "epoch": epoch, "metrics": metrics, "preset": preset}
+    if joints is not None:
+        meta["joints"] = list(joints)
     if target_config is not None:
         meta["target"] = asdict(target_config)
     return meta

@@ -22,6 +22,9 @@ class ModelConfig:
     features: int = 256
     stacks: int = 8               # newell only; the thesis network has exactly one hourglass
     autoencoder: bool = False     # thesis only: the 50-dim AE after the 3rd bottleneck residual
+    # The size the network works at (beyond the thesis): the 256x256 crop is area-downscaled
+    # to it and the heatmaps brought back to the 64x64 grid. 128 costs a quarter of 256.
+    resolution: int = 256
 
 
 @dataclass
@@ -95,7 +98,10 @@ class TrainConfig:
     batch_size: int = 16          # per process under DDP
     flip_test: bool = False       # validate on the average of image and flipped-image heatmaps
     device: str = "auto"          # "auto" | "cpu" | "cuda" | "cuda:N"
-    amp: str = "bf16"             # CUDA autocast: "bf16" | "fp16" | "none" (CPU is always fp32)
+    amp: str = "bf16"             # CUDA autocast: "bf16" | "fp16" | "none"
+    # CPU autocast: "bf16" where the CPU computes bf16 natively (AMX / AVX-512-BF16, detected
+    # at run time; fp32 elsewhere, with a note) | "none" (fp32). Weights stay fp32.
+    cpu_amp: str = "none"
     channels_last: bool = True    # NHWC memory layout (faster with cuDNN and with oneDNN on CPU)
     compile: bool = False         # torch.compile the model (CUDA)
     deterministic: bool = False   # torch.use_deterministic_algorithms (slower; exact reruns)
@@ -147,6 +153,27 @@ def newell() -> TrainConfig:
     )
 
 
+def cpu() -> TrainConfig:
+    """Real people on a CPU in an hour (beyond the thesis): a 2-stack Newell hourglass at
+    64 features working at 128x128, Gaussian sigma-2 targets with a peak weight,
+    augmentation, Adam with a step decay, bf16 where the CPU has it, flip test. Each choice
+    was measured on LSPET: see docs/training.md, "Training on a CPU"."""
+    return TrainConfig(
+        preset="cpu",
+        epochs=24,
+        batch_size=16,
+        flip_test=True,
+        cpu_amp="bf16",
+        keep_epoch_checkpoints=False,
+        model=ModelConfig(name="newell", features=64, stacks=2, resolution=128),
+        data=DataConfig(workers=1),
+        target=TargetConfig(codec="gaussian", sigma=2.0, weighted=True, all_stacks=True, foreground=20.0),
+        augment=AugmentConfig(enabled=True),
+        optim=OptimConfig(name="adam", lr=1e-3, schedule="step", warmup_steps=200,
+                          step_epochs=(16, 20), step_gamma=0.1, min_lr=0.0),
+    )
+
+
 def thesis_ae() -> TrainConfig:
     """SPEC §4 AE recipe: AE pre-training (ae.*), then ~20 epochs of the thesis recipe."""
     config = thesis()
@@ -157,12 +184,13 @@ def thesis_ae() -> TrainConfig:
     return config
 
 
-PRESETS = {"thesis": thesis, "newell": newell, "thesis-ae": thesis_ae}
+PRESETS = {"thesis": thesis, "newell": newell, "thesis-ae": thesis_ae, "cpu": cpu}
 
 # Allowed values of the string fields, checked after overrides.
 CHOICES = {
     "recipe": ("pose", "thesis-ae"),
     "amp": ("bf16", "fp16", "none"),
+    "cpu_amp": ("bf16", "none"),
     "model.name": ("thesis", "newell"),
     "target.codec": ("thesis", "gaussian"),
     "optim.name": ("rmsprop", "adam", "sgd"),
@@ -276,6 +304,9 @@ def validate(config: TrainConfig) -> None:
         raise HgposeError(f"config ae.epochs={config.ae.epochs}: must be at least 0")
     if config.model.name == "newell" and config.model.stacks < 1:
         raise HgposeError(f"config model.stacks={config.model.stacks}: must be at least 1")
+    if config.model.resolution not in (64, 128, 192, 256):
+        raise HgposeError(f"config model.resolution={config.model.resolution}: choose 64, 128, 192 or 256 "
+                          "(the hourglass halves it five times)")
     if config.model.autoencoder and config.model.name != "thesis":
         raise HgposeError("config model.autoencoder=true needs model.name=thesis")
     if config.recipe == "thesis-ae" and not config.model.autoencoder:

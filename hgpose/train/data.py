@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from hgpose.codec import ABSENT
 from hgpose.data.store import open_split
 from hgpose.train import augment as aug
 from hgpose.train.config import AugmentConfig
@@ -21,6 +22,9 @@ from hgpose.train.config import AugmentConfig
 
 class CropDataset(Dataset):
     """One split of the store: item i = (uint8 [256,256,3] crop, float32 [17,3] keypoints, i).
+
+    Joints the crop's source does not annotate get v = ABSENT (-1), so that the loss can
+    tell them from COCO's unlabelled joints (v = 0).
 
     The split is memory-mapped lazily in each process: pickling a numpy memmap to a worker
     would copy the whole split into RAM, so only the path travels.
@@ -49,7 +53,9 @@ class CropDataset(Dataset):
     def __getitem__(self, i: int):
         s = self._open()
         # np.array copies just this crop out of the map.
-        return torch.from_numpy(np.array(s.images[i])), torch.from_numpy(np.array(s.keypoints[i])), i
+        keypoints = np.array(s.keypoints[i])
+        keypoints[~s.joints_present(i), 2] = ABSENT
+        return torch.from_numpy(np.array(s.images[i])), torch.from_numpy(keypoints), i
 
 
 class ResumableSampler(Sampler[int]):

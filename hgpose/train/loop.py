@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from hgpose.cpu import native_bf16
 from hgpose.errors import HgposeError
 from hgpose.io import write_bytes
 from hgpose.train import checkpoint as ckpt
@@ -100,10 +101,19 @@ def stop_runtime(rt: Runtime) -> None:
 
 
 def autocast_factory(config: TrainConfig, device: torch.device) -> Callable:
-    """A zero-argument factory of the autocast context: bf16/fp16 on CUDA, off on the CPU."""
-    enabled = device.type == "cuda" and config.amp != "none"
-    dtype = torch.float16 if config.amp == "fp16" and enabled else torch.bfloat16
+    """A zero-argument factory of the autocast context: `amp` on CUDA; on the CPU bf16 when
+    `cpu_amp` asks for it and the CPU has native bf16 (else fp32)."""
+    if device.type == "cuda":
+        enabled = config.amp != "none"
+        dtype = torch.float16 if config.amp == "fp16" else torch.bfloat16
+    else:
+        enabled, dtype = cpu_bf16(config), torch.bfloat16
     return lambda: torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+def cpu_bf16(config: TrainConfig) -> bool:
+    """Whether a CPU run trains under bf16 autocast (fp32 master weights either way)."""
+    return config.cpu_amp == "bf16" and native_bf16()
 
 
 # --- stop requests -------------------------------------------------------------------------
@@ -201,6 +211,9 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
     if config.compile:
         train_model = torch.compile(train_model)
     autocast = autocast_factory(config, device)
+    if rt.main and device.type == "cpu" and config.cpu_amp == "bf16" and not cpu_bf16(config):
+        print("hgpose train: note: cpu_amp=bf16 but this CPU has no native bf16 (AMX or "
+              "AVX-512-BF16); training in fp32", file=sys.stderr)
 
     sampler = ResumableSampler(job.train_set, config.data.shuffle, config.seed, rt.rank, rt.world)
     loader = make_loader(job.train_set, job.batch_size, sampler, config.data.workers, device)

@@ -27,8 +27,10 @@ AE_PREFIX = "hourglass.autoencoder."  # where ThesisNetwork(autoencoder=True) ke
 
 def build_network(config: ModelConfig) -> nn.Module:
     if config.name == "thesis":
-        return build_model("thesis", features=config.features, autoencoder=config.autoencoder)
-    return build_model("newell", num_stacks=config.stacks, features=config.features)
+        return build_model("thesis", features=config.features, autoencoder=config.autoencoder,
+                           resolution=config.resolution)
+    return build_model("newell", num_stacks=config.stacks, features=config.features,
+                       resolution=config.resolution)
 
 
 def build_codec(config: TargetConfig):
@@ -87,8 +89,13 @@ class PosePhase:
                              generator=generator, channels_last=self.channels_last)
 
     def loss_of(self, heatmaps: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-        """MSE between [B,S,J,64,64] predictions and targets; summed over supervised stacks."""
+        """MSE between [B,S,J,64,64] predictions and targets; summed over supervised stacks.
+
+        The mean runs over the maps of the joints each crop's source annotates: an ABSENT
+        joint (v < 0, e.g. an LSP person's nose) is in no loss, not even as a zero map.
+        """
         targets, weights = self.codec.encode_torch(keypoints)
+        present = (keypoints[..., 2] >= 0).float()                       # [B, J]
         heatmaps = heatmaps.float()  # the loss in fp32 even under autocast: targets peak at 0.16
         if not self.config.target.all_stacks:
             heatmaps = heatmaps[:, -1:]
@@ -97,7 +104,8 @@ class PosePhase:
             err = err * (1 + self.config.target.foreground * targets[:, None])
         if self.config.target.weighted:
             err = err * weights[:, None, :, None, None]
-        return err.mean(dim=(0, 2, 3, 4)).sum()
+        per_map = err.mean(dim=(3, 4)) * present[:, None]               # [B, S, J]
+        return (per_map.sum(dim=(0, 2)) / present.sum().clamp(min=1)).sum()
 
     def train_loss(self, model: nn.Module, batch, generator: torch.Generator, autocast) -> tuple[torch.Tensor, int]:
         x, kps = self.inputs(batch, generator, train=True)

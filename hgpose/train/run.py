@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from hgpose import __version__
-from hgpose.data.store import mean_rgb
+from hgpose.data.store import joints_present, mean_rgb, read_manifest
 from hgpose.errors import HgposeError
 from hgpose.io import write_json
 from hgpose.models import LatentAutoencoder
+from hgpose.skeleton import JOINTS
 from hgpose.train import checkpoint as ckpt
 from hgpose.train import config as cfg
 from hgpose.train.data import CropDataset, make_loader
@@ -143,9 +144,16 @@ def _pose_job(config, data_dir, out_dir: Path, mean: torch.Tensor, model, rt: Ru
         optim=config.optim,
         out_dir=out_dir,
         metadata=lambda epoch, metrics: ckpt.weights_metadata(
-            config.model, mean.tolist(), epoch, metrics, config.preset, config.target),
+            config.model, mean.tolist(), epoch, metrics, config.preset, config.target,
+            trained_joints(data_dir)),
         on_start=on_start,
     )
+
+
+def trained_joints(data_dir) -> list[str]:
+    """The joints some source of the training store annotates (COCO order)."""
+    present = joints_present(read_manifest(data_dir)).any(axis=0)
+    return [name for name, has in zip(JOINTS, present) if has]
 
 
 def _pose(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_start) -> dict:
@@ -186,7 +194,8 @@ def _save_latents(config, data_dir, ae_dir: Path, mean, thesis_state, init, rt: 
     """Bottleneck latents of every train and val crop, once (rank 0; the others wait)."""
     paths = {split: ae_dir / "latents" / f"{split}.npy" for split in ("train", "val")}
     if rt.main and not all(p.exists() for p in paths.values()):
-        thesis_config = cfg.ModelConfig(name="thesis", features=config.model.features)
+        thesis_config = cfg.ModelConfig(name="thesis", features=config.model.features,
+                                        resolution=config.model.resolution)
         network = build_network(thesis_config)
         ckpt.load_into(network, thesis_state, init)
         network.to(rt.device)
