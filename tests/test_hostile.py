@@ -373,6 +373,11 @@ def test_pickles_and_nan_weights_are_named_as_such(run, tmp_path, capsys):
     assert main(["predict", str(broken), str(tmp_path / "x.jpg"), "--device", "cpu", "--out", str(tmp_path / "p")]) == 2
     one_error_line(capsys, f"{broken}: holds NaN/inf weights", "use an earlier checkpoint")
     assert not (tmp_path / "p").exists()
+    # evaluate printed 0.000 for such a checkpoint
+    store = make_store(tmp_path / "store")
+    assert main(["evaluate", str(broken), "--data", str(store), "--out", str(tmp_path / "e"), "--device", "cpu"]) == 2
+    one_error_line(capsys, f"{broken}: holds NaN/inf weights")
+    assert not (tmp_path / "e").exists()
 
 
 def test_predict_never_overwrites_an_input(run, tmp_path, capsys):
@@ -398,6 +403,7 @@ def test_predict_never_overwrites_an_input(run, tmp_path, capsys):
     (["export", "{run}", "--onnx", "{tmp}"], "--onnx {tmp}: is a folder"),
     (["export", "{run}", "--onnx", "{tmp}/m.onnx", "--opset", "5"], "--opset 5: this exporter writes opsets 9 to"),
     (["export", "{run}", "--onnx", "{tmp}/m.onnx", "--opset", "99"], "--opset 99: this exporter writes opsets 9 to"),
+    (["export", "{run}", "--onnx", "{file}/m.onnx", "--no-verify"], "{file}/m.onnx: cannot be written, a file is in the way"),
 ])
 def test_bad_options_are_one_line(run, store, tmp_path, capsys, args, message):
     names = {"run": run, "store": store, "file": tmp_path / "a.jpg", "tmp": tmp_path}
@@ -407,9 +413,43 @@ def test_bad_options_are_one_line(run, store, tmp_path, capsys, args, message):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
 
 
+def test_max_pixels_option_of_predict_and_prepare(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HGPOSE_MAX_PIXELS", "")  # restored after the test: the option sets it
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    assert main(["predict", str(run), str(tmp_path / "a.jpg"), "--out", str(tmp_path / "p"),
+                 "--device", "cpu", "--max-pixels", "1e4"]) == 1
+    assert "160x120 = 0 megapixels, over the limit of 0.01 MP" in capsys.readouterr().err
+    root = coco_root(tmp_path / "coco")
+    assert main(["prepare", str(root), str(tmp_path / "out"), "--test-size", "1", "--workers", "2",
+                 "--max-pixels", "19200"]) == 0  # 160 x 120 exactly; applies in the worker processes too
+    assert main(["prepare", str(root), str(tmp_path / "out2"), "--test-size", "1", "--workers", "2",
+                 "--max-pixels", "19199"]) == 2  # every image over it: no crop left for the test draw
+    assert "--test-size 1 is larger than the 0 train2017 crops" in capsys.readouterr().err
+
+
 def test_explain_with_a_single_crop_writes_its_report(run, store, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["explain", str(run), "--data", str(store), "--out", str(out), "--limit", "1",
                  "--device", "cpu", "--no-progress", "--only", "pca,kmeans"]) == 0
     html = (out / "report.html").read_text()
     assert "skipped: only 1 crops" in html
+
+
+def test_file_system_refusals_are_one_line_other_os_errors_keep_their_traceback(monkeypatch, capsys):
+    """The CLI's safety net for paths the file system refuses (read-only, full disk), which a
+    test running as root cannot provoke for real."""
+    import errno
+
+    from hgpose import cli
+
+    def refuse(code):
+        def run(args):
+            raise OSError(code, os.strerror(code), "/data/out/x.npy")
+        return run
+
+    monkeypatch.setitem(cli.COMMANDS, "synth", (cli.COMMANDS["synth"][0], refuse(errno.EROFS)))
+    assert main(["synth", "/data/out"]) == 2
+    one_error_line(capsys, "hgpose synth: error: /data/out/x.npy: Read-only file system; check that path")
+    monkeypatch.setitem(cli.COMMANDS, "synth", (cli.COMMANDS["synth"][0], refuse(errno.EIO)))
+    with pytest.raises(OSError):
+        main(["synth", "/data/out"])
