@@ -359,6 +359,9 @@ def test_pickles_and_nan_weights_are_named_as_such(run, tmp_path, capsys):
     torch.save({"w": torch.zeros(2)}, pickled)
     assert main(["predict", str(pickled), str(tmp_path), "--device", "cpu"]) == 2
     one_error_line(capsys, f"{pickled}: a PyTorch (torch.save) file, not a safetensors weights file")
+    pickled.write_bytes(__import__("pickle").dumps({"w": [0.0]}, protocol=4))
+    assert main(["export", str(pickled), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    one_error_line(capsys, f"{pickled}: a Python pickle, not a safetensors weights file", "never unpickles")
 
     from hgpose.train import checkpoint as ckpt
 

@@ -53,16 +53,16 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
     if not path.is_file():
         raise HgposeError(f"{path}: checkpoint not found")
-    kind = _foreign_kind(path)
-    if kind:
-        raise HgposeError(f"{path}: {kind}, not a safetensors weights file; hgpose reads weights only "
-                          "from .safetensors files written by `hgpose train` (it never unpickles)")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         metadata = json.loads(header.get("hgpose", "{}"))
     except Exception as e:  # safetensors raises its own error types for truncated/garbled files
+        kind = _foreign_kind(path)  # only now: a valid file's first bytes may look like anything
+        if kind:
+            raise HgposeError(f"{path}: {kind}, not a safetensors weights file; hgpose reads weights only "
+                              "from .safetensors files written by `hgpose train` (it never unpickles)") from None
         raise HgposeError(
             f"{path}: not a readable safetensors checkpoint ({e}); it may be truncated — "
             "use another checkpoint (e.g. best.safetensors or an epoch_NNN one)"
