@@ -298,7 +298,7 @@ def test_failed_train_leaves_nothing_and_the_corrected_command_runs(store, tmp_p
 
     config = (run / "config.json").read_bytes()
     assert main(["train", str(store), "--out", str(run), "--resume", "--epochs", "1"]) == 2
-    one_error_line(capsys, "already trained 2 epochs; --epochs 1 would undo nothing")
+    one_error_line(capsys, "already trained 2 epochs and cannot be cut to --epochs 1")
     assert (run / "config.json").read_bytes() == config
 
     with run_lock(run, "hgpose train"):  # a first --resume still running

@@ -193,8 +193,8 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
             progress["loss_sum"], progress["samples"] = 0.0, 0
         if progress["epoch"] > job.epochs:  # checked before on_start rewrites config.json
             raise HgposeError(
-                f"{state_path}: this run has already trained {progress['epoch']} epochs; "
-                f"--epochs {job.epochs} would undo nothing — give --epochs {progress['epoch']} or more")
+                f"{state_path}: this run has already trained {progress['epoch']} epochs and cannot be "
+                f"cut to --epochs {job.epochs}; give --epochs {progress['epoch']} or more to continue it")
 
     if job.on_start is not None:
         job.on_start()
@@ -215,8 +215,8 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
     log = RunLog(job.out_dir, config, rt, progress["global_step"] if resume else None)
 
     def save_state(epoch_sums: tuple[float, int]) -> None:
+        check_weights(model, state_path)  # on every rank (identical weights): none waits alone
         if rt.main:
-            check_weights(model, state_path)
             ckpt.save_state(state_path, {
                 "phase": phase.name,
                 "model": model.state_dict(),
