@@ -7,6 +7,7 @@ API). Problems the user can fix surface as one line `hgpose <cmd>: error: ...` a
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from hgpose import __version__
@@ -24,6 +25,22 @@ def _test_size(text: str) -> float | int:
     if value >= 1 and value == int(value):
         return int(value)
     raise argparse.ArgumentTypeError(f"{text!r}: give a whole count >= 1 or a fraction in (0, 1)")
+
+
+def _pixels(text: str) -> int:
+    """`--max-pixels`: a pixel count, plain or with an exponent (1e8)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not (value >= 1 and value == int(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a pixel count >= 1, e.g. 100000000 or 1e8")
+    return int(value)
+
+
+MAX_PIXELS_HELP = ("refuse images over this many pixels (width x height), read from the file's "
+                   "header before decoding, so a 'decompression bomb' cannot exhaust the memory "
+                   "(default: 1e8 = 100 megapixels, or $HGPOSE_MAX_PIXELS)")
 
 
 def _add_demo(sub) -> None:
@@ -93,7 +110,7 @@ def _add_prepare(sub) -> None:
         help="val crops of a source without a val split (LSP): a count or a fraction "
              "(default: 10%%); never overlaps the test crops",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the val/test draws (default: 0)")
+    p.add_argument("--seed", type=_count, default=0, help="seed of the val/test draws, >= 0 (default: 0)")
     p.add_argument(
         "--workers", type=int, default=None,
         help="processes decoding and cropping images (default: the number of CPU cores)",
@@ -102,15 +119,20 @@ def _add_prepare(sub) -> None:
         "--keep-work", action="store_true",
         help="keep the intermediate shards in OUT_DIR/.work after success (default: delete them)",
     )
+    p.add_argument("--max-pixels", type=_pixels, default=None, metavar="N",
+                   help=MAX_PIXELS_HELP + "; larger images are skipped and counted")
 
 
 def _run_prepare(args) -> int:
     from hgpose.data.prepare import prepare, format_summary
+    from hgpose.images import set_max_pixels
 
     if len(args.paths) < 2:
         raise HgposeError("give at least one SOURCE folder and then OUT_DIR, e.g. "
                           "`hgpose prepare COCO_ROOT data/coco` or `hgpose prepare lsp:LSPET data/lspet`")
     *sources, out_dir = args.paths
+    if args.max_pixels is not None:
+        set_max_pixels(args.max_pixels)  # inherited by the worker processes
     manifest = prepare(
         sources, out_dir, test_size=args.test_size, val_size=args.val_size, seed=args.seed,
         workers=args.workers, keep_work=args.keep_work,
@@ -465,10 +487,16 @@ def _add_predict(sub) -> None:
                         "perfect target's peak (default: 0.25)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--max-pixels", type=_pixels, default=None, metavar="N",
+                   help=MAX_PIXELS_HELP + "; larger images are reported and skipped")
 
 
 def _run_predict(args) -> int:
     from hgpose.evaluate.predict import describe, predict
+    from hgpose.images import set_max_pixels
+
+    if args.max_pixels is not None:
+        set_max_pixels(args.max_pixels)
 
     def report(outcome) -> None:
         if outcome.ok:
@@ -551,6 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                  errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -559,6 +591,14 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except HgposeError as e:
         print(f"hgpose {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # The file system refused a path the user chose (read-only, full, a file in the way):
+        # the user's to fix, so one line naming the path. Other OSErrors keep their traceback.
+        if e.errno not in USER_OS_ERRORS or not e.filename:
+            raise
+        print(f"hgpose {args.command}: error: {e.filename}: {e.strerror}; "
+              "check that path (permissions, free space) or choose another", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hgpose {args.command}: interrupted; run the same command again to resume", file=sys.stderr)

@@ -16,6 +16,7 @@ mapped back to the image through the crop box.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from hgpose.data.crop import CROP_SIZE, CropBox, cut_crop, thesis_crop_box, to_image
+from hgpose import images
 from hgpose.codec import flip_back
 from hgpose.errors import HgposeError
 from hgpose.skeleton import NUM_JOINTS, JOINTS
@@ -38,6 +40,8 @@ CHECKPOINT_NAMES = ("best", "last")
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):  # torch.device would also take "meta", "mps", ...
+        raise HgposeError(f"--device {device}: choose auto, cpu, cuda or cuda:N")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise HgposeError(f"device {device}: CUDA is not available here; use --device cpu or auto")
@@ -127,14 +131,13 @@ def read_image(path: str | Path) -> np.ndarray:
         raise HgposeError(f"{path}: not found") from None
     except OSError as e:
         raise HgposeError(f"{path}: cannot be read ({e.strerror or e})") from None
-    # libjpeg decodes a truncated JPEG with only a warning (grey rows): a JPEG must end
-    # with its End-Of-Image marker (the same check as `hgpose prepare`).
-    if data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
-        raise HgposeError(f"{path}: truncated JPEG")
-    # Orientation ignored, as COCO annotates the stored pixels, not the EXIF-rotated view.
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise HgposeError(f"{path}: not an image OpenCV can decode")
+    # The same checks as `hgpose prepare`: empty, truncated, over the pixel limit (read
+    # from the header, before decoding), undecodable. Orientation is ignored, as COCO
+    # annotates the stored pixels, not the EXIF-rotated view.
+    try:
+        image = images.decode_bgr(data)
+    except images.ImageProblem as e:
+        raise HgposeError(f"{path}: {e}") from None
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""Atomic file writes (temporary file beside the target, then rename), output folders that
+are checked before anything is computed, and a lock so two processes never write one folder.
 
 A reader never sees a half-written file, and a run killed mid-write leaves the previous
 version (or nothing) in place.
@@ -6,32 +7,50 @@ version (or nothing) in place.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from hgpose.errors import HgposeError
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path in the target's folder; rename it onto `path` on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise HgposeError(f"{path}: cannot be written, a file is in the way of its folder "
+                          f"{path.parent}; choose another path") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
-    # mkstemp creates the file 0600; give it the permissions a plain open() would have.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
+        # mkstemp creates the file 0600, and a writer may recreate it (safetensors does):
+        # give the finished file the permissions a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    with _UMASK_LOCK:  # reading the umask means setting it for a moment
+        umask = os.umask(0)
+        os.umask(umask)
+    return umask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -48,3 +67,92 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     # np.save on an open file object: it would append ".npy" to a bare temp name.
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.ascontiguousarray(array))
+
+
+# --- output folders ------------------------------------------------------------------------
+
+def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create `path` (and its parents) or raise one line saying why it cannot be used:
+    a file in the way, or no permission to write there."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HgposeError(f"{path}: is a file, not a folder; give a folder as the {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise HgposeError(f"{path}: a file is in the way (one of its parents is not a folder); "
+                          f"give another {what}") from None
+    except OSError as e:
+        raise HgposeError(f"{path}: cannot create the {what} ({e.strerror}); choose another one") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise HgposeError(f"{path}: the {what} is not writable; fix its permissions or choose another one")
+    return path
+
+
+# --- run lock ------------------------------------------------------------------------------
+
+LOCK_NAME = ".hgpose.lock"
+
+
+@contextmanager
+def run_lock(folder: str | os.PathLike, command: str, what: str = "output folder"):
+    """Hold an exclusive lock on `folder` (created if needed) while the block runs, so a
+    second process writing the same folder stops at once with one line instead of
+    interleaving its files with ours.
+
+    flock is released by the kernel when the process dies (even by kill -9), so a crashed
+    run never leaves a stale lock behind. A folder this call created and that still holds
+    nothing but the lock file afterwards (the command failed before writing) is removed.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    ensure_dir(folder, what)
+    lock_path = folder / LOCK_NAME
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise HgposeError(
+                f"{folder}: in use by {holder}; wait for it to finish (or stop it), "
+                "or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"`{command}` (pid {os.getpid()})".encode(), 0)
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock
+        if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+            lock_path.unlink(missing_ok=True)
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
+_held = threading.local()
+
+
+@contextmanager
+def lock_scope():
+    """Locks taken with `lock_dir` inside this block are released when it ends. For code
+    that only knows late (after validating its inputs) which folder it will write."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        previous = getattr(_held, "stack", None)
+        _held.stack = stack
+        try:
+            yield
+        finally:
+            _held.stack = previous
+
+
+def lock_dir(folder: str | os.PathLike, command: str, what: str = "output folder") -> None:
+    """Take `run_lock(folder)` until the enclosing `lock_scope` ends."""
+    stack = getattr(_held, "stack", None)
+    if stack is None:
+        raise RuntimeError("lock_dir() needs an enclosing lock_scope()")
+    stack.enter_context(run_lock(folder, command, what))

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from hgpose.data.coco import ImageTask
-from hgpose.data.images import read_image_size
 from hgpose.errors import HgposeError
+from hgpose.images import file_size
 from hgpose.skeleton import JOINT_INDEX
 
 LSP_JOINTS = (
@@ -124,7 +124,7 @@ def lsp_tasks(root: Path) -> tuple[list[ImageTask], dict[str, int], np.ndarray]:
     extent[..., 2] = 1
     tasks = []
     for n, (path, kps, points) in enumerate(zip(paths, keypoints, extent), start=1):
-        width, height = read_image_size(path) or (1, 1)
+        width, height = file_size(path) or (1, 1)
         tasks.append(ImageTask(str(path), width, height, n, [n], [[0.0, 0.0, 0.0, 0.0]], [kps],
                                extent=[points]))
     counts = {"people": len(keypoints), "crowd": 0, "no_keypoints": 0}

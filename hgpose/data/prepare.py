@@ -41,14 +41,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hgpose import images
 from hgpose.data import coco as coco_io
 from hgpose.data.crop import CROP_SIZE, ENLARGE, clean_keypoints, cut_crop, thesis_crop_box, to_crop
 from hgpose.data.sources import ALL_PARTS, Source, annotation_files, read_sources, write_lsp_annotations
 from hgpose.data.store import FORMAT_VERSION, SPLITS
 from hgpose.errors import HgposeError
-from hgpose.io import atomic_path, save_npy, write_json
+from hgpose.io import atomic_path, lock_dir, lock_scope, save_npy, write_json
 
-IMAGE_PROBLEMS = ("missing_image", "corrupt_image", "truncated_image", "size_mismatch")
+IMAGE_PROBLEMS = ("missing_image", "corrupt_image", "truncated_image", "size_mismatch", "oversized_image")
+PROBLEM_OF = {"empty": "corrupt_image", "corrupt": "corrupt_image", "truncated": "truncated_image",
+              "size_mismatch": "size_mismatch", "too_large": "oversized_image"}  # images.ImageProblem.reason
 SHARD_ARRAYS = ("keypoints", "boxes", "ids", "sums", "planned")  # small per-crop arrays
 CROP_BYTES = CROP_SIZE * CROP_SIZE * 3
 
@@ -69,7 +72,10 @@ class ImageResult:
 
 
 def read_bgr(path: str, width: int, height: int) -> tuple[np.ndarray | None, str | None]:
-    """Decode an image as BGR uint8 [H,W,3] (OpenCV's order), or (None, reason) for a broken one."""
+    """Decode an image as BGR uint8 [H,W,3] (OpenCV's order), or (None, reason) for a broken one.
+
+    The size is checked from the header first (hgpose.images), so a decompression bomb or an
+    image of the wrong size costs no decoding."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -77,18 +83,10 @@ def read_bgr(path: str, width: int, height: int) -> tuple[np.ndarray | None, str
         return None, "missing_image"
     except OSError:
         return None, "corrupt_image"
-    # libjpeg decodes a truncated JPEG with only a warning (grey bottom rows): a JPEG
-    # must end with its End-Of-Image marker.
-    if data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
-        return None, "truncated_image"
-    # IGNORE_ORIENTATION: COCO annotates the stored pixels, not the EXIF-rotated view.
-    # IMREAD_COLOR turns greyscale images into 3 equal channels.
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        return None, "corrupt_image"
-    if image.shape[:2] != (height, width):
-        return None, "size_mismatch"
-    return image, None
+    try:
+        return images.decode_bgr(data, expect=(width, height)), None
+    except images.ImageProblem as e:
+        return None, PROBLEM_OF[e.reason]
 
 
 def process_image(task: coco_io.ImageTask) -> ImageResult:
@@ -357,7 +355,10 @@ def _create_draft(path: Path, n: int) -> int:
     """An .npy for n crops with its disk space reserved (so a full disk fails now, not
     hours in); an existing draft of the right size is kept (resume). Returns the header size."""
     if path.is_file():
-        shape, header = _read_header(path)
+        try:
+            shape, header = _read_header(path)
+        except (OSError, ValueError):  # not an .npy of ours (e.g. an unrelated file): remade
+            shape = None
         if shape == _npy_header(n)["shape"]:
             return header
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -439,7 +440,8 @@ def prepare(
     # The workers start first, so that their start-up overlaps the reading of the annotations.
     pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
     try:
-        return _prepare(specs, out_dir, test_size, val_size, seed, pool, keep_work, shard_images, progress)
+        with lock_scope():  # _prepare locks OUT_DIR once its inputs are validated
+            return _prepare(specs, out_dir, test_size, val_size, seed, pool, keep_work, shard_images, progress)
     finally:
         if pool is not None:
             pool.terminate()
@@ -459,6 +461,8 @@ def _prepare(specs: list, out_dir: Path, test_size, val_size, seed: int, pool, k
     sizes_of = _sizes_of(sources, planned, test_size, val_size)
     plan = split_plan(sources, planned, sizes_of, seed)
     dest = _destinations(plan, planned)
+
+    lock_dir(out_dir, "hgpose prepare", "OUT_DIR")  # a second prepare into OUT_DIR stops here
     settings = _settings(sources, seed, test_size, val_size)
     finished = _finished_store(out_dir, settings)
     if finished is not None:
@@ -514,7 +518,13 @@ def _finished_store(out_dir: Path, settings: dict) -> dict | None:
     manifest_path = out_dir / "manifest.json"
     if not manifest_path.is_file():
         return None
-    old = json.loads(manifest_path.read_text())
+    try:
+        old = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        old = None
+    if not isinstance(old, dict):
+        raise HgposeError(f"{manifest_path}: not a readable manifest; delete {out_dir} and run "
+                          "`hgpose prepare` again")
     old_sources = old.get("sources")
     identity_keys = settings["sources"][0].keys()
     same = (isinstance(old_sources, list)
@@ -541,6 +551,7 @@ def _start_work(work: Path, out_dir: Path, work_settings: dict, plan: dict) -> d
     for split in SPLITS:
         draft, final = work / "drafts" / f"{split}.npy", out_dir / split / "images.npy"
         if not draft.is_file() and final.is_file():  # moved into place by a run killed before the manifest
+            draft.parent.mkdir(parents=True, exist_ok=True)  # .work may be gone (other settings)
             os.replace(final, draft)
         drafts[split] = (draft, _create_draft(draft, _split_length(plan, split)))
     return drafts

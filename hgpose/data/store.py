@@ -41,6 +41,9 @@ ARRAYS = {  # name -> (dtype, shape after N)
     "ids": (np.int64, (2,)),
 }
 
+# A finished store is reused as it is by `prepare`; without its manifest it is rebuilt.
+REBUILD = "the store is damaged: delete {data_dir}/manifest.json and re-run the same `hgpose prepare` command"
+
 
 @dataclass(frozen=True)
 class Split:
@@ -78,8 +81,10 @@ def read_manifest(data_dir: str | Path) -> dict:
         )
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise HgposeError(f"{path}: not valid JSON ({e}); delete it and re-run `hgpose prepare`") from e
+    if not isinstance(manifest, dict):
+        raise HgposeError(f"{path}: not a JSON object; delete it and re-run `hgpose prepare`")
     if manifest.get("format_version") not in READABLE_VERSIONS:
         raise HgposeError(
             f"{path}: format_version {manifest.get('format_version')!r}, this hgpose reads "
@@ -109,7 +114,15 @@ def joints_present(manifest: dict) -> np.ndarray:
 
 def mean_rgb(data_dir: str | Path) -> np.ndarray:
     """Mean RGB (0-1) of the training crops: subtracted from every network input."""
-    return np.asarray(read_manifest(data_dir)["mean_rgb"], dtype=np.float32)
+    value = read_manifest(data_dir).get("mean_rgb")
+    try:
+        mean = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        mean = np.zeros(0, np.float32)
+    if mean.shape != (3,) or not np.isfinite(mean).all():
+        raise HgposeError(f"{Path(data_dir) / 'manifest.json'}: mean_rgb is {value!r}, expected 3 numbers "
+                          "in [0, 1]; " + REBUILD.format(data_dir=data_dir))
+    return mean
 
 
 def open_split(data_dir: str | Path, split: str) -> Split:
@@ -123,12 +136,12 @@ def open_split(data_dir: str | Path, split: str) -> Split:
         path = Path(data_dir) / split / f"{name}.npy"
         try:
             a = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as e:
-            raise HgposeError(f"{path}: cannot be read ({e}); re-run `hgpose prepare`") from e
+        except (OSError, ValueError, EOFError) as e:  # EOFError: a 0-byte or cut .npy
+            raise HgposeError(f"{path}: cannot be read ({e}); {REBUILD.format(data_dir=data_dir)}") from e
         if a.dtype != dtype or a.shape[1:] != shape or (n is not None and len(a) != n):
             raise HgposeError(
                 f"{path}: has {a.dtype} {a.shape}, expected {np.dtype(dtype)} [N,{','.join(map(str, shape))}]"
-                f"{'' if n is None else f' with N={n}'}; re-run `hgpose prepare`"
+                f"{'' if n is None else f' with N={n}'}; {REBUILD.format(data_dir=data_dir)}"
             )
         n = len(a)
         arrays[name] = a

@@ -285,6 +285,9 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test",
 
     if batch_size < 1:
         raise HgposeError(f"--batch-size {batch_size}: give at least 1")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        # found now, not after the whole split has been scored
+        raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the results")
     est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip)
     scored = select_joints(joints, est.joints)
     data = only_joints(open_split(data_dir, split), scored)

@@ -28,6 +28,13 @@ from hgpose.io import write_bytes
 from hgpose.skeleton import JOINTS
 
 OPSET = 17
+# Opset 9 is the first that can express the hourglass's nearest-neighbour upsampling; the
+# last is the newest the (TorchScript) exporter writes.
+MIN_OPSET = 9
+try:
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as MAX_OPSET
+except ImportError:  # private constant: keep a known-good value when it moves
+    MAX_OPSET = 20
 
 
 class ExportedNetwork(nn.Module):
@@ -61,6 +68,11 @@ def export_onnx(source, out_path: str | Path, *, checkpoint=None, opset: int = O
     """
     from hgpose.estimator import load
 
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise HgposeError(f"--onnx {out_path}: is a folder; give the file to write, e.g. {out_path / 'model.onnx'}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise HgposeError(f"--opset {opset}: this exporter writes opsets {MIN_OPSET} to {MAX_OPSET}")
     try:
         import onnx
     except ImportError:
@@ -97,7 +109,6 @@ def export_onnx(source, out_path: str | Path, *, checkpoint=None, opset: int = O
         graph.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(graph)
     data = graph.SerializeToString()
-    out_path = Path(out_path)
     write_bytes(out_path, data)
 
     diff = verify_onnx(data, wrapper, size) if verify else None

@@ -82,14 +82,27 @@ def coco_image_id(path: Path) -> int | None:
     return int(path.stem) if re.fullmatch(r"\d+", path.stem) else None
 
 
-def _unique_names(paths: list[Path]) -> list[str]:
-    """Output name per input: its stem, numbered when two inputs share one (a/x.jpg, b/x.jpg)."""
-    seen: dict[str, int] = {}
+OUTPUT_SUFFIXES = (".json", ".skeleton.png", ".heatmaps.png")
+SUMMARY_NAME = "predictions.json"
+
+
+def _unique_names(paths: list[Path], out_dir: Path | None = None) -> list[str]:
+    """Output name per input: its stem, numbered when two inputs share one (a/x.jpg, b/x.jpg),
+    or when one of its files would be predictions.json or overwrite an input (predict
+    writing into the folder of its images: a.png and a.skeleton.png)."""
+    taken = {SUMMARY_NAME}
+    if out_dir is not None:
+        out = out_dir.resolve()
+        taken |= {p.name for p in paths if p.resolve().parent == out}
+    used: set[str] = set()
     names = []
     for p in paths:
-        n = seen.get(p.stem, 0)
-        seen[p.stem] = n + 1
-        names.append(p.stem if n == 0 else f"{p.stem}-{n + 1}")
+        name, n = p.stem, 1
+        while name in used or any(name + suffix in taken for suffix in OUTPUT_SUFFIXES):
+            n += 1
+            name = f"{p.stem}-{n}"
+        used.add(name)
+        names.append(name)
     return names
 
 
@@ -131,6 +144,8 @@ def predict_images(estimator: Estimator, inputs, out_dir: str | Path, *, box=Non
     on_image: called with each outcome as soon as it is known (the CLI prints them).
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the predictions")
     paths, outcomes = list_images(inputs)
     for outcome in outcomes:
         if on_image:
@@ -139,16 +154,19 @@ def predict_images(estimator: Estimator, inputs, out_dir: str | Path, *, box=Non
         raise HgposeError("no images given")
     fade_below = min_score * estimator.target_peak
     results = []
-    for path, name in zip(paths, _unique_names(paths)):
+    for path, name in zip(paths, _unique_names(paths, out_dir)):
         outcome = ImageOutcome(path)
         try:
             image = read_image(path)
             pred = estimator.infer(image, box)
+            if not np.isfinite(pred.keypoints).all():  # would be NaN in the JSON: invalid JSON
+                raise HgposeError(f"{path}: the network's output is not finite (NaN/inf); "
+                                  "its checkpoint is broken — use another one (--checkpoint)")
         except HgposeError as e:  # unreadable image or a box outside it: this image only
             outcome.error = str(e)
         else:
             entry = result_entry(path, pred)
-            files = [out_dir / f"{name}{suffix}" for suffix in (".json", ".skeleton.png", ".heatmaps.png")]
+            files = [out_dir / f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES]
             write_json(files[0], [entry])
             write_bytes(files[1], _png(skeleton_picture(image, pred, fade_below)))
             write_bytes(files[2], _png(heatmap_overlay(pred.crop, pred.heatmaps)))
@@ -158,7 +176,7 @@ def predict_images(estimator: Estimator, inputs, out_dir: str | Path, *, box=Non
         if on_image:
             on_image(outcome)
     if results:
-        write_json(out_dir / "predictions.json", results)
+        write_json(out_dir / SUMMARY_NAME, results)
     return PredictSummary(outcomes, out_dir)
 
 

@@ -136,11 +136,9 @@ def load_checkpoint(run: str | Path, which: str = "best", device: str | torch.de
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HgposeError(f"--device {name}: CUDA is not available; use --device cpu")
-    return torch.device(name)
+    from hgpose.estimator import resolve_device
+
+    return resolve_device(name)  # one rule for every command: auto, cpu, cuda, cuda:N
 
 
 def input_mean(checkpoint: Checkpoint, data_dir: str | Path) -> torch.Tensor:

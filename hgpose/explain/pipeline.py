@@ -108,6 +108,8 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
         setattr(options, name, tuple(int(v) for v in value) if name == "saliency_rows" else value)
     check_options(options)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the report")
     fig_dir = out_dir / "figures"
     device = latents_mod.pick_device(options.device)
     started = time.perf_counter()

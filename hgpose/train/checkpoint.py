@@ -59,11 +59,40 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         metadata = json.loads(header.get("hgpose", "{}"))
     except Exception as e:  # safetensors raises its own error types for truncated/garbled files
+        kind = _foreign_kind(path)  # only now: a valid file's first bytes may look like anything
+        if kind:
+            raise HgposeError(f"{path}: {kind}, not a safetensors weights file; hgpose reads weights only "
+                              "from .safetensors files written by `hgpose train` (it never unpickles)") from None
         raise HgposeError(
             f"{path}: not a readable safetensors checkpoint ({e}); it may be truncated — "
             "use another checkpoint (e.g. best.safetensors or an epoch_NNN one)"
         ) from None
+    if not isinstance(metadata, dict):
+        raise HgposeError(f"{path}: its hgpose metadata is not a JSON object; it was not written by `hgpose train`")
+    bad = non_finite(tensors)
+    if bad:
+        raise HgposeError(
+            f"{path}: holds NaN/inf weights ({len(bad)} tensor(s), e.g. {bad[0]}): the training "
+            "diverged before it was saved; use an earlier checkpoint (epoch_NNN.safetensors)")
     return tensors, metadata
+
+
+def _foreign_kind(path: Path) -> str | None:
+    """What a file that cannot be safetensors is, from its first bytes (for the message)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        return "an empty file (0 bytes)"
+    if head.startswith(b"PK\x03\x04"):
+        return "a PyTorch (torch.save) file"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle"
+    return None
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path,
@@ -136,10 +165,13 @@ def load_state(path: str | Path) -> dict:
     if not path.is_file():
         raise HgposeError(f"{path}: no training state to resume from; drop --resume to start a new run")
     try:
+        if path.stat().st_size == 0:
+            raise EOFError("empty file (0 bytes)")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        first_line = (str(e).splitlines() or [""])[0]  # some errors have an empty message
         raise HgposeError(
-            f"{path}: not a readable training state ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            f"{path}: not a readable training state ({type(e).__name__}: {first_line}); "
             "delete it to restart from scratch, or start a new run with --init last.safetensors"
         ) from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +286,15 @@ def update(config: TrainConfig, overrides: typing.Iterable[str] = (), *,
     return config
 
 
+def _hint_of(key: str):
+    """The type annotation of a dotted config key."""
+    cls = TrainConfig
+    *parents, leaf = key.split(".")
+    for part in parents:
+        cls = _hints(cls)[part]
+    return _hints(cls)[leaf]
+
+
 def _get(config, key: str):
     for part in key.split("."):
         config = getattr(config, part)
@@ -291,6 +302,40 @@ def _get(config, key: str):
 
 
 def validate(config: TrainConfig) -> None:
+    # Types first (a config.json edited by hand may hold "features": "eight"), so that the
+    # range checks below compare numbers with numbers.
+    for key in valid_keys():
+        hint, value = _hint_of(key), _get(config, key)
+        ok = (isinstance(value, bool) if hint is bool
+              else isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float
+              else isinstance(value, int) and not isinstance(value, bool) if hint is int
+              else isinstance(value, str) if hint is str
+              else isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        if not ok:
+            kind = {bool: "true or false", float: "a number", int: "a whole number", str: "a string"}
+            raise HgposeError(f"config {key}={value!r}: must be {kind.get(hint, 'a list of whole numbers')}")
+        if hint is float and not math.isfinite(value):
+            raise HgposeError(f"config {key}={value}: must be a finite number")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", config.device):
+        raise HgposeError(f"config device={config.device!r}: choose auto, cpu, cuda or cuda:N")
+    at_least = {  # key -> smallest allowed value (the learning rates: above 0, see below)
+        "seed": 0, "log_every": 1, "save_every_steps": 0, "data.workers": 0, "data.train_limit": 0,
+        "data.val_limit": 0, "target.foreground": 0, "augment.rotation": 0, "augment.colour": 0,
+        "ae.noise": 0, "ae.epochs": 0,
+    }
+    for prefix in ("optim.", "ae.optim."):
+        at_least.update({prefix + k: 0 for k in ("min_lr", "weight_decay", "momentum", "alpha",
+                                                   "plateau_patience", "warmup_steps", "step_every")})
+    for key, low in at_least.items():
+        if _get(config, key) < low:
+            raise HgposeError(f"config {key}={_get(config, key)}: must be at least {low}")
+    above_zero = ("optim.lr", "ae.optim.lr", "target.sigma", "augment.scale_min",
+                  "optim.plateau_factor", "optim.step_gamma", "ae.optim.step_gamma")
+    for key in above_zero:
+        if not _get(config, key) > 0:
+            raise HgposeError(f"config {key}={_get(config, key)}: must be greater than 0")
+    if not 0 <= config.augment.flip <= 1:
+        raise HgposeError(f"config augment.flip={config.augment.flip}: a probability, between 0 and 1")
     for key, allowed in CHOICES.items():
         value = _get(config, key)
         if value not in allowed:

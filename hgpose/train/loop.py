@@ -172,6 +172,7 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
     phase, device = job.phase, rt.device
     ckpt_dir = job.out_dir / "checkpoints"
     state_path = ckpt_dir / "state.pt"
+    require_crops(job)
     model = job.model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -200,6 +201,10 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
                 f"{state['batch_size']}; resume it with the same (now {rt.world}, {job.batch_size})")
         if not rt.main:  # the running loss of an interrupted epoch was saved as a global total
             progress["loss_sum"], progress["samples"] = 0.0, 0
+        if progress["epoch"] > job.epochs:  # checked before on_start rewrites config.json
+            raise HgposeError(
+                f"{state_path}: this run has already trained {progress['epoch']} epochs and cannot be "
+                f"cut to --epochs {job.epochs}; give --epochs {progress['epoch']} or more to continue it")
 
     if job.on_start is not None:
         job.on_start()
@@ -223,6 +228,7 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
     log = RunLog(job.out_dir, config, rt, progress["global_step"] if resume else None)
 
     def save_state(epoch_sums: tuple[float, int]) -> None:
+        check_weights(model, state_path)  # on every rank (identical weights): none waits alone
         if rt.main:
             ckpt.save_state(state_path, {
                 "phase": phase.name,
@@ -297,6 +303,8 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
                 loss_sum, samples = epoch_sums()
                 metrics = {"train_loss": loss_sum / max(samples, 1)}
                 metrics.update(validate(phase, model, val_loader, autocast, rt))
+                check_finite(metrics["val_loss"], rt, epoch, progress["step"], state_path, "validation loss")
+                check_weights(model, state_path)  # before anything of this epoch is saved
                 metric = metrics.get(phase.metric, float("nan"))
                 if plateau is not None and math.isfinite(metric):
                     plateau.step(metric)
@@ -335,19 +343,41 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
     }
 
 
-def check_finite(value: float, rt: Runtime, epoch: int, step: int, state_path: Path) -> None:
-    """Stop on a NaN/inf loss before it reaches the weights; nothing is saved after it."""
+def check_finite(value: float, rt: Runtime, epoch: int, step: int, state_path: Path,
+                 what: str = "loss") -> None:
+    """Stop on a NaN/inf (training or validation) loss before it reaches the weights;
+    nothing is saved after it."""
     bad = not math.isfinite(value)
     if rt.distributed:
         flag = torch.tensor([float(bad)], device=rt.device)
         bad = bool(rt.all_reduce(flag, dist.ReduceOp.MAX).item())
     if bad:
-        kept = f"the last good state is {state_path}" if state_path.exists() else "no state was saved yet"
-        raise HgposeError(
-            f"loss became {value} in epoch {epoch + 1} at step {step + 1}; training stopped and "
-            f"{kept} (weights: {state_path.parent}/last.safetensors). Lower the learning rate "
-            "(--set optim.lr=...) or turn mixed precision off (--set amp=none), then --resume"
-        )
+        where = f"at step {step + 1}" if what == "loss" else "at its end"
+        raise HgposeError(f"{what} became {value} in epoch {epoch + 1} {where}; {_stopped(state_path)}")
+
+
+def _stopped(state_path: Path) -> str:
+    kept = f"the last good state is {state_path}" if state_path.exists() else "no state was saved yet"
+    return (f"training stopped and {kept} (weights: {state_path.parent}/last.safetensors). Lower the "
+            "learning rate (--set optim.lr=...) or turn mixed precision off (--set amp=none), then --resume")
+
+
+def check_weights(model: nn.Module, state_path: Path) -> None:
+    """NaN/inf weights are never saved: they would become `best`/`last` and every later
+    stage would read them (a step can diverge without its own loss being NaN)."""
+    bad = ckpt.non_finite(model.state_dict())
+    if bad:
+        raise HgposeError(f"weights became NaN/inf ({bad[0]} and {len(bad) - 1} more); {_stopped(state_path)}")
+
+
+def require_crops(job: Job) -> None:
+    """An empty split would "train" nothing and save an untrained network as best."""
+    for name, dataset in (("train", job.train_set), ("val", job.val_set)):
+        if len(dataset) == 0:
+            where = getattr(dataset, "data_dir", job.out_dir)
+            raise HgposeError(
+                f"{where}: the {name} split holds no crops; training needs both train and val crops "
+                "(see the counts `hgpose prepare` printed, and data.train_limit/data.val_limit)")
 
 
 @torch.no_grad()

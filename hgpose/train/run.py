@@ -15,6 +15,7 @@ import json
 import os
 import random
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -24,7 +25,7 @@ import torch
 from hgpose import __version__
 from hgpose.data.store import joints_present, mean_rgb, read_manifest
 from hgpose.errors import HgposeError
-from hgpose.io import write_json
+from hgpose.io import run_lock, write_json
 from hgpose.models import LatentAutoencoder
 from hgpose.skeleton import JOINTS
 from hgpose.train import checkpoint as ckpt
@@ -62,37 +63,52 @@ def train(
     config = _resolve(run_dir, preset, config, overrides, epochs, batch_size, resume)
     rt = start_runtime(config)
     deterministic = torch.are_deterministic_algorithms_enabled()
-    try:
-        if not resume and (run_dir / "config.json").exists():
-            raise HgposeError(
-                f"{run_dir} already holds a run (config.json); add --resume to continue it, "
-                "or choose another --out")
-        rt.barrier()  # every rank has looked before rank 0 writes
-        run_info = _run_info(run_dir, data_dir, init, resume, rt)
-        init = run_info["init"]
+    # Rank 0 holds RUN_DIR's lock for the whole run: a second `train` (or `--resume`) into
+    # it stops with one line instead of both writing checkpoints.
+    with ExitStack() as held:
+        if rt.main:
+            held.enter_context(run_lock(run_dir, "hgpose train", "run directory (--out)"))
+        try:
+            return _train(run_dir, data_dir, config, rt, resume, init, on_step)
+        finally:
+            torch.use_deterministic_algorithms(deterministic)
+            stop_runtime(rt)
 
-        def write_run_files() -> None:
-            if rt.main:
-                cfg.save(config, run_dir / "config.json")
-                write_json(run_dir / "run.json", run_info)
 
-        # A new run records its config at once; a resumed one only once its state has been
-        # found compatible, so a rejected `--resume --batch-size ...` leaves config.json as it was.
-        if not resume:
-            write_run_files()
-        _make_reproducible(config)
-        mean = torch.from_numpy(mean_rgb(data_dir))
-        if config.recipe == "thesis-ae":
-            summary = _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step,
-                                 write_run_files)
-        else:
-            summary = _pose(config, data_dir, run_dir, mean, init, resume, rt, on_step,
-                            write_run_files)
-        rt.barrier()  # rank 0 has written its last file when anyone returns
-        return {"run_dir": str(run_dir), **summary}
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-        stop_runtime(rt)
+def _train(run_dir: Path, data_dir, config, rt: Runtime, resume: bool, init, on_step) -> dict:
+    if not resume and _has_progress(run_dir):
+        raise HgposeError(
+            f"{run_dir} already holds a run (checkpoints); add --resume to continue it, "
+            "or choose another --out")
+    rt.barrier()  # every rank has looked before rank 0 writes
+    run_info = _run_info(run_dir, data_dir, init, resume, rt)
+    init = run_info["init"]
+
+    def write_run_files() -> None:
+        if rt.main:
+            cfg.save(config, run_dir / "config.json")
+            write_json(run_dir / "run.json", run_info)
+
+    # config.json is written only once the data, --init and a resumed state have been
+    # found usable (fit's on_start): a command that fails before that leaves RUN_DIR as it
+    # was, and a rejected `--resume --batch-size ...` leaves config.json untouched.
+    _make_reproducible(config)
+    mean = torch.from_numpy(mean_rgb(data_dir))
+    if config.recipe == "thesis-ae":
+        summary = _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step,
+                             write_run_files)
+    else:
+        summary = _pose(config, data_dir, run_dir, mean, init, resume, rt, on_step,
+                        write_run_files)
+    rt.barrier()  # rank 0 has written its last file when anyone returns
+    return {"run_dir": str(run_dir), **summary}
+
+
+def _has_progress(run_dir: Path) -> bool:
+    """Whether RUN_DIR holds training worth keeping: a saved state or weights. A run that
+    failed before its first save left at most config.json, which a new run may replace."""
+    return any(any((run_dir / sub).glob(pattern)) for sub in ("checkpoints", "ae/checkpoints")
+               for pattern in ("state.pt", "*.safetensors"))
 
 
 def _resolve(run_dir, preset, config, overrides, epochs, batch_size, resume) -> cfg.TrainConfig:
