@@ -17,11 +17,21 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _code_lines(text: str) -> list[str]:
-    """Lines of fenced ```bash blocks, with backslash continuations joined."""
-    lines = []
-    for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S):
-        block = block.replace("\\\n", " ")
-        lines += [line.split("  #")[0].strip() for line in block.splitlines()]
+    """Lines of fenced code blocks without a language or in bash/sh/console, with backslash
+    continuations joined. Fences are paired in order, so a ```python block's closing fence is
+    never taken for an opening one."""
+    lines, block, language = [], None, None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if block is None:
+                block, language = [], line[3:].strip()
+            else:
+                if language in ("", "bash", "sh", "console"):
+                    joined = "\n".join(block).replace("\\\n", " ")
+                    lines += [part.split("  #")[0].strip() for part in joined.splitlines()]
+                block = None
+        elif block is not None:
+            block.append(line)
     return lines
 
 

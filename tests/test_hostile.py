@@ -133,7 +133,7 @@ def test_prepare_skips_and_counts_bomb_and_empty_images_in_bounded_memory(tmp_pa
     result, peak_gb = run_measured(["prepare", str(root), str(tmp_path / "out"), "--test-size", "1",
                                     "--workers", "1"], tmp_path)
     assert result.returncode == 0, result.stderr
-    counts = json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"]["train2017"]
+    counts = json.loads((tmp_path / "out" / "manifest.json").read_text())["sources"][0]["counts"]["train2017"]
     assert (counts["oversized_image"], counts["corrupt_image"], counts["crops"]) == (1, 1, 4)
     assert "skipped: oversized image" in result.stdout
     assert peak_gb < 1.0, f"prepare peaked at {peak_gb:.2f} GB"  # the bomb alone decodes to 2.7 GB

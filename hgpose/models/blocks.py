@@ -63,21 +63,26 @@ def xavier_init(model: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
+CROP_SIZE = 256  # the crop every network is fed (data/crop.py)
+
+
 def to_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
-    """A crop [B, 3, H, W] brought to the network's working size by area averaging (exact
-    2x2 means for 256 -> 128): a network can run cheaper than the 256x256 crop it is fed."""
-    if x.shape[-1] == resolution and x.shape[-2] == resolution:
+    """An input [B, 3, H, W] brought to the network's working size by area averaging: a
+    network with `resolution` r works at r/256 of its input (exact 2x2 means for 128), so it
+    can run cheaper than the 256x256 crop it is fed. r = 256 is the identity."""
+    if resolution == CROP_SIZE:
         return x
-    return F.interpolate(x, size=(resolution, resolution), mode="area")
+    h, w = x.shape[-2] * resolution // CROP_SIZE, x.shape[-1] * resolution // CROP_SIZE
+    return F.interpolate(x, size=(h, w), mode="area")
 
 
-def to_heatmap_grid(heatmaps: torch.Tensor, size: int) -> torch.Tensor:
+def to_heatmap_grid(heatmaps: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Heatmaps [B, S, J, h, w] of a network run at a lower resolution, bilinearly brought
-    to the crop's grid [B, S, J, size, size], so codecs, losses and metrics see one grid
+    to the input's grid [B, S, J, H/4, W/4], so codecs, losses and metrics see one grid
     whatever the network's working size (training learns through the resampling)."""
-    if heatmaps.shape[-1] == size:
+    if tuple(heatmaps.shape[-2:]) == tuple(grid):
         return heatmaps
     b, s, j, h, w = heatmaps.shape
-    up = F.interpolate(heatmaps.reshape(b * s, j, h, w), size=(size, size), mode="bilinear",
+    up = F.interpolate(heatmaps.reshape(b * s, j, h, w), size=tuple(grid), mode="bilinear",
                        align_corners=False)
-    return up.reshape(b, s, j, size, size)
+    return up.reshape(b, s, j, *grid)

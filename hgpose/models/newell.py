@@ -82,7 +82,7 @@ class StackedHourglass(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid = x.shape[-1] // 4
+        grid = (x.shape[-2] // 4, x.shape[-1] // 4)
         x = self.stem(to_resolution(x, self.resolution))
         heatmaps: list[torch.Tensor] = []
         # Every stack but the last feeds its features and heatmaps into the next one.

@@ -30,12 +30,12 @@ class ThesisNetwork(nn.Module):
     bottleneck Residual (4,096 values), or, with `autoencoder=True`, the AE's 50-dim code
     (the thesis compares the PCA of those two). `bottleneck_layer` is always the former;
     it is what the AE is pre-trained on. `input_size` only matters for the autoencoder,
-    whose Linear layers fix the bottleneck size (resolution / 64).
+    whose Linear layers fix the bottleneck size (input_size · resolution / 256 / 64).
 
     `resolution` (beyond the thesis, default 256 = the thesis): the size the network works
-    at. A larger crop is area-downscaled to it first, and the heatmaps are brought back to
-    the crop's H/4 grid, so at 128 the network costs a quarter and everything around it
-    (codecs, losses, metrics) is unchanged.
+    at for a 256x256 crop (r/256 of any input). The input is area-downscaled first and the
+    heatmaps are brought back to the input's H/4 grid, so at 128 the network costs a quarter
+    and everything around it (codecs, losses, metrics) is unchanged.
     """
 
     num_stacks = 1
@@ -46,10 +46,10 @@ class ThesisNetwork(nn.Module):
         features: int = 256,
         autoencoder: bool = False,
         input_size: int = 256,
-        resolution: int | None = None,
+        resolution: int = 256,
     ):
         super().__init__()
-        self.resolution = resolution or input_size
+        self.resolution = resolution
         self.num_joints = num_joints
         self.features = features
         self.bottleneck_layer = BOTTLENECK_LAYER
@@ -67,7 +67,7 @@ class ThesisNetwork(nn.Module):
                 res3=Residual(features, features, skip="conv3x3"),
             )
         )
-        ae = LatentAutoencoder(features, spatial=self.resolution // 64) if autoencoder else None
+        ae = LatentAutoencoder(features, spatial=input_size * resolution // 256 // 64) if autoencoder else None
         self.hourglass = Hourglass(
             features, depth=4, bottleneck_blocks=3, skip="conv3x3", autoencoder=ae
         )
@@ -83,6 +83,6 @@ class ThesisNetwork(nn.Module):
         xavier_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid = x.shape[-1] // 4
+        grid = (x.shape[-2] // 4, x.shape[-1] // 4)
         heatmaps = self.head(self.hourglass(self.stem(to_resolution(x, self.resolution))))
         return to_heatmap_grid(heatmaps.unsqueeze(1), grid)  # one stack
