@@ -224,8 +224,13 @@ def _empty(name: str) -> np.ndarray:
     return np.zeros((0, *shape), dtype)
 
 
-def _shard_folder(work: Path, source: str, index: int) -> Path:
-    return work / source / f"shard_{index:05d}"
+def _part_folder(work: Path, key: tuple[int, str]) -> Path:
+    """OUT_DIR/.work/<source index>-<part>: where one part's shards go."""
+    return work / f"{key[0]}-{key[1]}"
+
+
+def _shard_folder(work: Path, key: tuple[int, str], index: int) -> Path:
+    return _part_folder(work, key) / f"shard_{index:05d}"
 
 
 # ----------------------------------------------------------------------------- the split
@@ -316,8 +321,9 @@ def split_plan(sources: list, sizes: dict[str, int], sizes_of: dict, seed: int) 
     return plan
 
 
-def part_key(source_index: int, part: str) -> str:
-    return f"{source_index}-{part}"
+def part_key(source_index: int, part: str) -> tuple[int, str]:
+    """Which source and which of its parts: parts of two sources may share a name."""
+    return source_index, part
 
 
 def _destinations(plan: dict, sizes: dict) -> dict:
@@ -563,8 +569,8 @@ def _shard_jobs(work: Path, tasks: dict, per_image: dict, dest: dict, drafts: di
     draft_info = {split: (str(path), header) for split, (path, header) in drafts.items()}
     folders, pending = {}, []
     for key, part_tasks in tasks.items():
-        (work / key).mkdir(parents=True, exist_ok=True)
-        for stale in (work / key).glob(".shard_*.tmp"):  # left by a killed run
+        _part_folder(work, key).mkdir(parents=True, exist_ok=True)
+        for stale in _part_folder(work, key).glob(".shard_*.tmp"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
         folders[key] = []
         first = 0
@@ -598,7 +604,7 @@ def _write_splits(out_dir: Path, plan: dict, meta: dict, dest: dict, drafts: dic
         for name in ("keypoints", "boxes", "ids"):
             save_npy(split_dir / f"{name}.npy", _gather(plan[split], meta, lambda m: m[name]))
         save_npy(split_dir / "source.npy", np.concatenate(
-            [np.full(len(rows), int(key.split("-")[0]), np.uint8) for key, rows in plan[split]]
+            [np.full(len(rows), source, np.uint8) for (source, _), rows in plan[split]]
             or [np.zeros(0, np.uint8)]))
         where = [(key, meta[key]["planned"][rows]) for key, rows in plan[split]]
         split_index = np.concatenate([dest[key][0][w] for key, w in where] or [np.zeros(0, np.int8)])
@@ -625,7 +631,7 @@ def _manifest(sources: list[Source], settings: dict, plan: dict, meta: dict, sta
     described = []
     for i, (source, identity) in enumerate(zip(sources, settings["sources"])):
         counts = {part.name: _part_counts(part.counts, stats[part_key(i, part.name)]) for part in source.parts}
-        own = {split: int(sum(len(rows) for key, rows in plan[split] if key.startswith(f"{i}-")))
+        own = {split: int(sum(len(rows) for key, rows in plan[split] if key[0] == i))
                for split in SPLITS}
         test, val = sizes_of[source.name]
         described.append({**identity, "annotations": annotation_files(source, out_dir),

@@ -23,6 +23,7 @@ import numpy as np
 
 from hgpose.data import coco as coco_io
 from hgpose.data import lsp
+from hgpose.data.crop import clean_keypoints
 from hgpose.errors import HgposeError
 from hgpose.io import write_json
 from hgpose.skeleton import JOINTS
@@ -142,9 +143,8 @@ def write_lsp_annotations(source: Source, path: Path) -> None:
     for task, kps in zip(source.parts[0].tasks, source.lsp_keypoints):
         images.append({"id": task.image_id, "file_name": Path(task.path).name,
                        "width": task.width, "height": task.height})
-        inside = ((kps[:, 2] > 0) & (kps[:, 0] >= 0) & (kps[:, 1] >= 0)
-                  & (kps[:, 0] <= task.width) & (kps[:, 1] <= task.height))
-        kept = np.where(inside[:, None], kps, 0.0)
+        kept, _ = clean_keypoints(kps, task.width, task.height)  # prepare's own rule
+        inside = kept[:, 2] > 0
         if inside.any():
             (x0, y0), (x1, y1) = kept[inside, :2].min(0), kept[inside, :2].max(0)
         else:
