@@ -146,7 +146,7 @@ def time_and_memory(run, batch: int, iters: int, warmup: int, device) -> dict:
 
 
 def model_config(key: str, mode: str, batch: int, s: dict):
-    from hgpose.train.config import resolve
+    from hgpose.config import resolve
 
     preset, overrides = MODELS[MODEL_KEYS[key]]
     bf16 = mode != "fp32"  # every other mode is bf16 + channels-last, the presets' CUDA setting

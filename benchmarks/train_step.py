@@ -45,7 +45,7 @@ def bench_model(preset: str, overrides: list[str], device: str, batch: int, warm
     """Runs in a child process: img/s and peak memory of `steps` training steps."""
     import torch
 
-    from hgpose.train.config import resolve
+    from hgpose.config import resolve
     from hgpose.train.loop import autocast_factory
     from hgpose.train.recipes import PosePhase, build_network, make_optimizer
 
@@ -94,7 +94,7 @@ def bench_loader(device: str, batch: int, workers: int, batches: int, threads: i
     import torch
 
     from hgpose.io import save_npy, write_json
-    from hgpose.train.config import resolve
+    from hgpose.config import resolve
     from hgpose.train.data import CropDataset, ResumableSampler, batch_generator, make_loader
     from hgpose.train.recipes import PosePhase
 

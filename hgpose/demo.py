@@ -39,7 +39,7 @@ def _train_within(data_dir: Path, run_dir: Path, seconds: float, progress: bool)
     """Train epoch by epoch (each call resumes the run) until the next epoch would not fit
     in `seconds`. The run's state records how far it got, so a rerun continues."""
     from hgpose.train import train
-    from hgpose.train.config import load as load_config
+    from hgpose.config import load as load_config
 
     done_path = run_dir / "demo-training.json"
     if done_path.is_file():

@@ -90,7 +90,7 @@ def _codec_for(run_dir: Path | None, metadata: dict, weights: Path):
     The run's config.json is authoritative; a weights file on its own only records its
     preset, whose default codec is then used (right unless target.codec was overridden).
     """
-    from hgpose.train import config as cfg
+    from hgpose import config as cfg
     from hgpose.train.recipes import build_codec
 
     if run_dir is not None and (run_dir / "config.json").is_file():

@@ -22,7 +22,7 @@ def make_run(run_dir: Path, preset: str = "thesis", *, checkpoints=("best", "las
     each of `checkpoints`. random_batchnorm: non-trivial BatchNorm statistics, so that a
     normalisation slip shows in a comparison."""
     from hgpose.train import checkpoint as ckpt
-    from hgpose.train import config as cfg
+    from hgpose import config as cfg
     from hgpose.train.recipes import build_network
 
     config = cfg.resolve(preset, [f"model.{k}={v}" for k, v in {"features": 8, **model}.items()])

@@ -14,7 +14,7 @@ from hgpose.data.store import open_split
 from hgpose.evaluate.evaluate import load_annotations, annotation_files, predict_split, score
 from hgpose.skeleton import JOINT_INDEX
 from hgpose.train import augment as aug
-from hgpose.train import config as cfg
+from hgpose import config as cfg
 from hgpose.train.data import CropDataset
 from hgpose.train.recipes import PosePhase
 

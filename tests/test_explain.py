@@ -178,7 +178,7 @@ def tiny_run(root: Path, features: int = 8, seed: int = 0) -> Path:
     """A run directory holding an untrained reduced-width thesis network's weights."""
     from hgpose.models import ThesisNetwork
     from hgpose.train.checkpoint import save_weights, weights_metadata
-    from hgpose.train.config import ModelConfig
+    from hgpose.config import ModelConfig
 
     torch.manual_seed(seed)
     model = ThesisNetwork(features=features)

@@ -83,7 +83,7 @@ def untrained_ae_run(root: Path) -> Path:
     """A run directory with an (untrained) SHG+AE network of the same width: `--compare`."""
     from hgpose.models import ThesisNetwork
     from hgpose.train.checkpoint import save_weights, weights_metadata
-    from hgpose.train.config import ModelConfig
+    from hgpose.config import ModelConfig
 
     torch.manual_seed(0)
     config = ModelConfig(name="thesis", features=16, autoencoder=True)

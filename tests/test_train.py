@@ -17,7 +17,7 @@ import torch
 from hgpose.errors import HgposeError
 from hgpose.train import TrainingInterrupted, load_model, train
 from hgpose.train import checkpoint as ckpt
-from hgpose.train import config as cfg
+from hgpose import config as cfg
 from hgpose.train.recipes import PosePhase, build_network, make_optimizer, scheduled_lr
 from builders import make_store
 

@@ -6,7 +6,7 @@ import torch
 
 from hgpose.skeleton import FLIP_INDEX, JOINT_INDEX
 from hgpose.train import augment as aug
-from hgpose.train.config import AugmentConfig
+from hgpose.config import AugmentConfig
 from hgpose.train.data import prepare_batch
 
 SIZE = 256

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from hgpose.train import load_model, train
-from hgpose.train.config import resolve
+from hgpose.config import resolve
 from hgpose.train.data import CropDataset, ShardSampler, make_loader
 from hgpose.train.loop import Runtime, autocast_factory, validate
 from hgpose.train.recipes import PosePhase, build_network

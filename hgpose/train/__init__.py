@@ -7,7 +7,7 @@ See docs/training.md.
 """
 
 from hgpose.train.checkpoint import load_model, load_weights
-from hgpose.train.config import PRESETS, TrainConfig
+from hgpose.config import PRESETS, TrainConfig
 from hgpose.train.loop import TrainingInterrupted
 from hgpose.train.run import format_summary, train
 

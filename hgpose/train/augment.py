@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from hgpose.skeleton import FLIP_INDEX
-from hgpose.train.config import AugmentConfig
+from hgpose.config import AugmentConfig
 
 # ITU-R 601 luma weights: the grey image that saturation jitter blends towards.
 _LUMA = (0.299, 0.587, 0.114)

@@ -127,7 +127,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     metadata holds "model" (ModelConfig fields), "mean_rgb", "epoch", "metrics", "preset".
     """
     from hgpose.train.recipes import build_network
-    from hgpose.train.config import ModelConfig, from_dict
+    from hgpose.config import ModelConfig, from_dict
 
     state, metadata = load_weights(path)
     if "model" not in metadata:

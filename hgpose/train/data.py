@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from hgpose.codec import ABSENT
 from hgpose.data.store import open_split
 from hgpose.train import augment as aug
-from hgpose.train.config import AugmentConfig
+from hgpose.config import AugmentConfig
 
 
 class CropDataset(Dataset):

@@ -32,7 +32,7 @@ from hgpose.cpu import native_bf16
 from hgpose.errors import HgposeError
 from hgpose.io import write_bytes
 from hgpose.train import checkpoint as ckpt
-from hgpose.train.config import OptimConfig, TrainConfig
+from hgpose.config import OptimConfig, TrainConfig
 from hgpose.train.data import ResumableSampler, ShardSampler, batch_generator, make_loader
 from hgpose.train.recipes import make_optimizer, scheduled_lr
 

@@ -19,7 +19,7 @@ from hgpose.codec import GaussianCodec, ThesisCodec, flip_back
 from hgpose.evaluate.pck import PCKAccumulator
 from hgpose.io import atomic_path
 from hgpose.models import ThesisNetwork, build_model, capture
-from hgpose.train.config import ModelConfig, OptimConfig, TargetConfig, TrainConfig
+from hgpose.config import ModelConfig, OptimConfig, TargetConfig, TrainConfig
 from hgpose.train.data import prepare_batch
 
 AE_PREFIX = "hourglass.autoencoder."  # where ThesisNetwork(autoencoder=True) keeps its AE

@@ -29,7 +29,7 @@ from hgpose.io import run_lock, write_json
 from hgpose.models import LatentAutoencoder
 from hgpose.skeleton import JOINTS
 from hgpose.train import checkpoint as ckpt
-from hgpose.train import config as cfg
+from hgpose import config as cfg
 from hgpose.train.data import CropDataset, make_loader
 from hgpose.train.loop import Job, Runtime, fit, start_runtime, stop_runtime
 from hgpose.train.recipes import AE_PREFIX, AEPhase, LatentDataset, PosePhase, build_network, extract_latents

@@ -1,4 +1,5 @@
-"""Typed training configuration, the three presets, `--set key=value` overrides, JSON I/O.
+"""Typed run configuration: the network, codec and training of a run, the presets,
+`--set key=value` overrides, JSON I/O.
 
 A run is fully described by one `TrainConfig` (saved as RUN_DIR/config.json) plus its seed:
 the presets are plain functions returning configs with SPEC §4's values, and every field can
