@@ -167,7 +167,8 @@ def measure_training(key: str, mode: str, batch: int, s: dict) -> dict:
     import torch
 
     from hgpose.train.loop import autocast_factory
-    from hgpose.train.recipes import PosePhase, build_network, make_optimizer
+    from hgpose.inference.build import build_network
+    from hgpose.train.recipes import PosePhase, make_optimizer
     from train_step import _random_batch
 
     config = model_config(key, mode, batch, s)
@@ -201,7 +202,7 @@ def measure_inference(key: str, mode: str, batch: int, s: dict) -> dict:
     import torch
 
     from hgpose.evaluate.export import ExportedNetwork
-    from hgpose.train.recipes import build_network
+    from hgpose.inference.build import build_network
     from inference import torch_mode
 
     config = model_config(key, mode, batch, s)

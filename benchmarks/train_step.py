@@ -47,7 +47,8 @@ def bench_model(preset: str, overrides: list[str], device: str, batch: int, warm
 
     from hgpose.config import resolve
     from hgpose.train.loop import autocast_factory
-    from hgpose.train.recipes import PosePhase, build_network, make_optimizer
+    from hgpose.inference.build import build_network
+    from hgpose.train.recipes import PosePhase, make_optimizer
 
     if threads:
         torch.set_num_threads(threads)
@@ -95,7 +96,8 @@ def bench_loader(device: str, batch: int, workers: int, batches: int, threads: i
 
     from hgpose.io import save_npy, write_json
     from hgpose.config import resolve
-    from hgpose.train.data import CropDataset, ResumableSampler, batch_generator, make_loader
+    from hgpose.data.dataset import CropDataset, make_loader
+    from hgpose.train.data import ResumableSampler, batch_generator
     from hgpose.train.recipes import PosePhase
 
     if threads:

@@ -2,6 +2,7 @@
 
 Pipeline, one stage per sub-package, data flowing one way:
     data/ -> codec -> models/ -> train/ -> evaluate/ -> explain/
+with one inference core (inference/) below train/, evaluate/ and explain/.
 
 Inference from Python: `est = hgpose.load(RUN_DIR_OR_CHECKPOINT); est.predict(image)`.
 """
@@ -10,7 +11,7 @@ __version__ = "0.1.0"
 
 
 def load(source, *, checkpoint=None, device="auto", flip=False):
-    """A trained network, ready for inference: `hgpose.estimator.Estimator`.
+    """A trained network, ready for inference: `hgpose.inference.Estimator`.
 
     source: a run directory of `hgpose train` (its best checkpoint, or last if it has no
     best) or a .safetensors weights file; checkpoint: "best", "last" or a path; device:
@@ -18,6 +19,6 @@ def load(source, *, checkpoint=None, device="auto", flip=False):
 
     Imported on first use, so `import hgpose` stays cheap (no torch) for the CLI.
     """
-    from hgpose.estimator import load as _load
+    from hgpose.inference import load as _load
 
     return _load(source, checkpoint=checkpoint, device=device, flip=flip)

@@ -307,9 +307,9 @@ def _add_explain(sub) -> None:
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="where explain.json, figures/ and report.html go")
     p.add_argument("--split", default="train", choices=("train", "val", "test"),
                    help="the crops to analyse (default: train, as the thesis)")
-    p.add_argument("--checkpoint", default="best", metavar="best|last|FILE",
+    p.add_argument("--checkpoint", default=None, metavar="best|last|FILE",
                    help="which weights of RUN_DIR: best, last, or a file name in RUN_DIR/checkpoints "
-                        "(default: best, falling back to last)")
+                        "(default: best, falling back to last while the run has no best)")
     p.add_argument("--layer", default=None, metavar="NAME",
                    help="module whose output is the latent (default: the model's latent layer: "
                         "hourglass.bottleneck.2, or the AE code for SHG+AE); an unknown name lists the valid ones")

@@ -17,9 +17,12 @@ import io
 import os
 import threading
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+from hgpose.errors import HgposeError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 ENV_MAX_PIXELS = "HGPOSE_MAX_PIXELS"
@@ -125,3 +128,38 @@ def decode_bgr(data: bytes, expect: tuple[int, int] | None = None) -> np.ndarray
     if image.shape[:2] != (height, width):  # a header that lies about the pixels
         raise ImageProblem("corrupt", f"decodes to {image.shape[1]}x{image.shape[0]}, its header says {width}x{height}")
     return image
+
+
+# --- for inference: a file or an array -> RGB --------------------------------------------
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 [H, W, 3]; HgposeError naming the file if it cannot be read."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise HgposeError(f"{path}: not found") from None
+    except OSError as e:
+        raise HgposeError(f"{path}: cannot be read ({e.strerror or e})") from None
+    # The same checks as `hgpose prepare`: empty, truncated, over the pixel limit (read
+    # from the header, before decoding), undecodable. Orientation is ignored, as COCO
+    # annotates the stored pixels, not the EXIF-rotated view.
+    try:
+        image = decode_bgr(data)
+    except ImageProblem as e:
+        raise HgposeError(f"{path}: {e}") from None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def as_rgb(image) -> np.ndarray:
+    """A path, or an array [H, W], [H, W, 3] or [H, W, 4] of uint8 -> RGB uint8 [H, W, 3]."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    array = np.asarray(image)  # also takes PIL images
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image, got dtype {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4) or min(array.shape[:2]) < 1:
+        raise ValueError(f"expected an image of shape [H, W, 3], got {array.shape}")
+    return np.ascontiguousarray(array[..., :3])

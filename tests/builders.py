@@ -21,9 +21,9 @@ def make_run(run_dir: Path, preset: str = "thesis", *, checkpoints=("best", "las
     """A run directory with an untrained narrow network (8 features unless given) saved as
     each of `checkpoints`. random_batchnorm: non-trivial BatchNorm statistics, so that a
     normalisation slip shows in a comparison."""
-    from hgpose.train import checkpoint as ckpt
     from hgpose import config as cfg
-    from hgpose.train.recipes import build_network
+    from hgpose.inference import weights
+    from hgpose.inference.build import build_network
 
     config = cfg.resolve(preset, [f"model.{k}={v}" for k, v in {"features": 8, **model}.items()])
     torch.manual_seed(0)
@@ -34,9 +34,9 @@ def make_run(run_dir: Path, preset: str = "thesis", *, checkpoints=("best", "las
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
     cfg.save(config, run_dir / "config.json")
-    meta = ckpt.weights_metadata(config.model, [0.41, 0.37, 0.35], 1, {}, config.preset)
+    meta = weights.weights_metadata(config.model, [0.41, 0.37, 0.35], 1, {}, config.preset)
     for name in checkpoints:
-        ckpt.save_weights(run_dir / "checkpoints" / f"{name}.safetensors", network, meta)
+        weights.save_weights(run_dir / "checkpoints" / f"{name}.safetensors", network, meta)
     return run_dir
 
 

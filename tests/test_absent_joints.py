@@ -15,7 +15,7 @@ from hgpose.evaluate.evaluate import load_annotations, annotation_files, predict
 from hgpose.skeleton import JOINT_INDEX
 from hgpose.train import augment as aug
 from hgpose import config as cfg
-from hgpose.train.data import CropDataset
+from hgpose.data.dataset import CropDataset
 from hgpose.train.recipes import PosePhase
 
 FACE = [JOINT_INDEX[n] for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
@@ -181,7 +181,7 @@ def test_a_few_bf16_steps_follow_the_fp32_loss(monkeypatch):
     fp32's and a few Adam steps stay close to fp32's (each within 15 %, their mean within 5 %;
     a batch of 4 random images makes single steps noisy in either precision)."""
     from hgpose.train.loop import autocast_factory
-    from hgpose.train.recipes import build_network
+    from hgpose.inference.build import build_network
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
     config = cfg.resolve("cpu", ["model.features=16"])

@@ -177,7 +177,7 @@ def test_nearest_to_centroids_are_members_sorted_by_distance():
 def tiny_run(root: Path, features: int = 8, seed: int = 0) -> Path:
     """A run directory holding an untrained reduced-width thesis network's weights."""
     from hgpose.models import ThesisNetwork
-    from hgpose.train.checkpoint import save_weights, weights_metadata
+    from hgpose.inference.weights import save_weights, weights_metadata
     from hgpose.config import ModelConfig
 
     torch.manual_seed(seed)
@@ -235,11 +235,11 @@ def test_latents_match_a_direct_forward_pass(tmp_path):
 
 
 def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
-    with pytest.raises(HgposeError, match="neither a run directory"):
-        latents_mod.resolve_checkpoint(tmp_path / "nope")
+    with pytest.raises(HgposeError, match="nope: not found — give a run directory"):
+        latents_mod.load_checkpoint(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(HgposeError, match="no best.safetensors"):
-        latents_mod.resolve_checkpoint(tmp_path / "empty")
+    with pytest.raises(HgposeError, match="no best.safetensors or last.safetensors"):
+        latents_mod.load_checkpoint(tmp_path / "empty")
     store = make_store(tmp_path / "store", 6, 6, 6, first_fully_annotated=True)
     ckpt = latents_mod.load_checkpoint(tiny_run(tmp_path / "run"))
     with pytest.raises(HgposeError, match="no layer named 'hourglass.bottleneck.9'"):

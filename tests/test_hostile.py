@@ -363,15 +363,15 @@ def test_pickles_and_nan_weights_are_named_as_such(run, tmp_path, capsys):
     assert main(["export", str(pickled), "--onnx", str(tmp_path / "m.onnx")]) == 2
     one_error_line(capsys, f"{pickled}: a Python pickle, not a safetensors weights file", "never unpickles")
 
-    from hgpose.train import checkpoint as ckpt
+    from hgpose.inference import weights as weights_file
 
-    state, meta = ckpt.load_weights(weights)
+    state, meta = weights_file.load_weights(weights)
     key = next(k for k, v in state.items() if v.is_floating_point())
     state[key] = state[key] * float("nan")
-    model = ckpt.load_model(weights)[0]
+    model = weights_file.load_network(weights)[0]
     model.load_state_dict(state)
     broken = tmp_path / "nan.safetensors"
-    ckpt.save_weights(broken, model, meta)
+    weights_file.save_weights(broken, model, meta)
     (tmp_path / "x.jpg").write_bytes(jpeg())
     assert main(["predict", str(broken), str(tmp_path / "x.jpg"), "--device", "cpu", "--out", str(tmp_path / "p")]) == 2
     one_error_line(capsys, f"{broken}: holds NaN/inf weights", "use an earlier checkpoint")

@@ -15,7 +15,7 @@ import torch
 import hgpose
 from hgpose.data.crop import thesis_crop_box, to_image
 from hgpose.errors import HgposeError
-from hgpose.estimator import box_crop, resolve_checkpoint
+from hgpose.inference import box_crop, resolve_checkpoint
 from hgpose.evaluate.predict import predict_images
 from builders import make_run
 
@@ -99,8 +99,12 @@ def test_the_input_is_normalised_as_in_training(run):
 
 def test_checkpoint_resolution(run, tmp_path):
     assert resolve_checkpoint(run) == (run / "checkpoints" / "last.safetensors", run)
-    with pytest.raises(HgposeError, match="best.safetensors"):
-        resolve_checkpoint(run, "best")
+    # one rule for every command: "best" falls back to last while the run has no best
+    assert resolve_checkpoint(run, "best") == (run / "checkpoints" / "last.safetensors", run)
+    (run / "checkpoints" / "last.safetensors").rename(run / "checkpoints" / "epoch_001.safetensors")
+    with pytest.raises(HgposeError, match="no last.safetensors"):
+        resolve_checkpoint(run, "last")
+    (run / "checkpoints" / "epoch_001.safetensors").rename(run / "checkpoints" / "last.safetensors")
     assert resolve_checkpoint(run, "last.safetensors")[0] == run / "checkpoints" / "last.safetensors"
     with pytest.raises(HgposeError, match="not found"):
         resolve_checkpoint(tmp_path / "missing")

@@ -15,10 +15,13 @@ import pytest
 import torch
 
 from hgpose.errors import HgposeError
-from hgpose.train import TrainingInterrupted, load_model, train
+from hgpose.inference import weights as weights_file
+from hgpose.inference.weights import load_network
+from hgpose.train import TrainingInterrupted, train
 from hgpose.train import checkpoint as ckpt
 from hgpose import config as cfg
-from hgpose.train.recipes import PosePhase, build_network, make_optimizer, scheduled_lr
+from hgpose.inference.build import build_network
+from hgpose.train.recipes import PosePhase, make_optimizer, scheduled_lr
 from builders import make_store
 
 # 8 features; 4 training and 2 validation crops unless a test says otherwise.
@@ -42,7 +45,7 @@ def store(tmp_path_factory) -> Path:
 
 
 def weights(run: Path, name: str = "last") -> dict[str, torch.Tensor]:
-    return ckpt.load_weights(run / "checkpoints" / f"{name}.safetensors")[0]
+    return weights_file.load_weights(run / "checkpoints" / f"{name}.safetensors")[0]
 
 
 # --- config --------------------------------------------------------------------------------
@@ -198,7 +201,7 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(store, tmp_path):
         train(store, tmp_path / "other", epochs=1, overrides=TINY, init=tmp_path / "nope.safetensors")
     last.write_bytes(last.read_bytes()[:1000])  # truncated
     with pytest.raises(HgposeError, match=f"{last}: not a readable safetensors checkpoint"):
-        load_model(last)
+        load_network(last)
     state.write_bytes(b"this is not a checkpoint")
     with pytest.raises(HgposeError, match=f"{state}: not a readable training state"):
         train(store, run, resume=True, epochs=2)
@@ -230,8 +233,8 @@ def test_state_loading_never_runs_pickled_code(tmp_path):
 def test_init_loads_weights_strictly_and_explains_a_mismatch(store, tmp_path):
     model = build_network(cfg.ModelConfig(name="thesis", features=8))
     path = tmp_path / "init.safetensors"
-    ckpt.save_weights(path, model, ckpt.weights_metadata(cfg.ModelConfig(features=8), [0, 0, 0], 0, {}, "x"))
-    rebuilt, meta = load_model(path)
+    weights_file.save_weights(path, model, weights_file.weights_metadata(cfg.ModelConfig(features=8), [0, 0, 0], 0, {}, "x"))
+    rebuilt, meta = load_network(path)
     assert meta["model"]["features"] == 8
     assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))
     with pytest.raises(HgposeError, match=r"weights do not fit this model \(shape mismatch"):
@@ -277,7 +280,7 @@ def test_run_directory_holds_config_csv_tensorboard_and_checkpoints(store, tmp_p
     assert names == ["best.safetensors", "epoch_001.safetensors", "epoch_002.safetensors",
                      "last.safetensors", "state.pt"]
     assert summary["best_epoch"] in (1, 2) and 0 <= summary["best"] <= 1
-    _, meta = ckpt.load_weights(run / "checkpoints" / "best.safetensors")
+    _, meta = weights_file.load_weights(run / "checkpoints" / "best.safetensors")
     assert meta["epoch"] == summary["best_epoch"] and meta["mean_rgb"] == pytest.approx([0.41, 0.374, 0.354])
     assert meta["metrics"]["val_pck"] == summary["best"]
 
@@ -289,7 +292,7 @@ def test_newell_recipe_runs_with_stacks_flip_test_and_augmentation(store, tmp_pa
     row = summary["history"][0]
     assert np.isfinite(row["train_loss"]) and np.isfinite(row["val_pck"])
     assert row["lr"] == pytest.approx(1e-3 / 1000)  # first of 1,000 warm-up steps
-    model, meta = load_model(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    model, meta = load_network(tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert meta["model"]["stacks"] == 2 and model(torch.zeros(1, 3, 256, 256)).shape == (1, 2, 17, 64, 64)
 
 
@@ -307,7 +310,7 @@ def test_thesis_ae_pretrains_on_saved_latents_then_fine_tunes(store, tmp_path):
     assert np.load(run / "ae" / "latents" / "val.npy").shape == (2, 8, 4, 4)
     assert summary["ae"]["epochs"] == 2 and summary["ae"]["metric"] == "val_loss"
     assert (run / "ae" / "metrics.csv").exists() and summary["epochs"] == 1
-    model, meta = load_model(run / "checkpoints" / "last.safetensors")
+    model, meta = load_network(run / "checkpoints" / "last.safetensors")
     assert meta["model"]["autoencoder"] and model.hourglass.autoencoder is not None
     # Fine-tuning started from the thesis weights: the stem moved only one epoch away.
     base_w = weights(base, "best")

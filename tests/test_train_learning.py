@@ -17,11 +17,14 @@ import time
 import pytest
 import torch
 
-from hgpose.train import load_model, train
+from hgpose.inference import load_network
+from hgpose.train import train
 from hgpose.config import resolve
-from hgpose.train.data import CropDataset, ShardSampler, make_loader
+from hgpose.data.dataset import CropDataset, make_loader
+from hgpose.train.data import ShardSampler
 from hgpose.train.loop import Runtime, autocast_factory, validate
-from hgpose.train.recipes import PosePhase, build_network
+from hgpose.inference.build import build_network
+from hgpose.train.recipes import PosePhase
 
 OVERRIDES = [
     "model.features=16", "target.codec=gaussian", "target.sigma=2", "target.weighted=true",
@@ -61,7 +64,7 @@ def test_reduced_width_thesis_network_learns_synthetic_people(synth_store, tmp_p
         start = time.perf_counter()
         summary = train(synth_store, tmp_path / "run", config=config)
         seconds = time.perf_counter() - start
-        model, _ = load_model(tmp_path / "run" / "checkpoints" / "best.safetensors")
+        model, _ = load_network(tmp_path / "run" / "checkpoints" / "best.safetensors")
         trained = val_pck(model, synth_store, config)
     finally:
         torch.set_num_threads(before)

@@ -8,7 +8,6 @@ KeyError deep inside.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -24,14 +23,6 @@ SOURCES = ("train2017", "val2017")
 
 def annotation_path(coco_root: str | Path, source: str) -> Path:
     return Path(coco_root) / "annotations" / f"person_keypoints_{source}.json"
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _require(cond: bool, path: Path, what: str, advice: str = "the file is malformed or incomplete — download it again") -> None:

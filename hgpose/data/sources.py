@@ -25,7 +25,7 @@ from hgpose.data import coco as coco_io
 from hgpose.data import lsp
 from hgpose.data.crop import clean_keypoints
 from hgpose.errors import HgposeError
-from hgpose.io import write_json
+from hgpose.io import file_sha256, write_json
 from hgpose.skeleton import JOINTS
 
 FORMATS = ("coco", "lsp")
@@ -104,7 +104,7 @@ def read_coco(name: str, root: Path) -> Source:
         coco = coco_io.load_coco(path)
         if not (root / part).is_dir():
             raise HgposeError(f"{root / part}: not found — COCO_ROOT must hold the {part} images")
-        files[part] = {"annotations": str(path.resolve()), "sha256": coco_io.sha256_of(path)}
+        files[part] = {"annotations": str(path.resolve()), "sha256": file_sha256(path)}
         tasks, counts = coco_io.person_tasks(coco, root / part)
         parts.append(Part(part, tasks, counts))
     return Source(name, "coco", root, tuple(JOINTS), parts, files)
@@ -113,7 +113,7 @@ def read_coco(name: str, root: Path) -> Source:
 def read_lsp(name: str, root: Path) -> Source:
     tasks, counts, keypoints = lsp.lsp_tasks(root)
     mat = root / lsp.ANNOTATION_FILE
-    files = {"joints": {"path": str(mat.resolve()), "sha256": coco_io.sha256_of(mat)}}
+    files = {"joints": {"path": str(mat.resolve()), "sha256": file_sha256(mat)}}
     return Source(name, "lsp", root, lsp.JOINTS, [Part(ALL_PARTS, tasks, counts)], files, keypoints)
 
 

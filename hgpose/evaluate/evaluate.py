@@ -281,7 +281,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test",
     joints: which joints are scored (see `select_joints`); by default those the network
         was trained on, so an LSP-trained network is not scored on faces it never saw.
     """
-    from hgpose.estimator import load
+    from hgpose.inference import load
 
     if batch_size < 1:
         raise HgposeError(f"--batch-size {batch_size}: give at least 1")

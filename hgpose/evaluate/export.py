@@ -24,6 +24,7 @@ from torch import nn
 from hgpose import __version__
 from hgpose.codec import GaussianCodec, ThesisCodec
 from hgpose.errors import HgposeError
+from hgpose.inference.forward import normalise
 from hgpose.io import write_bytes
 from hgpose.skeleton import JOINTS
 
@@ -43,10 +44,10 @@ class ExportedNetwork(nn.Module):
     def __init__(self, model: nn.Module, mean_rgb):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.as_tensor(np.asarray(mean_rgb, np.float32)).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.as_tensor(np.asarray(mean_rgb, np.float32)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x - self.mean)[:, -1]
+        return self.model(normalise(x, self.mean))[:, -1]
 
 
 def codec_description(codec) -> dict:
@@ -66,7 +67,7 @@ def export_onnx(source, out_path: str | Path, *, checkpoint=None, opset: int = O
     verify: run the file in ONNX Runtime (when installed) on a batch of 2 and report the
     largest absolute difference from PyTorch ("max_abs_diff"; None when not checked).
     """
-    from hgpose.estimator import load
+    from hgpose.inference import load
 
     out_path = Path(out_path)
     if out_path.is_dir():

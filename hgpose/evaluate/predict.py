@@ -24,7 +24,8 @@ import numpy as np
 
 from hgpose.draw import draw_skeleton, heatmap_overlay
 from hgpose.errors import HgposeError
-from hgpose.estimator import Estimator, Prediction, read_image
+from hgpose.images import read_image
+from hgpose.inference import Estimator, Prediction
 from hgpose.io import write_bytes, write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -184,7 +185,7 @@ def predict(source, inputs, out_dir: str | Path = "predictions", *, box=None,
             checkpoint=None, device: str = "auto", flip: bool = False, min_score: float = 0.25,
             on_image: Callable[[ImageOutcome], None] | None = None) -> PredictSummary:
     """Load a run (or weights file) and predict images; see `predict_images`."""
-    from hgpose.estimator import load
+    from hgpose.inference import load
 
     estimator = load(source, checkpoint=checkpoint, device=device, flip=flip)
     return predict_images(estimator, inputs, out_dir, box=box, min_score=min_score, on_image=on_image)

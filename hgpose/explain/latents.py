@@ -25,7 +25,6 @@ store) rebuilds it in place. Every file goes through a temporary name and a rena
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from contextlib import nullcontext
@@ -38,10 +37,14 @@ from torch import nn
 from tqdm import tqdm
 
 from hgpose.codec import ThesisCodec
-from hgpose.data.store import open_split, read_manifest
+from hgpose.data.dataset import CropDataset, make_loader
+from hgpose.data.store import open_split
 from hgpose.errors import HgposeError
 from hgpose.evaluate.pck import SUBSETS, thesis_pck
-from hgpose.io import atomic_path, write_json
+from hgpose.inference.forward import to_input
+from hgpose.inference.runs import resolve_checkpoint
+from hgpose.inference.weights import load_network
+from hgpose.io import atomic_path, file_sha256, write_json
 from hgpose.models import capture, skips_disabled
 
 CACHE_FORMAT = 1
@@ -97,59 +100,19 @@ class Latents:
         return np.flatnonzero(self.complete)
 
 
-def resolve_checkpoint(run: str | Path, which: str = "best") -> Path:
-    """RUN_DIR + best|last|FILE -> a weights file. RUN may also be a weights file itself."""
-    run = Path(run)
-    if run.is_file():
-        return run
-    if not run.is_dir():
-        raise HgposeError(f"{run}: neither a run directory nor a checkpoint file")
-    folder = run / "checkpoints"
-    if which in ("best", "last"):
-        names = [f"{which}.safetensors"] + (["last.safetensors"] if which == "best" else [])
-        for name in names:
-            if (folder / name).is_file():
-                return folder / name
-        raise HgposeError(
-            f"{folder}: no {which}.safetensors; is {run} a run directory of `hgpose train` "
-            "that finished at least one epoch?")
-    for candidate in (Path(which), run / which, folder / which):
-        if candidate.is_file():
-            return candidate
-    raise HgposeError(f"checkpoint {which!r} not found (looked in {run} and {folder})")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load_checkpoint(run: str | Path, which: str = "best", device: str | torch.device = "cpu") -> Checkpoint:
-    from hgpose.train.checkpoint import load_model  # the train package imports torch-heavy bits
-
-    path = resolve_checkpoint(run, which)
-    model, metadata = load_model(path, device)
+def load_checkpoint(run: str | Path, which: str | None = None, device: str | torch.device = "cpu") -> Checkpoint:
+    """A run's weights by the inference core's one rule (best, else last; "last"; a path)."""
+    path, _ = resolve_checkpoint(run, which)
+    model, metadata = load_network(path, device)
     return Checkpoint(path, model.eval(), metadata, file_sha256(path), path.stat().st_mtime)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    from hgpose.estimator import resolve_device
-
-    return resolve_device(name)  # one rule for every command: auto, cpu, cuda, cuda:N
-
-
-def input_mean(checkpoint: Checkpoint, data_dir: str | Path) -> torch.Tensor:
-    """The mean RGB the network was trained with (the checkpoint's), else the store's."""
-    mean = checkpoint.metadata.get("mean_rgb") or read_manifest(data_dir)["mean_rgb"]
-    return torch.tensor(mean, dtype=torch.float32)
+def input_mean(checkpoint: Checkpoint) -> torch.Tensor:
+    """The mean RGB the network was trained with (a weights file always carries it)."""
+    return torch.tensor(checkpoint.metadata["mean_rgb"], dtype=torch.float32)
 
 
 def _loader(data_dir, split: str, limit: int, batch_size: int, workers: int, device: torch.device):
-    from hgpose.train.data import CropDataset, make_loader
-
     dataset = CropDataset(data_dir, split, limit)
     sampler = torch.utils.data.SequentialSampler(dataset)
     return make_loader(dataset, batch_size, sampler, workers, device), len(dataset)
@@ -176,17 +139,15 @@ def forward_pass(
     With `layer` the named module's output is captured; `skips=False` runs the hourglass
     skip-connection ablation. Shared by the latents store and the ablation.
     """
-    from hgpose.train.data import prepare_batch
-
     model = checkpoint.model.to(device).eval()
-    mean = input_mean(checkpoint, data_dir).to(device)
+    mean = input_mean(checkpoint).to(device)
     codec = ThesisCodec()
     loader, n = _loader(data_dir, split, limit, batch_size, workers, device)
     names = [layer] if layer else []
     with capture(model, names) as outputs, (nullcontext() if skips else skips_disabled(model)):
         bar = tqdm(total=n, desc=desc, unit="crop", disable=not progress, leave=False)
         for images, keypoints, index in loader:
-            x, kps = prepare_batch(images, keypoints, device, mean)
+            x, kps = to_input(images, mean, device), keypoints.to(device).float()
             heatmaps = model(x)[:, -1].float()       # the last stack's output
             xy, peak = codec.decode_torch(heatmaps)
             targets, _ = codec.encode_torch(kps)

@@ -28,6 +28,8 @@ from hgpose.data.store import open_split
 from hgpose.errors import HgposeError
 from hgpose.explain import ablation, clusters, compare, factors, figures, latents as latents_mod, pca as pca_mod
 from hgpose.explain import saliency
+from hgpose.inference.forward import to_input
+from hgpose.inference.runs import resolve_device
 from hgpose.io import write_json
 from hgpose.skeleton import JOINT_INDEX, JOINTS
 
@@ -41,7 +43,7 @@ MIN_ROWS = 3   # a subset with fewer rows is skipped (PCA and K=2 need a few)
 class ExplainOptions:
     split: str = "train"
     layer: str | None = None              # default: the model's latent_layer
-    checkpoint: str = "best"              # best | last | a file in RUN_DIR/checkpoints | a path
+    checkpoint: str | None = None         # None = best (else last) | best | last | a file in RUN_DIR/checkpoints | a path
     compare: str | None = None            # a second run (SHG+AE), for the `compare` part
     only: tuple[str, ...] = ()            # parts to run; () = all (compare only with --compare)
     cache_dir: str | None = None          # latents cache; default REPORT_DIR/latents
@@ -111,7 +113,7 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
     if out_dir.exists() and not out_dir.is_dir():
         raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the report")
     fig_dir = out_dir / "figures"
-    device = latents_mod.pick_device(options.device)
+    device = resolve_device(options.device)
     started = time.perf_counter()
 
     ckpt = latents_mod.load_checkpoint(run_dir, options.checkpoint, device)
@@ -425,12 +427,12 @@ def _saliency_part(ctx: _Context, ckpt, data_dir, device, kmeans: dict | None) -
         with capture(model, [layer]):   # raises the error that lists the layer names
             pass
     joints = [JOINT_INDEX[j] for j in o.saliency_joints] or list(range(len(JOINTS)))
-    mean = latents_mod.input_mean(ckpt, data_dir).to(device)
+    mean = latents_mod.input_mean(ckpt)
     samples = []
     for row, cluster in _saliency_rows(ctx, kmeans):
         crop = np.array(ctx.images[row])   # a writable copy (torch warns on read-only maps)
         kps = np.array(ctx.keypoints[row])
-        x = torch.from_numpy(crop).to(device).permute(2, 0, 1)[None].float() / 255 - mean.view(1, 3, 1, 1)
+        x = to_input(torch.from_numpy(crop)[None], mean, device, channels_last=False)
         occ, cam = saliency.explain_sample(model, x, patch=o.occlusion_patch, stride=o.occlusion_stride,
                                            layer=layer, joints=joints)
         ids = ctx.lat.ids[row].tolist()

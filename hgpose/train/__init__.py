@@ -6,9 +6,8 @@
 See docs/training.md.
 """
 
-from hgpose.train.checkpoint import load_model, load_weights
 from hgpose.config import PRESETS, TrainConfig
 from hgpose.train.loop import TrainingInterrupted
 from hgpose.train.run import format_summary, train
 
-__all__ = ["PRESETS", "TrainConfig", "TrainingInterrupted", "format_summary", "load_model", "load_weights", "train"]
+__all__ = ["PRESETS", "TrainConfig", "TrainingInterrupted", "format_summary", "train"]

@@ -31,9 +31,12 @@ from tqdm import tqdm
 from hgpose.cpu import native_bf16
 from hgpose.errors import HgposeError
 from hgpose.io import write_bytes
-from hgpose.train import checkpoint as ckpt
 from hgpose.config import OptimConfig, TrainConfig
-from hgpose.train.data import ResumableSampler, ShardSampler, batch_generator, make_loader
+from hgpose.inference import weights
+from hgpose.inference.runs import resolve_device
+from hgpose.train import checkpoint as ckpt
+from hgpose.data.dataset import make_loader
+from hgpose.train.data import ResumableSampler, ShardSampler, batch_generator
 from hgpose.train.recipes import make_optimizer, scheduled_lr
 
 
@@ -79,15 +82,11 @@ def start_runtime(config: TrainConfig) -> Runtime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want_cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
-    if want_cuda and not torch.cuda.is_available():
-        raise HgposeError(f"config device={config.device!r} but CUDA is not available; use --set device=cpu")
-    if want_cuda:
-        index = local_rank if world > 1 or config.device in ("auto", "cuda") else int(config.device.split(":")[1])
-        device = torch.device("cuda", index)
+    device = resolve_device(config.device)  # the one rule of every command: auto, cpu, cuda, cuda:N
+    if device.type == "cuda":
+        if world > 1 or device.index is None:  # torchrun: one GPU per local rank
+            device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
     owns = False
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
@@ -187,7 +186,7 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
 
     if resume and state_path.exists():
         state = ckpt.load_state(state_path)
-        ckpt.load_into(model, state["model"], state_path)
+        weights.load_into(model, state["model"], state_path)
         optimizer.load_state_dict(state["optimizer"])
         if plateau is not None and state["plateau"] is not None:
             plateau.load_state_dict(state["plateau"])
@@ -322,10 +321,10 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
                 if rt.main:
                     meta = job.metadata(epoch + 1, metrics)
                     if config.keep_epoch_checkpoints:
-                        ckpt.save_weights(ckpt_dir / f"epoch_{epoch + 1:03d}.safetensors", model, meta)
+                        weights.save_weights(ckpt_dir / f"epoch_{epoch + 1:03d}.safetensors", model, meta)
                     if improved:
-                        ckpt.save_weights(ckpt_dir / "best.safetensors", model, meta)
-                    ckpt.save_weights(ckpt_dir / "last.safetensors", model, meta)
+                        weights.save_weights(ckpt_dir / "best.safetensors", model, meta)
+                    weights.save_weights(ckpt_dir / "last.safetensors", model, meta)
                 save_state((0.0, 0))
                 log.epoch(phase.name, progress["history"], improved, progress["global_step"])
         finally:
@@ -365,7 +364,7 @@ def _stopped(state_path: Path) -> str:
 def check_weights(model: nn.Module, state_path: Path) -> None:
     """NaN/inf weights are never saved: they would become `best`/`last` and every later
     stage would read them (a step can diverge without its own loss being NaN)."""
-    bad = ckpt.non_finite(model.state_dict())
+    bad = weights.non_finite(model.state_dict())
     if bad:
         raise HgposeError(f"weights became NaN/inf ({bad[0]} and {len(bad) - 1} more); {_stopped(state_path)}")
 

@@ -15,28 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from hgpose.codec import GaussianCodec, ThesisCodec, flip_back
+from hgpose.codec import ThesisCodec
 from hgpose.evaluate.pck import PCKAccumulator
 from hgpose.io import atomic_path
-from hgpose.models import ThesisNetwork, build_model, capture
-from hgpose.config import ModelConfig, OptimConfig, TargetConfig, TrainConfig
+from hgpose.inference.build import build_codec
+from hgpose.inference.forward import flip_test
+from hgpose.models import ThesisNetwork, capture
+from hgpose.config import OptimConfig, TrainConfig
 from hgpose.train.data import prepare_batch
 
 AE_PREFIX = "hourglass.autoencoder."  # where ThesisNetwork(autoencoder=True) keeps its AE
-
-
-def build_network(config: ModelConfig) -> nn.Module:
-    if config.name == "thesis":
-        return build_model("thesis", features=config.features, autoencoder=config.autoencoder,
-                           resolution=config.resolution)
-    return build_model("newell", num_stacks=config.stacks, features=config.features,
-                       resolution=config.resolution)
-
-
-def build_codec(config: TargetConfig):
-    if config.codec == "thesis":
-        return ThesisCodec()
-    return GaussianCodec(sigma=config.sigma)
 
 
 def make_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
@@ -126,9 +114,7 @@ class PosePhase:
             loss_sum[1] += x.shape[0]
             final = heatmaps[:, -1].float()
             if self.config.flip_test:
-                with autocast():
-                    flipped = model(x.flip(-1))[:, -1].float()
-                final = (final + flip_back(flipped)) / 2
+                final = flip_test(model, x, final, autocast)
             targets, _ = self.thesis_codec.encode_torch(kps)
             pck.update(final, targets, kps[..., 2])
         return pck, loss_sum

@@ -28,11 +28,13 @@ from hgpose.errors import HgposeError
 from hgpose.io import run_lock, write_json
 from hgpose.models import LatentAutoencoder
 from hgpose.skeleton import JOINTS
-from hgpose.train import checkpoint as ckpt
 from hgpose import config as cfg
-from hgpose.train.data import CropDataset, make_loader
+from hgpose.inference import weights
+from hgpose.inference.build import build_network
+from hgpose.inference.runs import resolve_checkpoint
+from hgpose.data.dataset import CropDataset, make_loader
 from hgpose.train.loop import Job, Runtime, fit, start_runtime, stop_runtime
-from hgpose.train.recipes import AE_PREFIX, AEPhase, LatentDataset, PosePhase, build_network, extract_latents
+from hgpose.train.recipes import AE_PREFIX, AEPhase, LatentDataset, PosePhase, extract_latents
 
 
 def train(
@@ -159,7 +161,7 @@ def _pose_job(config, data_dir, out_dir: Path, mean: torch.Tensor, model, rt: Ru
         batch_size=config.batch_size,
         optim=config.optim,
         out_dir=out_dir,
-        metadata=lambda epoch, metrics: ckpt.weights_metadata(
+        metadata=lambda epoch, metrics: weights.weights_metadata(
             config.model, mean.tolist(), epoch, metrics, config.preset, config.target,
             trained_joints(data_dir)),
         on_start=on_start,
@@ -176,8 +178,8 @@ def _pose(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_start) 
     model = build_network(config.model)
     resuming = resume and (run_dir / "checkpoints" / "state.pt").exists()
     if init is not None and not resuming:
-        state, _ = ckpt.load_weights(init)
-        ckpt.load_into(model, state, init)
+        state, _ = weights.load_weights(init)
+        weights.load_into(model, state, init)
     job = _pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
     return fit(job, config, rt, resume, on_step)
 
@@ -191,15 +193,14 @@ def _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_st
         if init is None:
             raise HgposeError("preset thesis-ae needs --init CKPT: the weights of a trained thesis "
                               "network (e.g. RUN_DIR/checkpoints/best.safetensors of a thesis run)")
-        thesis_state, _ = ckpt.load_weights(init)
+        thesis_state, _ = weights.load_weights(init)
         _save_latents(config, data_dir, ae_dir, mean, thesis_state, init, rt)
         ae_summary = _pretrain_ae(config, ae_dir, resume, rt, on_step, on_start)
 
     model = build_network(config.model)  # ThesisNetwork(autoencoder=True)
     if not (resume and finetune_state.exists()):
-        ckpt.load_into(model, thesis_state, init, allow_missing=(AE_PREFIX,))
-        best = ae_dir / "checkpoints" / "best.safetensors"
-        ae_weights, _ = ckpt.load_weights(best if best.exists() else ae_dir / "checkpoints" / "last.safetensors")
+        weights.load_into(model, thesis_state, init, allow_missing=(AE_PREFIX,))
+        ae_weights, _ = weights.load_weights(resolve_checkpoint(ae_dir)[0])  # best, else last
         model.hourglass.autoencoder.load_state_dict(ae_weights)
     job = _pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
     summary = fit(job, config, rt, resume, on_step)
@@ -213,7 +214,7 @@ def _save_latents(config, data_dir, ae_dir: Path, mean, thesis_state, init, rt: 
         thesis_config = cfg.ModelConfig(name="thesis", features=config.model.features,
                                         resolution=config.model.resolution)
         network = build_network(thesis_config)
-        ckpt.load_into(network, thesis_state, init)
+        weights.load_into(network, thesis_state, init)
         network.to(rt.device)
         limits = {"train": config.data.train_limit, "val": config.data.val_limit}
         for split, path in paths.items():

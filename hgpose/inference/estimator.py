@@ -16,92 +16,24 @@ mapped back to the image through the crop box.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from hgpose.data.crop import CROP_SIZE, CropBox, cut_crop, thesis_crop_box, to_image
-from hgpose import images
-from hgpose.codec import flip_back
 from hgpose.errors import HgposeError
-from hgpose.skeleton import NUM_JOINTS, JOINTS
+from hgpose.images import as_rgb
+from hgpose.inference import forward
+from hgpose.inference.runs import codec_of, resolve_checkpoint, resolve_device
+from hgpose.inference.weights import load_network
+from hgpose.skeleton import JOINTS, NUM_JOINTS
 
-__all__ = ["Estimator", "Prediction", "box_crop", "flip_back", "load", "read_image"]
-
-CHECKPOINT_NAMES = ("best", "last")
-
-
-# --- finding and loading a checkpoint ------------------------------------------------------
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):  # torch.device would also take "meta", "mps", ...
-        raise HgposeError(f"--device {device}: choose auto, cpu, cuda or cuda:N")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HgposeError(f"device {device}: CUDA is not available here; use --device cpu or auto")
-    return device
+__all__ = ["Estimator", "Prediction", "box_crop", "load"]
 
 
-def resolve_checkpoint(source: str | Path, checkpoint: str | Path | None = None) -> tuple[Path, Path | None]:
-    """(weights file, run directory or None) for a run directory or a weights file.
-
-    checkpoint: None = best, or last when the run has no best yet (no finite validation
-    metric); "best" / "last" exactly; or a path (absolute, relative to the working directory,
-    or a file name inside RUN_DIR/checkpoints such as epoch_010.safetensors).
-    """
-    source = Path(source)
-    if source.is_file():
-        if checkpoint is not None:
-            raise HgposeError(f"{source} is a weights file; --checkpoint only applies to a run directory")
-        # A file inside RUN_DIR/checkpoints still knows its run (and thus its codec).
-        run_dir = source.parent.parent
-        return source, run_dir if (run_dir / "config.json").is_file() else None
-    if not source.is_dir():
-        raise HgposeError(f"{source}: not found — give a run directory of `hgpose train` "
-                          "or a .safetensors weights file")
-    ckpt_dir = source / "checkpoints"
-    if checkpoint is None or str(checkpoint) in CHECKPOINT_NAMES:
-        names = CHECKPOINT_NAMES if checkpoint is None else (str(checkpoint),)
-        for name in names:
-            path = ckpt_dir / f"{name}.safetensors"
-            if path.is_file():
-                return path, source
-        raise HgposeError(
-            f"{ckpt_dir}: no {' or '.join(n + '.safetensors' for n in names)} — is {source} a "
-            "run directory of `hgpose train` that finished at least one epoch?"
-        )
-    path = Path(checkpoint)
-    if not path.is_file() and (ckpt_dir / path).is_file():
-        path = ckpt_dir / path
-    if not path.is_file():
-        raise HgposeError(f"--checkpoint {checkpoint}: not found (as a path, or in {ckpt_dir})")
-    return path, source
-
-
-def _codec_for(run_dir: Path | None, metadata: dict, weights: Path):
-    """The codec the network was trained with: it decides how heatmaps are decoded.
-
-    The run's config.json is authoritative; a weights file on its own only records its
-    preset, whose default codec is then used (right unless target.codec was overridden).
-    """
-    from hgpose import config as cfg
-    from hgpose.train.recipes import build_codec
-
-    if run_dir is not None and (run_dir / "config.json").is_file():
-        return build_codec(cfg.load(run_dir / "config.json").target)
-    if "target" in metadata:  # newer weights files may carry it themselves
-        return build_codec(cfg.from_dict(metadata["target"], cfg.TargetConfig, f"{weights} target"))
-    preset = metadata.get("preset", "thesis")
-    if preset not in cfg.PRESETS:
-        raise HgposeError(f"{weights}: unknown preset {preset!r} in its metadata and no config.json beside it")
-    return build_codec(cfg.PRESETS[preset]().target)
-
+# --- loading a run ---------------------------------------------------------------------------
 
 def load(source: str | Path, *, checkpoint: str | Path | None = None, device: str = "auto",
          flip: bool = False) -> "Estimator":
@@ -110,50 +42,15 @@ def load(source: str | Path, *, checkpoint: str | Path | None = None, device: st
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     flip: average each crop's heatmaps with those of its mirror image (flip test).
     """
-    from hgpose.train.checkpoint import load_model
-
-    weights, run_dir = resolve_checkpoint(source, checkpoint)
+    weights_path, run_dir = resolve_checkpoint(source, checkpoint)
     device = resolve_device(device)
-    model, metadata = load_model(weights, device)
-    codec = _codec_for(run_dir, metadata, weights)
-    mean = np.asarray(metadata.get("mean_rgb", (0.0, 0.0, 0.0)), np.float32)
-    return Estimator(model, codec, mean, device, flip=flip, checkpoint=weights, metadata=metadata)
+    model, metadata = load_network(weights_path, device)
+    codec = codec_of(run_dir, metadata, weights_path)
+    return Estimator(model, codec, metadata["mean_rgb"], device, flip=flip, checkpoint=weights_path,
+                     metadata=metadata)
 
 
 # --- images and boxes ----------------------------------------------------------------------
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8 [H, W, 3]; HgposeError naming the file if it cannot be read."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise HgposeError(f"{path}: not found") from None
-    except OSError as e:
-        raise HgposeError(f"{path}: cannot be read ({e.strerror or e})") from None
-    # The same checks as `hgpose prepare`: empty, truncated, over the pixel limit (read
-    # from the header, before decoding), undecodable. Orientation is ignored, as COCO
-    # annotates the stored pixels, not the EXIF-rotated view.
-    try:
-        image = images.decode_bgr(data)
-    except images.ImageProblem as e:
-        raise HgposeError(f"{path}: {e}") from None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def as_rgb(image) -> np.ndarray:
-    """A path, or an array [H, W], [H, W, 3] or [H, W, 4] of uint8 -> RGB uint8 [H, W, 3]."""
-    if isinstance(image, (str, Path)):
-        return read_image(image)
-    array = np.asarray(image)  # also takes PIL images
-    if array.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image, got dtype {array.dtype}")
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4) or min(array.shape[:2]) < 1:
-        raise ValueError(f"expected an image of shape [H, W, 3], got {array.shape}")
-    return np.ascontiguousarray(array[..., :3])
-
 
 def box_crop(box, width: int, height: int) -> CropBox:
     """The thesis crop rule for a person known only by a box (x, y, w, h): square on the
@@ -176,8 +73,6 @@ def box_crop(box, width: int, height: int) -> CropBox:
     corners[1] = (x1, y1, 2)
     return thesis_crop_box((x0, y0, x1 - x0, y1 - y0), corners, width, height)
 
-
-# --- flip test -----------------------------------------------------------------------------
 
 # --- the estimator -------------------------------------------------------------------------
 
@@ -221,7 +116,7 @@ class Estimator:
         self.flip = flip
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.metadata = metadata or {}
-        self._mean = torch.from_numpy(self.mean_rgb).to(self.device).view(1, 3, 1, 1)
+        self._mean = torch.from_numpy(self.mean_rgb).to(self.device)
 
     def __repr__(self) -> str:
         model = self.metadata.get("model", {})
@@ -246,8 +141,8 @@ class Estimator:
     # -- crops -> heatmaps ----------------------------------------------------------------
 
     def to_input(self, crops) -> torch.Tensor:
-        """uint8 crops [B, 256, 256, 3] (numpy or tensor) -> network input on the device:
-        crop / 255 minus the training crops' mean RGB, as in training (train/data.py)."""
+        """uint8 crops [B, 256, 256, 3] (numpy or tensor) -> network input on the device
+        (`hgpose.inference.forward.to_input`: crop / 255 minus the training crops' mean RGB)."""
         if isinstance(crops, torch.Tensor):
             x = crops
         else:
@@ -259,20 +154,25 @@ class Estimator:
         if x.dtype != torch.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != (self.input_size, self.input_size, 3):
             raise ValueError(f"expected uint8 crops [B, {self.input_size}, {self.input_size}, 3], "
                              f"got {x.dtype} {tuple(x.shape)}")
-        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-        # NHWC -> NCHW as a view: its strides already are channels-last.
-        return (x - self._mean).contiguous(memory_format=torch.channels_last)
+        return forward.to_input(x, self._mean, self.device)
 
     @torch.inference_mode()
     def crop_heatmaps(self, crops, flip: bool | None = None) -> torch.Tensor:
         """Heatmaps float32 [B, 17, 64, 64] (last stack) on the device, for uint8 crops."""
         flip = self.flip if flip is None else flip
-        x = self.to_input(crops)
-        heatmaps = self.model(x)[:, -1].float()
-        if flip:
-            stride = self.input_size // heatmaps.shape[-1]
-            heatmaps = (heatmaps + flip_back(self.model(x.flip(-1))[:, -1].float(), stride)) / 2
-        return heatmaps
+        return forward.last_stack(self.model, self.to_input(crops), flip)
+
+    def decode(self, heatmaps: torch.Tensor, crop_boxes) -> np.ndarray:
+        """Heatmaps [B, 17, h, w] of crops cut at crop_boxes ([B, 3]: x0, y0, side, or
+        CropBoxes) -> keypoints float32 [B, 17, 3]: x, y in image pixels and the joint's
+        score (0 for a joint the network was never trained on)."""
+        coords, scores = self.codec.decode_torch(heatmaps)
+        boxes = np.array([[b.x0, b.y0, b.side] if isinstance(b, CropBox) else b for b in crop_boxes],
+                         np.float64).reshape(-1, 3)
+        xy = to_image(coords.cpu().numpy(), boxes, self.input_size)
+        keypoints = np.concatenate([xy, scores.cpu().numpy()[..., None]], -1).astype(np.float32)
+        keypoints[:, ~self.joints, 2] = 0  # joints it never saw in training (LSP: the face) score 0
+        return keypoints
 
     # -- images -> keypoints ----------------------------------------------------------------
 
@@ -290,11 +190,7 @@ class Estimator:
         """Crop, run, decode and map back one person: the full `Prediction`."""
         crop, crop_box, box, whole = self.crop(image, box)
         heatmaps = self.crop_heatmaps(crop, flip)
-        coords, scores = self.codec.decode_torch(heatmaps)
-        xy = to_image(coords.cpu().numpy(), np.array([[crop_box.x0, crop_box.y0, crop_box.side]]),
-                      self.input_size)
-        keypoints = np.concatenate([xy, scores.cpu().numpy()[..., None]], -1)[0].astype(np.float32)
-        keypoints[~self.joints, 2] = 0  # joints it never saw in training (LSP: the face) score 0
+        keypoints = self.decode(heatmaps, [crop_box])[0]
         return Prediction(keypoints, heatmaps[0].cpu().numpy(), crop, crop_box, box, whole)
 
     def predict(self, image, box=None, flip: bool | None = None) -> np.ndarray:
