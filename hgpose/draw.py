@@ -13,6 +13,11 @@ import numpy as np
 from hgpose.skeleton import BONES, side_of
 
 SIDE_COLOURS = {"left": (255, 140, 0), "right": (30, 120, 255), "centre": (40, 200, 60)}  # RGB
+SHIFT = 4  # cv2 draws at 1/16 pixel: a joint at x = 10.4 is not moved to 10
+
+
+def _point(xy) -> tuple[int, int]:
+    return int(round(xy[0] * (1 << SHIFT))), int(round(xy[1] * (1 << SHIFT)))
 
 
 def _bone_side(a: int, b: int) -> str:
@@ -27,12 +32,14 @@ def draw_skeleton(
     min_score: float = 0.0,
     thickness: int | None = None,
     fade: float = 0.35,
+    labels: bool = False,
 ) -> np.ndarray:
     """Return a copy of an RGB uint8 image with one person's skeleton drawn on it.
 
     keypoints: [17,3] (x, y, v-or-score). A joint is drawn when its third value is > 0;
     joints (and bones touching them) with a value below `min_score` are blended in at
-    `fade` opacity. Coordinates are in the image's pixels.
+    `fade` opacity. Coordinates are in the image's pixels. With `labels` the third value
+    is COCO's visibility flag: visible joints (2) are dots, occluded ones (1) rings.
     """
     out = np.ascontiguousarray(image.copy())
     kps = np.asarray(keypoints, dtype=np.float64)
@@ -44,14 +51,17 @@ def draw_skeleton(
     for a, b in BONES:
         if present[a] and present[b]:
             layer = weak if (faint[a] or faint[b]) else strong
-            pa = tuple(int(round(v)) for v in kps[a, :2])
-            pb = tuple(int(round(v)) for v in kps[b, :2])
-            cv2.line(layer, pa, pb, SIDE_COLOURS[_bone_side(a, b)], thickness, cv2.LINE_AA)
+            cv2.line(layer, _point(kps[a]), _point(kps[b]), SIDE_COLOURS[_bone_side(a, b)], thickness,
+                     cv2.LINE_AA, SHIFT)
+    radius = (thickness + 1) << SHIFT
     for j in np.flatnonzero(present):
         layer = weak if faint[j] else strong
-        centre = tuple(int(round(v)) for v in kps[j, :2])
-        cv2.circle(layer, centre, thickness + 1, SIDE_COLOURS[side_of(j)], -1, cv2.LINE_AA)
-        cv2.circle(layer, centre, thickness + 1, (255, 255, 255), 1, cv2.LINE_AA)
+        colour = SIDE_COLOURS[side_of(j)]
+        if labels and kps[j, 2] == 1:
+            cv2.circle(layer, _point(kps[j]), radius, colour, 1 + thickness // 2, cv2.LINE_AA, SHIFT)
+            continue
+        cv2.circle(layer, _point(kps[j]), radius, colour, -1, cv2.LINE_AA, SHIFT)
+        cv2.circle(layer, _point(kps[j]), radius, (255, 255, 255), 1, cv2.LINE_AA, SHIFT)
     # the faint layer only differs from `out` where faded parts were drawn
     out = cv2.addWeighted(weak, fade, out, 1 - fade, 0)
     drawn = np.any(strong != image, axis=-1)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import errno
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -48,6 +47,7 @@ from hgpose.data.sources import ALL_PARTS, Source, annotation_files, read_source
 from hgpose.data.store import FORMAT_VERSION, SPLITS
 from hgpose.errors import HgposeError
 from hgpose.io import atomic_path, lock_dir, lock_scope, save_npy, write_json
+from hgpose.workers import process_pool
 
 IMAGE_PROBLEMS = ("missing_image", "corrupt_image", "truncated_image", "size_mismatch", "oversized_image")
 PROBLEM_OF = {"empty": "corrupt_image", "corrupt": "corrupt_image", "truncated": "truncated_image",
@@ -135,10 +135,6 @@ def planned_crops(task: coco_io.ImageTask) -> int:
     inside the image. Known from the annotation alone (process_image's rule)."""
     people, _ = clean_keypoints(np.stack(task.keypoints), task.width, task.height)
     return int((people[..., 2] > 0).any(axis=1).sum())
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # parallelism comes from the processes
 
 
 # ----------------------------------------------------------------------------- shards
@@ -444,14 +440,8 @@ def prepare(
     if seed < 0:
         raise HgposeError(f"--seed {seed}: give a whole number >= 0")
     # The workers start first, so that their start-up overlaps the reading of the annotations.
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
-    try:
-        with lock_scope():  # _prepare locks OUT_DIR once its inputs are validated
-            return _prepare(specs, out_dir, test_size, val_size, seed, pool, keep_work, shard_images, progress)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    with process_pool(workers) as pool, lock_scope():  # _prepare locks OUT_DIR once its inputs are valid
+        return _prepare(specs, out_dir, test_size, val_size, seed, pool, keep_work, shard_images, progress)
 
 
 def _prepare(specs: list, out_dir: Path, test_size, val_size, seed: int, pool, keep_work: bool,

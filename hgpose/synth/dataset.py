@@ -17,7 +17,6 @@ annotation ids are image_id * 10 + k for the k-th person drawn (far to near).
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import re
 import time
@@ -32,6 +31,7 @@ from hgpose.errors import HgposeError
 from hgpose.io import atomic_path, write_bytes, write_json
 from hgpose.skeleton import BONES, JOINTS
 from hgpose.synth.scene import FACTORS, Scene, render_scene
+from hgpose.workers import process_pool
 
 SYNTH_FORMAT = 1                     # bump when the same seed would draw different images
 SPLITS = ("train2017", "val2017")
@@ -108,10 +108,6 @@ def _make_image(job: tuple) -> tuple[dict, list[dict]]:
         raise RuntimeError(f"JPEG encoding of {image['file_name']} failed")
     write_bytes(Path(folder) / image["file_name"], buf.tobytes())
     return image, anns
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # the parallelism comes from the processes
 
 
 def _write_coco(path: Path, split: str, images: list, anns: list, seed: int, size) -> None:
@@ -228,22 +224,12 @@ def generate(
     started = time.perf_counter()
     results = {split: ([], []) for split in SPLITS}
     bar = tqdm(total=total, unit="img", desc="synth", disable=not progress, dynamic_ncols=True)
-    pool = None
-    try:
-        if workers > 1:
-            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker)
-            stream = pool.imap(_make_image, jobs, chunksize=8)
-        else:
-            stream = map(_make_image, jobs)
+    with process_pool(workers) as pool, bar:
+        stream = pool.imap(_make_image, jobs, chunksize=8) if pool else map(_make_image, jobs)
         for job, (image, anns) in zip(jobs, stream):
             results[job[1]][0].append(image)
             results[job[1]][1].extend(anns)
             bar.update(1)
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     seconds = time.perf_counter() - started
 
     files = {}

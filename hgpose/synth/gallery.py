@@ -19,32 +19,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hgpose.draw import draw_skeleton
 from hgpose.errors import HgposeError
+from hgpose.images import read_image
 from hgpose.io import atomic_path
-from hgpose.skeleton import BONES, side_of
 from hgpose.synth.dataset import render_example
 
-SIDE_BGR = {"left": (0, 140, 255), "right": (255, 120, 0), "centre": (0, 200, 0)}
 # the real sample beside the checkout (as the tests find it), unless HGPOSE_COCO_SAMPLE says otherwise
 DEFAULT_COCO = Path(os.environ.get("HGPOSE_COCO_SAMPLE",
                                    Path(__file__).resolve().parents[3] / "shared" / "data" / "coco-sample"))
 
 
-def draw_skeleton(img: np.ndarray, kps: np.ndarray, scale: float = 1.0, thickness: int = 2) -> None:
-    """Draw COCO keypoints [17,3] (image coords, times `scale`) onto a BGR image in place."""
-    k = np.asarray(kps, np.float64).reshape(17, 3)
-    pts = [(int(round(x * scale * 16)), int(round(y * scale * 16))) for x, y in k[:, :2]]
-    for a, b in BONES:
-        if k[a, 2] > 0 and k[b, 2] > 0:
-            side = side_of(a) if side_of(a) == side_of(b) else "centre"
-            cv2.line(img, pts[a], pts[b], SIDE_BGR[side], thickness, cv2.LINE_AA, 4)
-    r = max(2, thickness + 1) * 16
-    for j in range(17):
-        if k[j, 2] == 2:
-            cv2.circle(img, pts[j], r, SIDE_BGR[side_of(j)], -1, cv2.LINE_AA, 4)
-            cv2.circle(img, pts[j], r, (255, 255, 255), 1, cv2.LINE_AA, 4)
-        elif k[j, 2] == 1:
-            cv2.circle(img, pts[j], r, SIDE_BGR[side_of(j)], 1 + thickness // 2, cv2.LINE_AA, 4)
+def _skeleton(image: np.ndarray, kps: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Ground-truth keypoints [17,3] (times `scale`) drawn the one way hgpose draws a pose."""
+    k = np.asarray(kps, np.float64).reshape(17, 3) * (scale, scale, 1)
+    return draw_skeleton(image, k, thickness=1, labels=True)
 
 
 def person_crop(image: np.ndarray, bbox, kps: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -70,23 +59,22 @@ def synthetic_rows(seed: int, frames: int, crops: int, frame_w: int, crop: int) 
     index = 0
     while len(tiles) < frames or len(crop_tiles) < crops:
         scene = render_example(seed, "train2017", index)
+        rgb = cv2.cvtColor(scene.image, cv2.COLOR_BGR2RGB)  # scenes are BGR, as written to JPEG
         index += 1
         people = [p for p in scene.people if p is not None and (p.keypoints[:, 2] > 0).sum() >= 8]
         if len(tiles) < frames:
-            s = frame_w / scene.image.shape[1]
-            t = cv2.resize(scene.image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            s = frame_w / rgb.shape[1]
+            t = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
             for p in scene.people:
                 if p is not None:
-                    draw_skeleton(t, p.keypoints, s, 1)
+                    t = _skeleton(t, p.keypoints, s)
             tiles.append(t)
         for p in people[:1]:
             if len(crop_tiles) < crops:
-                c = person_crop(scene.image, p.bbox, p.keypoints, crop)
+                c = person_crop(rgb, p.bbox, p.keypoints, crop)
                 if c is not None:
                     img, k = c
-                    img = img.copy()
-                    draw_skeleton(img, k, 1.0, 1)
-                    crop_tiles.append(img)
+                    crop_tiles.append(_skeleton(img, k))
     return np.hstack(tiles), np.hstack(crop_tiles)
 
 
@@ -105,16 +93,15 @@ def coco_row(coco_root: Path, crops: int, crop: int) -> np.ndarray | None:
         if a["image_id"] in seen:
             continue
         path = coco_root / "val2017" / images[a["image_id"]]["file_name"]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
+        try:
+            image = read_image(path)
+        except HgposeError:  # a missing or broken file: the next person
             continue
         c = person_crop(image, a["bbox"], np.asarray(a["keypoints"], np.float64), crop)
         if c is None:
             continue
         img, k = c
-        img = img.copy()
-        draw_skeleton(img, k, 1.0, 1)
-        tiles.append(img)
+        tiles.append(_skeleton(img, k))
         seen.add(a["image_id"])
         if len(tiles) == crops:
             break
@@ -143,11 +130,11 @@ def make_gallery(out_png: str | Path, *, coco_root: str | Path | None = None, se
     try:
         from PIL import Image
 
-        pil = Image.fromarray(cv2.cvtColor(grid, cv2.COLOR_BGR2RGB)).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        pil = Image.fromarray(grid).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
         with atomic_path(out_png, suffix=".png") as tmp:
             pil.save(tmp, format="PNG", optimize=True)
     except ImportError:  # pragma: no cover - Pillow comes with matplotlib
-        ok, buf = cv2.imencode(".png", grid, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
         with atomic_path(out_png, suffix=".png") as tmp:
             tmp.write_bytes(buf.tobytes())
     return out_png

@@ -168,31 +168,48 @@ class Job:
 def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
         on_step: Callable[[dict], bool] | None = None) -> dict:
     """Train `job.model` for `job.epochs` epochs (continuing a saved state if `resume`)."""
-    phase, device = job.phase, rt.device
-    ckpt_dir = job.out_dir / "checkpoints"
-    state_path = ckpt_dir / "state.pt"
     require_crops(job)
-    model = job.model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model.parameters(), job.optim)
-    plateau = None
-    if job.optim.schedule == "plateau":
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=phase.mode, factor=job.optim.plateau_factor,
-            patience=job.optim.plateau_patience, min_lr=job.optim.min_lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and config.amp == "fp16")
-    progress = job.progress
+    run = _Fit(job, config, rt)
+    if resume and run.state_path.exists():
+        run.restore()
+    if job.on_start is not None:
+        job.on_start()
+    return run.run(resume, on_step)
 
-    if resume and state_path.exists():
+
+class _Fit:
+    """One call of `fit`: the model, optimiser and schedulers, and the progress that
+    state.pt saves (epoch, step within it, running loss, best metric, history)."""
+
+    def __init__(self, job: Job, config: TrainConfig, rt: Runtime):
+        self.job, self.config, self.rt = job, config, rt
+        self.phase, self.device = job.phase, rt.device
+        self.ckpt_dir = job.out_dir / "checkpoints"
+        self.state_path = self.ckpt_dir / "state.pt"
+        self.model = job.model.to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(self.model.parameters(), job.optim)
+        self.plateau = None
+        if job.optim.schedule == "plateau":
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode=self.phase.mode, factor=job.optim.plateau_factor,
+                patience=job.optim.plateau_patience, min_lr=job.optim.min_lr)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.device.type == "cuda" and config.amp == "fp16")
+        self.progress = job.progress
+
+    def restore(self) -> None:
+        """Continue from state.pt: weights, optimiser, schedulers, RNG and position."""
+        job, rt, state_path = self.job, self.rt, self.state_path
         state = ckpt.load_state(state_path)
-        weights.load_into(model, state["model"], state_path)
-        optimizer.load_state_dict(state["optimizer"])
-        if plateau is not None and state["plateau"] is not None:
-            plateau.load_state_dict(state["plateau"])
-        scaler.load_state_dict(state["scaler"])
+        weights.load_into(self.model, state["model"], state_path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.plateau is not None and state["plateau"] is not None:
+            self.plateau.load_state_dict(state["plateau"])
+        self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
-        progress = state["progress"]
+        progress = self.progress = state["progress"]
         # A mid-epoch position is a number of batches of this size on this many processes.
         if progress["step"] > 0 and (state["world"], state["batch_size"]) != (rt.world, job.batch_size):
             raise HgposeError(
@@ -205,141 +222,162 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
                 f"{state_path}: this run has already trained {progress['epoch']} epochs and cannot be "
                 f"cut to --epochs {job.epochs}; give --epochs {progress['epoch']} or more to continue it")
 
-    if job.on_start is not None:
-        job.on_start()
-
-    train_model: nn.Module = model
-    if rt.distributed:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile:
-        train_model = torch.compile(train_model)
-    autocast = autocast_factory(config, device)
-    if rt.main and device.type == "cpu" and config.cpu_amp == "bf16" and not cpu_bf16(config):
-        print("hgpose train: note: cpu_amp=bf16 but this CPU has no native bf16 (AMX or "
-              "AVX-512-BF16); training in fp32", file=sys.stderr)
-
-    sampler = ResumableSampler(job.train_set, config.data.shuffle, config.seed, rt.rank, rt.world)
-    loader = make_loader(job.train_set, job.batch_size, sampler, config.data.workers, device)
-    val_loader = make_loader(job.val_set, config.data.val_batch_size,
-                             ShardSampler(len(job.val_set), rt.rank, rt.world),
-                             config.data.workers, device)
-    log = RunLog(job.out_dir, config, rt, progress["global_step"] if resume else None)
-
-    def save_state(epoch_sums: tuple[float, int]) -> None:
-        check_weights(model, state_path)  # on every rank (identical weights): none waits alone
-        if rt.main:
-            ckpt.save_state(state_path, {
-                "phase": phase.name,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "plateau": plateau.state_dict() if plateau is not None else None,
-                "scaler": scaler.state_dict(),
+    def save_state(self, epoch_sums: tuple[float, int]) -> None:
+        check_weights(self.model, self.state_path)  # on every rank (identical weights): none waits alone
+        if self.rt.main:
+            ckpt.save_state(self.state_path, {
+                "phase": self.phase.name,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "plateau": self.plateau.state_dict() if self.plateau is not None else None,
+                "scaler": self.scaler.state_dict(),
                 "rng": ckpt.rng_state(),
-                "world": rt.world,
-                "batch_size": job.batch_size,
-                "progress": {**progress, "loss_sum": epoch_sums[0], "samples": epoch_sums[1]},
+                "world": self.rt.world,
+                "batch_size": self.job.batch_size,
+                "progress": {**self.progress, "loss_sum": epoch_sums[0], "samples": epoch_sums[1]},
             })
 
-    def epoch_sums() -> tuple[float, int]:
-        sums = torch.tensor([progress["loss_sum"], progress["samples"]], dtype=torch.float64,
-                            device=device)
-        rt.all_reduce(sums)
+    def epoch_sums(self) -> tuple[float, int]:
+        """(loss sum, samples) of the epoch so far, over every process."""
+        sums = torch.tensor([self.progress["loss_sum"], self.progress["samples"]], dtype=torch.float64,
+                            device=self.device)
+        self.rt.all_reduce(sums)
         return float(sums[0]), int(sums[1])
 
-    steps_per_epoch = math.ceil(len(sampler.inner) / job.batch_size)
-    with StopRequests() as stop:
-        try:
-            for epoch in range(progress["epoch"], job.epochs):
-                progress["epoch"] = epoch
-                sampler.set_epoch(epoch, skip=progress["step"] * job.batch_size)
-                train_model.train()
-                bar = tqdm(total=steps_per_epoch, initial=progress["step"], unit="batch",
-                           desc=f"{phase.name} epoch {epoch + 1}/{job.epochs}", dynamic_ncols=True,
-                           disable=not (rt.main and config.progress), file=sys.stderr)
-                start, seen = time.perf_counter(), 0
-                for batch in loader:
-                    lr = scheduled_lr(job.optim, epoch, progress["global_step"])
-                    if lr is not None:
-                        for group in optimizer.param_groups:
-                            group["lr"] = lr
-                    generator = batch_generator(config.seed, rt.rank, epoch, progress["step"])
-                    loss, n = phase.train_loss(train_model, batch, generator, autocast)
-                    value = loss.item()
-                    check_finite(value, rt, epoch, progress["step"], state_path)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
+    def training_model(self) -> nn.Module:
+        """The model as the steps call it: wrapped in DDP and/or compiled when asked."""
+        model = self.model
+        if self.rt.distributed:
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return torch.compile(model) if self.config.compile else model
 
-                    progress["step"] += 1
-                    progress["global_step"] += 1
-                    progress["loss_sum"] += value * n
-                    progress["samples"] += n
-                    seen += n
-                    img_s = seen * rt.world / max(time.perf_counter() - start, 1e-9)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{progress['loss_sum'] / progress['samples']:.3g}",
-                                    img_s=f"{img_s:.1f}")
-                    if progress["global_step"] % config.log_every == 0:
-                        log.scalar(f"{phase.name}/train_loss_step", value, progress["global_step"])
+    def run(self, resume: bool, on_step) -> dict:
+        job, config, rt, progress = self.job, self.config, self.rt, self.progress
+        self.train_model = self.training_model()
+        self.autocast = autocast_factory(config, self.device)
+        if rt.main and self.device.type == "cpu" and config.cpu_amp == "bf16" and not cpu_bf16(config):
+            print("hgpose train: note: cpu_amp=bf16 but this CPU has no native bf16 (AMX or "
+                  "AVX-512-BF16); training in fp32", file=sys.stderr)
+        self.sampler = ResumableSampler(job.train_set, config.data.shuffle, config.seed, rt.rank, rt.world)
+        self.loader = make_loader(job.train_set, job.batch_size, self.sampler, config.data.workers, self.device)
+        self.val_loader = make_loader(job.val_set, config.data.val_batch_size,
+                                      ShardSampler(len(job.val_set), rt.rank, rt.world),
+                                      config.data.workers, self.device)
+        self.log = RunLog(job.out_dir, config, rt, progress["global_step"] if resume else None)
+        with StopRequests() as stop:
+            try:
+                for epoch in range(progress["epoch"], job.epochs):
+                    seen, seconds = self.train_epoch(epoch, stop, on_step)
+                    self.end_epoch(epoch, seen, seconds)
+            finally:
+                self.log.close()
+        return self.summary()
 
-                    want_stop = stop.requested or bool(on_step and on_step(
-                        {"epoch": epoch, "step": progress["step"],
-                         "global_step": progress["global_step"], "loss": value}))
-                    if rt.distributed:  # every rank must stop at the same step
-                        flag = torch.tensor([float(want_stop)], device=device)
-                        want_stop = bool(rt.all_reduce(flag, dist.ReduceOp.MAX).item())
-                    if want_stop:
-                        save_state(epoch_sums())
-                        bar.close()
-                        raise TrainingInterrupted(state_path, epoch, progress["step"])
-                    if config.save_every_steps and progress["global_step"] % config.save_every_steps == 0:
-                        save_state(epoch_sums())
-                bar.close()
-                seconds = time.perf_counter() - start
+    def train_epoch(self, epoch: int, stop: "StopRequests", on_step) -> tuple[int, float]:
+        """The steps of one epoch from the saved position on; (samples, seconds)."""
+        job, progress = self.job, self.progress
+        self.progress["epoch"] = epoch
+        self.sampler.set_epoch(epoch, skip=progress["step"] * job.batch_size)
+        self.train_model.train()
+        bar = tqdm(total=math.ceil(len(self.sampler.inner) / job.batch_size), initial=progress["step"],
+                   unit="batch", desc=f"{self.phase.name} epoch {epoch + 1}/{job.epochs}", dynamic_ncols=True,
+                   disable=not (self.rt.main and self.config.progress), file=sys.stderr)
+        start, seen = time.perf_counter(), 0
+        with bar:
+            for batch in self.loader:
+                value, n = self.step(epoch, batch)
+                seen += n
+                img_s = seen * self.rt.world / max(time.perf_counter() - start, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{progress['loss_sum'] / progress['samples']:.3g}", img_s=f"{img_s:.1f}")
+                self.after_step(epoch, value, stop, on_step)
+        return seen, time.perf_counter() - start
 
-                loss_sum, samples = epoch_sums()
-                metrics = {"train_loss": loss_sum / max(samples, 1)}
-                metrics.update(validate(phase, model, val_loader, autocast, rt))
-                check_finite(metrics["val_loss"], rt, epoch, progress["step"], state_path, "validation loss")
-                check_weights(model, state_path)  # before anything of this epoch is saved
-                metric = metrics.get(phase.metric, float("nan"))
-                if plateau is not None and math.isfinite(metric):
-                    plateau.step(metric)
-                metrics["lr"] = optimizer.param_groups[0]["lr"]
-                metrics["img_per_s"] = seen * rt.world / max(seconds, 1e-9)
-                metrics["seconds"] = seconds
+    def step(self, epoch: int, batch) -> tuple[float, int]:
+        """One optimiser step; (loss, samples)."""
+        progress, optimizer = self.progress, self.optimizer
+        lr = scheduled_lr(self.job.optim, epoch, progress["global_step"])
+        if lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        generator = batch_generator(self.config.seed, self.rt.rank, epoch, progress["step"])
+        loss, n = self.phase.train_loss(self.train_model, batch, generator, self.autocast)
+        value = loss.item()
+        check_finite(value, self.rt, epoch, progress["step"], self.state_path)
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        progress["step"] += 1
+        progress["global_step"] += 1
+        progress["loss_sum"] += value * n
+        progress["samples"] += n
+        return value, n
 
-                improved = math.isfinite(metric) and (
-                    progress["best"] is None
-                    or (metric > progress["best"] if phase.mode == "max" else metric < progress["best"]))
-                if improved:
-                    progress["best"], progress["best_epoch"] = metric, epoch + 1
-                progress["history"].append({"epoch": epoch + 1, **metrics})
-                progress.update(epoch=epoch + 1, step=0, loss_sum=0.0, samples=0)
-                if rt.main:
-                    meta = job.metadata(epoch + 1, metrics)
-                    if config.keep_epoch_checkpoints:
-                        weights.save_weights(ckpt_dir / f"epoch_{epoch + 1:03d}.safetensors", model, meta)
-                    if improved:
-                        weights.save_weights(ckpt_dir / "best.safetensors", model, meta)
-                    weights.save_weights(ckpt_dir / "last.safetensors", model, meta)
-                save_state((0.0, 0))
-                log.epoch(phase.name, progress["history"], improved, progress["global_step"])
-        finally:
-            log.close()
+    def after_step(self, epoch: int, value: float, stop: "StopRequests", on_step) -> None:
+        """Log, and stop (saving the state) when asked; every rank stops at the same step."""
+        progress, config = self.progress, self.config
+        if progress["global_step"] % config.log_every == 0:
+            self.log.scalar(f"{self.phase.name}/train_loss_step", value, progress["global_step"])
+        want_stop = stop.requested or bool(on_step and on_step(
+            {"epoch": epoch, "step": progress["step"], "global_step": progress["global_step"], "loss": value}))
+        if self.rt.distributed:
+            flag = torch.tensor([float(want_stop)], device=self.device)
+            want_stop = bool(self.rt.all_reduce(flag, dist.ReduceOp.MAX).item())
+        if want_stop:
+            self.save_state(self.epoch_sums())
+            raise TrainingInterrupted(self.state_path, epoch, progress["step"])
+        if config.save_every_steps and progress["global_step"] % config.save_every_steps == 0:
+            self.save_state(self.epoch_sums())
 
-    return {
-        "phase": phase.name,
-        "epochs": progress["epoch"],
-        "metric": phase.metric,
-        "best": progress["best"],
-        "best_epoch": progress["best_epoch"],
-        "last": str(ckpt_dir / "last.safetensors"),
-        "best_checkpoint": str(ckpt_dir / "best.safetensors") if progress["best"] is not None else None,
-        "history": progress["history"],
-    }
+    def end_epoch(self, epoch: int, seen: int, seconds: float) -> None:
+        """Validate, schedule, record, and write the weights files and the state."""
+        phase, progress = self.phase, self.progress
+        loss_sum, samples = self.epoch_sums()
+        metrics = {"train_loss": loss_sum / max(samples, 1)}
+        metrics.update(validate(phase, self.model, self.val_loader, self.autocast, self.rt))
+        check_finite(metrics["val_loss"], self.rt, epoch, progress["step"], self.state_path, "validation loss")
+        check_weights(self.model, self.state_path)  # before anything of this epoch is saved
+        metric = metrics.get(phase.metric, float("nan"))
+        if self.plateau is not None and math.isfinite(metric):
+            self.plateau.step(metric)
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics["img_per_s"] = seen * self.rt.world / max(seconds, 1e-9)
+        metrics["seconds"] = seconds
+        improved = math.isfinite(metric) and (
+            progress["best"] is None
+            or (metric > progress["best"] if phase.mode == "max" else metric < progress["best"]))
+        if improved:
+            progress["best"], progress["best_epoch"] = metric, epoch + 1
+        progress["history"].append({"epoch": epoch + 1, **metrics})
+        progress.update(epoch=epoch + 1, step=0, loss_sum=0.0, samples=0)
+        if self.rt.main:
+            self.save_weights(epoch, metrics, improved)
+        self.save_state((0.0, 0))
+        self.log.epoch(phase.name, progress["history"], improved, progress["global_step"])
+
+    def save_weights(self, epoch: int, metrics: dict, improved: bool) -> None:
+        meta = self.job.metadata(epoch + 1, metrics)
+        if self.config.keep_epoch_checkpoints:
+            weights.save_weights(self.ckpt_dir / f"epoch_{epoch + 1:03d}.safetensors", self.model, meta)
+        if improved:
+            weights.save_weights(self.ckpt_dir / "best.safetensors", self.model, meta)
+        weights.save_weights(self.ckpt_dir / "last.safetensors", self.model, meta)
+
+    def summary(self) -> dict:
+        progress = self.progress
+        return {
+            "phase": self.phase.name,
+            "epochs": progress["epoch"],
+            "metric": self.phase.metric,
+            "best": progress["best"],
+            "best_epoch": progress["best_epoch"],
+            "last": str(self.ckpt_dir / "last.safetensors"),
+            "best_checkpoint": (str(self.ckpt_dir / "best.safetensors")
+                                if progress["best"] is not None else None),
+            "history": progress["history"],
+        }
 
 
 def check_finite(value: float, rt: Runtime, epoch: int, step: int, state_path: Path,
