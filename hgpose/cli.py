@@ -393,21 +393,25 @@ def _box(text: str) -> tuple[float, float, float, float]:
 
 
 def _add_evaluate(sub) -> None:
+    from hgpose.evaluate.protocols import BOX_SCORE_THRESHOLD, DESCRIPTIONS, PROTOCOLS
+
     p = sub.add_parser(
         "evaluate",
         help="score a trained network on a split: thesis PCK, PCK@0.2, COCO OKS AP",
         description=(
-            "Run a trained network on every crop of one split of a dataset store and score it: "
-            "the thesis PCK (64x64 argmax, < 3.2 heatmap px, per-image mean; all / visible / "
-            "limbs, and per joint), PCK@0.2 in original-image coordinates (box- and "
-            "torso-normalised) and COCO keypoint AP/AR with ground-truth boxes, computed by "
-            "pycocotools' COCOeval on the original annotation file. Prints the main table."
+            "Run a trained network on every person of one split of a dataset store and score "
+            "it: the thesis PCK (64x64 argmax, < 3.2 heatmap px, per-image mean; all / visible "
+            "/ limbs, and per joint; always on the store's thesis crops), PCK@0.2 in "
+            "original-image coordinates (box- and torso-normalised) and COCO keypoint AP/AR, "
+            "computed by pycocotools' COCOeval on the original annotation file. --protocol "
+            "says which crops the network sees. Prints the main table."
         ),
         epilog=(
             "OUT_DIR receives metrics.json, metrics.md (tables), per_image.csv and "
             "keypoints_<split>_results.json (COCO results format, loadable by pycocotools). "
-            "Uses the GPU when there is one. Example: hgpose evaluate runs/thesis --data "
-            "data/coco --split test --flip"
+            "gt-box and detections read the original images where DATA_DIR/manifest.json "
+            "records them. Uses the GPU when there is one. Example: hgpose evaluate "
+            "runs/thesis --data data/coco --split val --protocol gt-box --flip"
         ),
     )
     p.add_argument("run_dir", metavar="RUN_DIR",
@@ -416,6 +420,16 @@ def _add_evaluate(sub) -> None:
                    help="dataset store written by `hgpose prepare`")
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="split to evaluate (default: test)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="gt-box",
+                   help="which crops the network sees (default: gt-box). "
+                        + " ".join(f"{name}: {text}." for name, text in DESCRIPTIONS.items()))
+    p.add_argument("--boxes", default=None, metavar="FILE",
+                   help="--protocol detections: the person boxes, a COCO detection results file "
+                        "(JSON list of {image_id, category_id, bbox [x,y,w,h], score}, as "
+                        "mmpose's bbox_file)")
+    p.add_argument("--box-score-threshold", type=float, default=None, metavar="X",
+                   help="--protocol detections: leave out boxes scoring below X (default: "
+                        f"{BOX_SCORE_THRESHOLD:g}, every box, as mmpose and HRNet on COCO)")
     p.add_argument("--checkpoint", default=None, metavar="best|last|PATH",
                    help="weights to use: best, last, or a file (e.g. epoch_010.safetensors in "
                         "RUN_DIR/checkpoints) (default: best, or last if the run has no best)")
@@ -423,7 +437,7 @@ def _add_evaluate(sub) -> None:
                    help="flip test: average each crop's heatmaps with those of its mirror image, "
                         "left/right joints swapped (default: off)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder (default: RUN_DIR/eval/<split>-<checkpoint>[-flip])")
+                   help="output folder (default: RUN_DIR/eval/<split>-<protocol>-<checkpoint>[-flip])")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
                    help="crops per forward pass (default: 32)")
     p.add_argument("--device", default="auto",
@@ -442,7 +456,8 @@ def _run_evaluate(args) -> int:
     from hgpose.evaluate.evaluate import evaluate, format_tables
 
     metrics = evaluate(
-        args.run_dir, args.data, split=args.split, checkpoint=args.checkpoint, flip=args.flip,
+        args.run_dir, args.data, split=args.split, protocol=args.protocol, boxes=args.boxes,
+        box_score_threshold=args.box_score_threshold, checkpoint=args.checkpoint, flip=args.flip,
         out_dir=args.out, batch_size=args.batch_size, device=args.device,
         annotations=args.annotations, joints=args.joints, progress=not args.no_progress,
     )

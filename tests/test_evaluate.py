@@ -143,11 +143,12 @@ def test_evaluate_writes_its_files_and_pycocotools_reads_the_results(coco_sample
     run = make_run(tmp_path / "run")
     m = evaluate(run, coco_sample_store, split="test", flip=True, batch_size=4, progress=False)
     out = Path(m["out_dir"])
-    assert out == run / "eval" / "test-best-flip"
+    assert out == run / "eval" / "test-gt-box-best-flip"   # gt-box is the default protocol
     saved = json.loads((out / "metrics.json").read_text())
     for key in ("pck_thesis", "pck_thesis_per_joint", "pck@0.2", "coco", "n_images", "n_joints",
-                "checkpoint", "split", "flip"):
+                "checkpoint", "split", "flip", "protocol", "skipped"):
         assert key in saved
+    assert saved["protocol"] == "gt-box" and saved["skipped"]["images_unreadable"] == 0
     assert set(saved["pck_thesis"]) == {"all", "visible", "limbs"}
     assert set(saved["coco"]) >= {"AP", "AP50", "AP75", "APm", "APl", "AR"}
     assert saved["split"] == "test" and saved["flip"] is True
@@ -222,6 +223,6 @@ def test_cli_evaluate(coco_sample_store, tmp_path, capsys):
                      "--out", str(tmp_path / "ev"), "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "thesis PCK" in printed and "COCO AP" in printed
+    assert "thesis PCK" in printed and "COCO AP" in printed and "protocol gt-box" in printed
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["checkpoint"].endswith("last.safetensors")
     assert cli.main(["evaluate", str(tmp_path / "none"), "--data", str(coco_sample_store)]) == 2

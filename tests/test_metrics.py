@@ -7,7 +7,7 @@ import pytest
 
 from hgpose.data.coco import annotation_path, load_coco
 from hgpose.evaluate.metrics import (
-    coco_keypoint_ap, normalised_pck, split_ground_truth, to_coco_results, torso_size,
+    coco_keypoint_ap, images_ground_truth, normalised_pck, split_ground_truth, to_coco_results, torso_size,
 )
 
 
@@ -47,3 +47,22 @@ def test_ground_truth_as_results_gives_ap_1_on_real_annotations(coco_sample):
     # every joint 40 px off: far worse, and pycocotools (not we) says how much
     shifted = to_coco_results(kps[..., :2] + 40, np.ones((len(people), 17)), ids)
     assert coco_keypoint_ap(gt, shifted)["AP"] < 0.5
+
+
+def test_an_image_without_a_result_counts_its_people_as_misses(coco_sample):
+    """The detections protocol: every annotated person of the evaluated images is ground
+    truth, found or not."""
+    coco = load_coco(annotation_path(coco_sample, "val2017"))
+    people = [a for a in coco.dataset["annotations"] if not a.get("iscrowd") and a["num_keypoints"] > 0]
+    image_ids = sorted({a["image_id"] for a in people})
+    gt = images_ground_truth(coco, image_ids)
+    assert len(gt.anns) == sum(len(coco.imgToAnns[i]) for i in image_ids)   # all of them, crowds too
+    skipped = image_ids[0]
+    found = [a for a in people if a["image_id"] != skipped]
+    ids = np.array([(a["image_id"], a["id"]) for a in found])
+    results = to_coco_results(np.array([a["keypoints"] for a in found], float).reshape(-1, 17, 3)[..., :2],
+                              np.ones((len(found), 17)), ids)
+    stats = coco_keypoint_ap(gt, results, image_ids=image_ids)
+    assert stats["AR"] == pytest.approx(len(found) / len(people))
+    # evaluated only where there are results, the skipped image's people do not count
+    assert coco_keypoint_ap(gt, results)["AR"] == pytest.approx(1.0)

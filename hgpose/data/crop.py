@@ -115,3 +115,45 @@ def to_image(coords: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE) -> np
     boxes = np.asarray(boxes, dtype=np.float64)
     scale = boxes[..., None, 2:3] / size
     return boxes[..., None, 0:2] + coords * scale
+
+
+# --- the box-centred crop of the standard top-down protocol (mmpose, HRNet) -----------------
+
+BOX_PADDING = 1.25  # mmpose/HRNet grow the person box by 25 % around its centre
+
+
+def box_centred_crop(bbox, width: int, height: int, padding: float = BOX_PADDING) -> CropBox | None:
+    """The crop of a person known by a box (x, y, w, h) alone, as mmpose/HRNet cut it for a
+    square input: centred on the box centre, side = the box's longer side × `padding`.
+
+    Unlike the thesis rule, no keypoint is used and the square is not fitted into the
+    image: it may extend past the border (`cut_padded_crop` fills that part with black).
+    The box is first clipped to the image, since only that part can hold the person (as
+    HRNet does for ground-truth boxes); this also keeps a detector's runaway box from
+    asking for a huge canvas. None when nothing of the box lies inside the image.
+    Whole pixels, so `to_image` maps crop coordinates back exactly.
+    """
+    x, y, w, h = (float(v) for v in bbox)
+    x0, y0 = max(x, 0.0), max(y, 0.0)
+    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+    if not (x1 >= x0 and y1 >= y0) or x0 >= width or y0 >= height:
+        return None  # also catches NaN: every comparison with it is False
+    # A zero-area box (COCO has a few) still has a centre: the crop is then 1 px wide.
+    side = max(int(round(max(x1 - x0, y1 - y0) * padding)), 1)
+    left = int(round((x0 + x1) / 2 - side / 2))
+    top = int(round((y0 + y1) / 2 - side / 2))
+    return CropBox(left, top, side)
+
+
+def cut_padded_crop(image: np.ndarray, box: CropBox, size: int = CROP_SIZE) -> np.ndarray:
+    """`cut_crop` for a square that may extend past the image: the part outside is black
+    (0), like the constant border of mmpose's and HRNet's affine warp."""
+    height, width = image.shape[:2]
+    if box.x0 >= 0 and box.y0 >= 0 and box.x0 + box.side <= width and box.y0 + box.side <= height:
+        return cut_crop(image, box, size)
+    canvas = np.zeros((box.side, box.side) + image.shape[2:], image.dtype)
+    ix0, iy0 = max(box.x0, 0), max(box.y0, 0)
+    ix1, iy1 = min(box.x0 + box.side, width), min(box.y0 + box.side, height)
+    if ix1 > ix0 and iy1 > iy0:
+        canvas[iy0 - box.y0:iy1 - box.y0, ix0 - box.x0:ix1 - box.x0] = image[iy0:iy1, ix0:ix1]
+    return cut_crop(canvas, CropBox(0, 0, box.side), size)

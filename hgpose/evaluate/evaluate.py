@@ -1,11 +1,16 @@
 """`hgpose evaluate`: score a trained network on one split of the dataset store.
 
-Two families of metrics, from the same heatmaps:
+Which crops the network sees is the *protocol* (evaluate/protocols.py): `thesis` (the
+store's crops, placed with the ground-truth keypoints), `gt-box` (each person cropped
+from the original image by its annotated box alone; the default) or `detections` (a
+detector's boxes, the standard COCO protocol). Two families of metrics:
 - the thesis PCK (SPEC §5, evaluate/pck.py): argmax positions on the 64x64 grid against the
-  thesis-codec ground truth, < 3.2 heatmap px, per-image mean; all / visible / limbs;
+  thesis-codec ground truth, < 3.2 heatmap px, per-image mean; all / visible / limbs. It is
+  defined on the thesis crops' heatmaps, so it always comes from the store's crops (under
+  gt-box too, labelled so; not under detections, where people are not matched to crops);
 - standard metrics on original-image coordinates (evaluate/metrics.py): heatmaps decoded
-  with the run's codec, mapped back through each crop's stored box, then PCK@0.2 (box and
-  torso normalised) and COCO OKS AP/AR by pycocotools' COCOeval on the original annotations.
+  with the run's codec, mapped back through each crop's box, then PCK@0.2 (box and torso
+  normalised) and COCO OKS AP/AR by pycocotools' COCOeval on the original annotations.
 
 OUT_DIR receives metrics.json, metrics.md, per_image.csv and keypoints_<split>_results.json
 (COCO results format). Crops are read from the memory-mapped store batch by batch, so a
@@ -35,6 +40,7 @@ from hgpose.data.store import Split, open_split, read_manifest
 from hgpose.data.store import sources as store_sources
 from hgpose.errors import HgposeError
 from hgpose.evaluate import metrics as std
+from hgpose.evaluate import protocols
 from hgpose.evaluate.pck import SUBSETS, THRESHOLD, counted_joints, thesis_pck
 from hgpose.io import atomic_path, write_json
 from hgpose.skeleton import JOINTS, NUM_JOINTS
@@ -59,6 +65,9 @@ class SplitPredictions:
     thesis: dict              # subset -> float [N] per-image thesis PCK, NaN = not counted
     correct: np.ndarray       # bool [N, 17] thesis-correct (among labelled joints)
     labelled: np.ndarray      # bool [N, 17] labelled joints (v > 0)
+    # bool [N]: False where the person's original image could not be read (gt-box): such
+    # people are in no image-coordinate metric. None: every image was read.
+    image_read: np.ndarray | None = None
 
 
 def predict_split(split: Split, heatmaps_of: HeatmapSource, codec, *, batch_size: int = 32,
@@ -122,6 +131,18 @@ def ground_truth(split: Split, coco) -> tuple[np.ndarray, np.ndarray]:
     return gt, box_side
 
 
+def check_annotated(split: Split, cocos: dict) -> None:
+    """Every person of the split must be in its source's annotation file."""
+    ids = np.asarray(split.ids)
+    for source, rows in _rows_by_source(split).items():
+        missing = [int(a) for a in ids[rows, 1] if int(a) not in cocos[source].anns]
+        if missing:
+            raise HgposeError(
+                f"the annotation file lacks {len(missing)} of the split's people (e.g. annotation id "
+                f"{missing[0]}); was the store prepared from other data? pass the right file with --annotations"
+            )
+
+
 def _per_source(split: Split, coco) -> dict:
     return coco if isinstance(coco, dict) else {int(s): coco for s in np.unique(split.source)}
 
@@ -143,20 +164,23 @@ def score(split: Split, predictions: SplitPredictions, coco, *, source_names: li
     cocos = _per_source(split, coco)
     by_source = _rows_by_source(split)
     ids = np.asarray(split.ids)
-    for source, rows in by_source.items():
-        missing = [int(a) for a in ids[rows, 1] if int(a) not in cocos[source].anns]
-        if missing:
-            raise HgposeError(
-                f"the annotation file lacks {len(missing)} of the split's people (e.g. annotation id "
-                f"{missing[0]}); was the store prepared from other data? pass the right file with --annotations"
-            )
+    check_annotated(split, cocos)
     gt, box_side = ground_truth(split, cocos)
-    bbox_pck = std.normalised_pck(predictions.coords, gt, box_side)
-    torso_pck = std.normalised_pck(predictions.coords, gt, std.torso_size(gt))
-    results = std.to_coco_results(predictions.coords, predictions.scores, ids)
+    # A person without a prediction (gt-box: unreadable image, box outside it) is left out
+    # of PCK@0.2; in COCO AP it stays ground truth of its image, a miss, unless the image
+    # itself could not be read (then the image is not evaluated at all).
+    predicted = np.isfinite(predictions.coords).all(axis=(1, 2))
+    read = np.ones(len(split), bool) if predictions.image_read is None else predictions.image_read
+    gt_predicted = np.where(predicted[:, None, None], gt, 0.0)
+    coords = np.where(predicted[:, None, None], predictions.coords, 0.0)
+    bbox_pck = std.normalised_pck(coords, gt_predicted, box_side)
+    torso_pck = std.normalised_pck(coords, gt_predicted, std.torso_size(gt))
+    results = std.to_coco_results(coords[predicted], predictions.scores[predicted], ids[predicted])
+    result_of = dict(zip(np.flatnonzero(predicted), results))
     names = source_names or [str(s) for s in range(max(by_source) + 1)]
     coco_stats = {names[s]: std.coco_keypoint_ap(std.split_ground_truth(cocos[s], ids[rows, 1], joints),
-                                                 [results[i] for i in rows])
+                                                 [result_of[i] for i in rows if i in result_of],
+                                                 image_ids=np.unique(ids[rows[read[rows]], 0]))
                   for s, rows in by_source.items()}
 
     thesis = {name: _nanmean(v) for name, v in predictions.thesis.items()}
@@ -198,7 +222,7 @@ def _per_image_rows(split: Split, predictions, gt, bbox_pck, torso_pck) -> list[
             **{f"pck_thesis_{name}": _cell(predictions.thesis[name][i]) for name in SUBSETS},
             "pck@0.2_bbox": _cell(bbox_pck["per_image"][i]),
             "pck@0.2_torso": _cell(torso_pck["per_image"][i]),
-            "mean_score": round(float(predictions.scores[i].mean()), 5),
+            "mean_score": _cell(float(predictions.scores[i].mean()), 5),
         })
     return rows
 
@@ -267,7 +291,8 @@ def only_joints(split: Split, joints: np.ndarray) -> Split:
     return dataclasses.replace(split, keypoints=keypoints)
 
 
-def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test",
+def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", protocol: str = "gt-box",
+             boxes: str | Path | None = None, box_score_threshold: float | None = None,
              checkpoint: str | Path | None = None, flip: bool = False,
              out_dir: str | Path | None = None, batch_size: int = 32, device: str = "auto",
              annotations: str | Path | None = None, joints: str = "trained",
@@ -275,45 +300,149 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test",
     """Evaluate a run (or a weights file) on a split; writes OUT_DIR and returns metrics.json's
     content plus "out_dir".
 
+    protocol: "thesis", "gt-box" or "detections" (see evaluate/protocols.py); detections
+        needs `boxes`, a COCO detection results file, whose boxes scoring below
+        `box_score_threshold` (default 0: all) are left out.
     checkpoint: None = best (last if the run has no best), "best", "last" or a path.
-    out_dir: default RUN_DIR/eval/<split>-<checkpoint name>[-flip].
+    out_dir: default RUN_DIR/eval/<split>-<protocol>-<checkpoint name>[-flip].
     annotations: the split's COCO annotation file, if it moved since `hgpose prepare`.
     joints: which joints are scored (see `select_joints`); by default those the network
         was trained on, so an LSP-trained network is not scored on faces it never saw.
     """
     from hgpose.inference import load
 
+    protocols.check_options(protocol, boxes, box_score_threshold)
     if batch_size < 1:
         raise HgposeError(f"--batch-size {batch_size}: give at least 1")
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         # found now, not after the whole split has been scored
         raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the results")
+    detections = protocols.read_detections(boxes) if protocol == "detections" else None
     est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip)
     scored = select_joints(joints, est.joints)
-    data = only_joints(open_split(data_dir, split), scored)
-    cocos = {s: load_annotations(path) for s, path in annotation_files(data_dir, split, annotations).items()}
+    data, files, cocos = _annotated_split(data_dir, split, annotations, scored, protocol)
+    folders = None if protocol == "thesis" else protocols.image_folders(data_dir, split, files)
     names = [s["name"] for s in store_sources(read_manifest(data_dir))]
-
-    def heatmaps_of(start: int, stop: int) -> torch.Tensor:
-        return est.crop_heatmaps(np.array(data.images[start:stop]))
-
-    predictions = predict_split(data, heatmaps_of, est.codec, batch_size=batch_size, progress=progress)
-    metrics, rows, results = score(data, predictions, cocos, source_names=names, joints=scored)
-    metrics.update(checkpoint=est.checkpoint, split=split, flip=bool(flip),
+    run = Scoring.of(est, data, cocos, names=names, joints=scored, batch_size=batch_size, progress=progress)
+    if protocol == "detections":
+        threshold = protocols.BOX_SCORE_THRESHOLD if box_score_threshold is None else float(box_score_threshold)
+        metrics, rows, results = score_detected_people(run, folders[0], detections, threshold=threshold,
+                                                       boxes_file=boxes)
+    else:
+        metrics, rows, results = score_split_people(run, folders)
+    metrics.update(protocol=protocol, protocol_description=protocols.DESCRIPTIONS[protocol],
+                   checkpoint=est.checkpoint, split=split, flip=bool(flip),
                    codec=type(est.codec).__name__, data_dir=str(Path(data_dir).resolve()),
                    joints=[name for name, keep in zip(JOINTS, scored) if keep])
-
-    ckpt = Path(est.checkpoint)
-    if out_dir is None:
-        base = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        out_dir = base / "eval" / f"{split}-{ckpt.stem}{'-flip' if flip else ''}"
-    out_dir = Path(out_dir)
-    source = np.asarray(data.source)
-    files = ({f"keypoints_{split}_results.json": results} if len(cocos) == 1 else
-             {f"keypoints_{split}_{names[s]}_results.json": [results[i] for i in np.flatnonzero(source == s)]
-              for s in cocos})
-    write_outputs(out_dir, metrics, rows, files)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(est.checkpoint, split, protocol, flip)
+    write_outputs(out_dir, metrics, rows, results)
     return {**metrics, "out_dir": str(out_dir)}
+
+
+def _annotated_split(data_dir, split: str, annotations, scored: np.ndarray, protocol: str) -> tuple[Split, dict, dict]:
+    """(the split with only the scored joints, source -> annotation file, source -> COCO)."""
+    data = only_joints(open_split(data_dir, split), scored)
+    if len(data) == 0:
+        raise HgposeError(f"split {split!r} of {data_dir} is empty: nothing to evaluate")
+    files = annotation_files(data_dir, split, annotations)
+    if protocol == "detections" and len(files) > 1:
+        raise HgposeError(f"--protocol detections: {data_dir} holds {len(files)} sources, and a detection "
+                          "file names images by id, which each source numbers on its own; evaluate a "
+                          "store of one source")
+    cocos = {s: load_annotations(path) for s, path in files.items()}
+    check_annotated(data, cocos)
+    return data, files, cocos
+
+
+def default_out_dir(checkpoint: str | Path, split: str, protocol: str, flip: bool) -> Path:
+    """RUN_DIR/eval/<split>-<protocol>-<checkpoint name>[-flip]: one folder per protocol,
+    so runs of different protocols never overwrite each other."""
+    ckpt = Path(checkpoint)
+    base = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return base / "eval" / f"{split}-{protocol}-{ckpt.stem}{'-flip' if flip else ''}"
+
+
+@dataclass
+class Scoring:
+    """What the protocols need besides the crops: where heatmaps come from (the network in
+    `evaluate`, the ground truth in tests), the split, its annotations and options."""
+
+    split: Split
+    cocos: dict                             # source index -> the split's COCO annotations
+    codec: object                           # decodes heatmaps (the run's codec)
+    store_heatmaps: HeatmapSource           # (start, stop) -> heatmaps of the store's crops
+    crop_heatmaps: protocols.CropHeatmaps   # (crops, people, crop boxes) -> heatmaps
+    names: list[str] | None = None          # source names (default "0", "1", ...)
+    joints: np.ndarray | None = None        # bool [17] scored joints (default all)
+    input_size: int = 256
+    batch_size: int = 32
+    progress: bool = False
+
+    @classmethod
+    def of(cls, est, split: Split, cocos: dict, **options) -> "Scoring":
+        """Scoring with a loaded network (`hgpose.load`)."""
+        return cls(split, cocos, est.codec,
+                   store_heatmaps=lambda start, stop: est.crop_heatmaps(np.array(split.images[start:stop])),
+                   crop_heatmaps=lambda crops, *_: est.crop_heatmaps(crops),
+                   input_size=est.input_size, **options)
+
+    @property
+    def scored(self) -> np.ndarray:
+        return np.ones(NUM_JOINTS, bool) if self.joints is None else np.asarray(self.joints, bool)
+
+
+def score_split_people(run: Scoring, folders: dict | None = None) -> tuple[dict, list[dict], dict]:
+    """The thesis protocol (folders None) or gt-box (folders: source index -> image folder):
+    one prediction per person of the split. (metrics, per-person rows, results files).
+    The thesis PCK always comes from the store's thesis crops."""
+    data = run.split
+    predictions = predict_split(data, run.store_heatmaps, run.codec, batch_size=run.batch_size,
+                                progress=run.progress)
+    by_box = None
+    if folders is not None:
+        people = protocols.split_people(data, run.cocos, folders)
+        by_box = protocols.predict_people(people, run.crop_heatmaps, run.codec, input_size=run.input_size,
+                                          batch_size=run.batch_size, progress=run.progress,
+                                          desc=f"evaluate {data.name} (gt-box)")
+        predictions = dataclasses.replace(predictions, coords=by_box.coords, scores=by_box.scores,
+                                          image_read=by_box.status != protocols.UNREADABLE)
+    metrics, rows, results = score(data, predictions, run.cocos, source_names=run.names, joints=run.joints)
+    metrics["pck_thesis_crops"] = "thesis crops from the store (placed with the ground-truth keypoints)"
+    if by_box is not None:
+        metrics["skipped"] = protocols.skipped_summary(by_box)
+        for row, status, (x0, y0, side) in zip(rows, by_box.status, by_box.crop_boxes):
+            row.update(status=status, crop_x0=int(x0), crop_y0=int(y0), crop_side=int(side))
+    # The results files: one per source (image ids are each source's own).
+    if len(run.cocos) == 1:
+        return metrics, rows, {f"keypoints_{data.name}_results.json": results}
+    names = run.names or [str(s) for s in range(max(run.cocos) + 1)]
+    source = np.asarray(data.source)[np.isfinite(predictions.coords).all(axis=(1, 2))]
+    return metrics, rows, {f"keypoints_{data.name}_{names[s]}_results.json":
+                           [r for r, own in zip(results, source) if own == s] for s in run.cocos}
+
+
+def score_detected_people(run: Scoring, folder: Path, detections: list[dict], *, threshold: float,
+                          boxes_file: str | Path = "--boxes") -> tuple[dict, list[dict], dict]:
+    """The detections protocol on a one-source store: every detector box on the split's
+    images. (metrics, per-image rows, results files)."""
+    data, coco = run.split, run.cocos[0]
+    image_ids = np.unique(np.asarray(data.ids)[:, 0])
+    people, counts = protocols.detected_people(detections, image_ids, coco, folder, threshold=threshold,
+                                               path=boxes_file)
+    predictions = protocols.predict_people(people, run.crop_heatmaps, run.codec, input_size=run.input_size,
+                                           batch_size=run.batch_size, progress=run.progress,
+                                           desc=f"evaluate {data.name} (detections)")
+    confident = protocols.CONFIDENT_JOINT * protocols.target_peak(run.codec, run.input_size)
+    metrics, rows, results = protocols.score_detections(people, predictions, coco, image_ids,
+                                                        joints=run.scored, confident=confident)
+    metrics.update(
+        # the thesis PCK and PCK@0.2 need each prediction paired with one annotated person
+        pck_thesis=None, **{"pck@0.2": None}, n_images=len(image_ids), n_people=len(data),
+        detections={"file": str(Path(boxes_file).resolve()), "box_score_threshold": threshold, **counts,
+                    "kept_after_nms": metrics.pop("kept_after_nms"),
+                    "oks_nms_threshold": protocols.OKS_NMS_THRESHOLD, "confident_joint_score": confident},
+        skipped=protocols.skipped_summary(predictions))
+    return metrics, rows, {f"keypoints_{data.name}_results.json": results}
 
 
 # --- output files --------------------------------------------------------------------------
@@ -334,51 +463,90 @@ def write_outputs(out_dir: Path, metrics: dict, rows: list[dict], results: dict[
 
 
 def format_tables(metrics: dict, per_joint: bool = False) -> str:
-    """Markdown tables a person reads: the main table (printed) and, for metrics.md, per joint."""
-    split = metrics.get("split", "?")
-    ref = THESIS_REFERENCE.get(split, {})
-    thesis, counted = metrics["pck_thesis"], metrics["pck_thesis_images"]
-    lines = [
-        f"# Evaluation: {split} split, {metrics['n_images']:,d} people, "
-        f"{metrics['n_joints']:,d} labelled joints",
-        "",
-        f"checkpoint `{metrics.get('checkpoint')}`, codec {metrics.get('codec', '?')}, "
-        f"flip test {'on' if metrics.get('flip') else 'off'}",
-        "",
-        "| thesis PCK (64x64 argmax, < 3.2 px) | ours | images | thesis SHG |",
-        "|---|---|---|---|",
-    ]
-    labels = {"all": "all labelled (v=1,2)", "visible": "visible (v=2)", "limbs": "limbs"}
-    for name in SUBSETS:
-        lines.append(f"| {labels[name]} | {_fmt(thesis[name])} | {counted[name]:,d} | {_fmt(ref.get(name))} |")
-    pck, coco = metrics["pck@0.2"], metrics["coco"]
-    lines += [
-        "",
-        "| image coordinates | value |",
-        "|---|---|",
-        f"| PCK@0.2, box-normalised | {_fmt(pck['bbox'])} |",
-        f"| PCK@0.2, torso-normalised | {_fmt(pck['torso'])} |",
-        *(f"| COCO {key} (OKS, GT boxes) | {_fmt(coco.get(key))} |"
-          for key in ("AP", "AP50", "AP75", "APm", "APl", "AR")),
-    ]
+    """Markdown tables a person reads: the main table (printed) and, for metrics.md, per joint.
+    Every table says which crops its numbers come from (the protocol)."""
+    protocol = metrics.get("protocol", "thesis")
+    lines = _header(metrics, protocol)
+    if metrics.get("pck_thesis") is not None:
+        lines += _thesis_table(metrics, protocol)
+    lines += _image_table(metrics, protocol)
     scored = metrics.get("joints")
     if scored is not None and len(scored) < NUM_JOINTS:
         lines += ["", f"Scored joints: {len(scored)} of {NUM_JOINTS} ({', '.join(scored)}); the others "
                   "count in no metric (--joints)."]
     if "by_source" in metrics:
-        lines += ["", "| source | people | thesis PCK | PCK@0.2 box | PCK@0.2 torso | COCO AP |",
+        thesis = "thesis PCK" + (" (thesis crops)" if protocol != "thesis" else "")
+        lines += ["", f"| source | people | {thesis} | PCK@0.2 box | PCK@0.2 torso | COCO AP |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {name} | {m['n_images']:,d} | {_fmt(m['pck_thesis'])} | {_fmt(m['pck@0.2']['bbox'])} | "
                   f"{_fmt(m['pck@0.2']['torso'])} | {_fmt(m['coco'].get('AP'))} |"
                   for name, m in metrics["by_source"].items()]
-    if per_joint:
+    if per_joint and metrics.get("pck_thesis") is not None:
         pj, box, torso = (metrics["pck_thesis_per_joint"], metrics["pck@0.2_per_joint"]["bbox"],
                           metrics["pck@0.2_per_joint"]["torso"])
         lines += ["", "| joint | thesis PCK | PCK@0.2 box | PCK@0.2 torso |", "|---|---|---|---|"]
         lines += [f"| {j} | {_fmt(pj[j])} | {_fmt(box[j])} | {_fmt(torso[j])} |" for j in JOINTS]
-        lines += ["", "Thesis SHG: SPEC §7 (the thesis's 1-stack network). COCO AP uses ground-truth "
-                  "person boxes, so it is not comparable with detector-based leaderboard numbers."]
+    if per_joint:
+        lines += ["", "Thesis SHG: SPEC §7 (the thesis's 1-stack network). " + COCO_NOTES[protocol]]
     return "\n".join(lines) + "\n"
+
+
+# What the COCO AP of each protocol can be compared with.
+COCO_NOTES = {
+    "thesis": "COCO AP on the thesis crops, which the ground-truth keypoints place and size: "
+              "comparable with no published number.",
+    "gt-box": "COCO AP with ground-truth person boxes: comparable with other ground-truth-box "
+              "results, not with detector-based leaderboard numbers.",
+    "detections": "COCO AP on detected boxes: the standard COCO protocol of the leaderboards "
+                  "(which score all of val2017).",
+}
+COCO_CROPS = {"thesis": "thesis crops", "gt-box": "GT boxes", "detections": "detected boxes"}
+
+
+def _header(metrics: dict, protocol: str) -> list[str]:
+    split = metrics.get("split", "?")
+    if protocol == "detections":
+        d = metrics["detections"]
+        title = (f"# Evaluation, protocol detections: {split} split, {metrics['n_images']:,d} images, "
+                 f"{d['boxes_above_threshold']:,d} person boxes scoring >= {d['box_score_threshold']:g} "
+                 f"({d['kept_after_nms']:,d} kept by OKS NMS)")
+    else:
+        title = (f"# Evaluation, protocol {protocol}: {split} split, {metrics['n_images']:,d} people, "
+                 f"{metrics['n_joints']:,d} labelled joints")
+    lines = [title, "", f"protocol {protocol}: {protocols.DESCRIPTIONS[protocol]}.", "",
+             f"checkpoint `{metrics.get('checkpoint')}`, codec {metrics.get('codec', '?')}, "
+             f"flip test {'on' if metrics.get('flip') else 'off'}"]
+    skipped = metrics.get("skipped")
+    if skipped and (skipped["images_unreadable"] or skipped["boxes_outside_image"]):
+        lines += ["", f"Skipped: {skipped['images_unreadable']:,d} unreadable images "
+                  f"({skipped['people_in_unreadable_images']:,d} people, in no metric; first: "
+                  f"{skipped['first_unreadable']}); {skipped['boxes_outside_image']:,d} boxes outside "
+                  "their image (no prediction)."]
+    return lines
+
+
+def _thesis_table(metrics: dict, protocol: str) -> list[str]:
+    ref = THESIS_REFERENCE.get(metrics.get("split", "?"), {})
+    thesis, counted = metrics["pck_thesis"], metrics["pck_thesis_images"]
+    title = ("thesis PCK (64x64 argmax, < 3.2 px)" if protocol == "thesis" else
+             "thesis PCK on the thesis crops (placed with the GT keypoints; 64x64 argmax, < 3.2 px)")
+    lines = ["", f"| {title} | ours | images | thesis SHG |", "|---|---|---|---|"]
+    labels = {"all": "all labelled (v=1,2)", "visible": "visible (v=2)", "limbs": "limbs"}
+    for name in SUBSETS:
+        lines.append(f"| {labels[name]} | {_fmt(thesis[name])} | {counted[name]:,d} | {_fmt(ref.get(name))} |")
+    return lines
+
+
+def _image_table(metrics: dict, protocol: str) -> list[str]:
+    coco = metrics["coco"]
+    lines = ["", f"| image coordinates ({protocol} crops) | value |", "|---|---|"]
+    if metrics.get("pck@0.2") is not None:
+        pck = metrics["pck@0.2"]
+        lines += [f"| PCK@0.2, box-normalised | {_fmt(pck['bbox'])} |",
+                  f"| PCK@0.2, torso-normalised | {_fmt(pck['torso'])} |"]
+    lines += [f"| COCO {key} (OKS, {COCO_CROPS[protocol]}) | {_fmt(coco.get(key))} |"
+              for key in ("AP", "AP50", "AP75", "APm", "APl", "AR")]
+    return lines
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -386,9 +554,9 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if len(finite) else float("nan")
 
 
-def _cell(value) -> str:
+def _cell(value, digits: int = 4) -> str:
     """A CSV cell: empty where a person is not counted."""
-    return "" if value is None or not math.isfinite(value) else f"{value:.4f}"
+    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def _fmt(value) -> str:

@@ -2,9 +2,11 @@
 
 - PCK@α with a per-person normaliser: the COCO box's longer side ("bbox") or the torso
   diameter, |left shoulder − right hip| ("torso"), as in mmpose's PCKAccuracy.
-- COCO keypoint AP/AR (OKS), computed by pycocotools' own COCOeval with ground-truth
-  boxes — never a re-implementation. Only the people of the evaluated split are ground
-  truth; crowd regions of their images stay as COCO's ignore regions.
+- COCO keypoint AP/AR (OKS), computed by pycocotools' own COCOeval — never a
+  re-implementation. Ground truth is either the people of the evaluated split (one
+  prediction per person: the thesis and gt-box protocols; crowd regions of their images
+  stay as COCO's ignore regions) or every annotation of the evaluated images (detections:
+  the standard COCO protocol).
 """
 
 from __future__ import annotations
@@ -81,6 +83,22 @@ def split_ground_truth(coco: COCO, ann_ids, joints: np.ndarray | None = None) ->
     image_ids = {coco.anns[a]["image_id"] for a in keep}
     anns = [a for a in coco.dataset["annotations"]
             if a["id"] in keep or (a.get("iscrowd", 0) and a["image_id"] in image_ids)]
+    return _subset(coco, image_ids, anns, joints)
+
+
+def images_ground_truth(coco: COCO, image_ids, joints: np.ndarray | None = None) -> COCO:
+    """A COCO object holding the given images with every annotation on them: the standard
+    COCO protocol for detected people (each annotated person must be found; people without
+    keypoints and crowds are what COCOeval ignores).
+
+    joints: bool [17], the joints scored; the others become unlabelled (OKS ignores them).
+    """
+    image_ids = {int(i) for i in image_ids}
+    anns = [a for a in coco.dataset["annotations"] if a["image_id"] in image_ids]
+    return _subset(coco, image_ids, anns, joints)
+
+
+def _subset(coco: COCO, image_ids: set, anns: list[dict], joints: np.ndarray | None) -> COCO:
     if joints is not None and not np.all(joints):
         anns = [_only_joints(a, joints) for a in anns]
     gt = COCO()
@@ -103,15 +121,22 @@ def _only_joints(ann: dict, joints: np.ndarray) -> dict:
     return {**ann, "keypoints": kps.ravel().tolist(), "num_keypoints": int((kps[:, 2] > 0).sum())}
 
 
-def coco_keypoint_ap(gt: COCO, results: list[dict]) -> dict:
-    """OKS AP/AR by pycocotools' COCOeval (iouType 'keypoints')."""
+def coco_keypoint_ap(gt: COCO, results: list[dict], image_ids=None) -> dict:
+    """OKS AP/AR by pycocotools' COCOeval (iouType 'keypoints').
+
+    image_ids: the images evaluated (default: those with a result). Give them when an
+    image may have no result at all (no detection on it): its people are then misses.
+    """
     if not results:
         return {name: float("nan") for name in COCO_STATS}
+    image_ids = sorted({r["image_id"] for r in results} if image_ids is None else {int(i) for i in image_ids})
     with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its own tables
         dt = gt.loadRes(results)
         evaluator = COCOeval(gt, dt, "keypoints")
-        evaluator.params.imgIds = sorted({r["image_id"] for r in results})
+        evaluator.params.imgIds = image_ids
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(v) for name, v in zip(COCO_STATS, evaluator.stats)}
+    # COCOeval writes -1 for a statistic without ground truth (e.g. APl when no person is
+    # large): not a score, so NaN here (null in metrics.json, "—" in tables).
+    return {name: float(v) if v >= 0 else float("nan") for name, v in zip(COCO_STATS, evaluator.stats)}
