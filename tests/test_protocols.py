@@ -21,6 +21,7 @@ from hgpose.evaluate.evaluate import (
     Scoring, annotation_files, evaluate, load_annotations, score_detected_people, score_split_people,
 )
 from hgpose.evaluate.metrics import coco_keypoint_ap, images_ground_truth
+from hgpose.inference.estimator import target_peak
 from builders import make_run, write_lsp_folder
 
 WIDTH, HEIGHT = 240, 180
@@ -341,7 +342,7 @@ def test_result_scores_are_rescored_box_scores(small_store):
     for d in detections:
         if d["category_id"] == 1:
             by_box.setdefault(d["image_id"], []).append(d["score"])
-    peak = protocols.target_peak(run.codec)
+    peak = target_peak(run.codec)
     for r in results["keypoints_val_results.json"]:
         joint_scores = np.asarray(r["keypoints"]).reshape(17, 3)[:, 2]
         confident = joint_scores[joint_scores > 0.2 * peak]

@@ -42,6 +42,7 @@ from hgpose.errors import HgposeError
 from hgpose.evaluate import metrics as std
 from hgpose.evaluate import protocols
 from hgpose.evaluate.pck import SUBSETS, THRESHOLD, counted_joints, thesis_pck
+from hgpose.inference.estimator import decode_to_image, target_peak
 from hgpose.io import atomic_path, write_json
 from hgpose.skeleton import JOINTS, NUM_JOINTS
 
@@ -97,14 +98,13 @@ def predict_split(split: Split, heatmaps_of: HeatmapSource, codec, *, batch_size
             counted = counted_joints(targets, kps[..., 2])["all"]
             correct.append(((dist < THRESHOLD) & counted).cpu())
             labelled.append(counted.cpu())
-            xy, s = codec.decode_torch(heatmaps)
-            coords.append(xy.cpu())
-            scores.append(s.cpu())
+            xy, s = decode_to_image(codec, heatmaps, np.asarray(split.boxes[start:stop]))
+            coords.append(xy)
+            scores.append(s)
             bar.update(stop - start)
-    crop_xy = torch.cat(coords).numpy()
     return SplitPredictions(
-        coords=to_image(crop_xy, np.asarray(split.boxes)),
-        scores=torch.cat(scores).numpy(),
+        coords=np.concatenate(coords),
+        scores=np.concatenate(scores),
         thesis={name: torch.cat(parts).numpy() for name, parts in per_image.items()},
         correct=torch.cat(correct).numpy(),
         labelled=torch.cat(labelled).numpy(),
@@ -432,7 +432,7 @@ def score_detected_people(run: Scoring, folder: Path, detections: list[dict], *,
     predictions = protocols.predict_people(people, run.crop_heatmaps, run.codec, input_size=run.input_size,
                                            batch_size=run.batch_size, progress=run.progress,
                                            desc=f"evaluate {data.name} (detections)")
-    confident = protocols.CONFIDENT_JOINT * protocols.target_peak(run.codec, run.input_size)
+    confident = protocols.CONFIDENT_JOINT * target_peak(run.codec, run.input_size)
     metrics, rows, results = protocols.score_detections(people, predictions, coco, image_ids,
                                                         joints=run.scored, confident=confident)
     metrics.update(

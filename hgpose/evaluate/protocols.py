@@ -176,7 +176,7 @@ def _crops(people: list[Person], input_size: int, out: BoxPredictions, bar) -> I
     """(index, crop, crop box) for every person that can be cropped, image by image; marks
     the others in out.status."""
     from hgpose.data.crop import box_centred_crop, cut_padded_crop
-    from hgpose.estimator import read_image
+    from hgpose.images import read_image
 
     order = sorted(range(len(people)), key=lambda i: (people[i].source, str(people[i].path)))
     image, image_path = None, None
@@ -201,14 +201,12 @@ def _crops(people: list[Person], input_size: int, out: BoxPredictions, bar) -> I
 
 
 def _predict_batch(batch, people, heatmaps_of: CropHeatmaps, codec, input_size: int, out: BoxPredictions) -> None:
-    from hgpose.data.crop import to_image
+    from hgpose.inference.estimator import decode_to_image
 
     index = np.array([i for i, _, _ in batch])
     boxes = np.array([[b.x0, b.y0, b.side] for _, _, b in batch], np.int64)
     heatmaps = heatmaps_of(np.stack([c for _, c, _ in batch]), [people[i] for i in index], boxes)
-    xy, scores = codec.decode_torch(heatmaps.float())
-    out.coords[index] = to_image(xy.cpu().numpy(), boxes, input_size)
-    out.scores[index] = scores.cpu().numpy()
+    out.coords[index], out.scores[index] = decode_to_image(codec, heatmaps, boxes, input_size)
     out.crop_boxes[index] = boxes
 
 
@@ -374,10 +372,3 @@ def score_detections(people: list[Person], predictions: BoxPredictions, coco, im
         })
     metrics = {"coco": stats, "n_images_evaluated": len(evaluated), "kept_after_nms": int(kept.sum())}
     return metrics, rows, results
-
-
-def target_peak(codec, input_size: int = CROP_SIZE) -> float:
-    """The height of a perfect visible-joint target of `codec`: a confident score's scale."""
-    keypoints = np.zeros((NUM_JOINTS, 3), np.float32)
-    keypoints[:] = (input_size / 2, input_size / 2, 2)
-    return float(np.asarray(codec.encode(keypoints)[0]).max())

@@ -30,7 +30,7 @@ from hgpose.inference.runs import codec_of, resolve_checkpoint, resolve_device
 from hgpose.inference.weights import load_network
 from hgpose.skeleton import JOINTS, NUM_JOINTS
 
-__all__ = ["Estimator", "Prediction", "box_crop", "load"]
+__all__ = ["Estimator", "Prediction", "box_crop", "decode_to_image", "load", "target_peak"]
 
 
 # --- loading a run ---------------------------------------------------------------------------
@@ -48,6 +48,24 @@ def load(source: str | Path, *, checkpoint: str | Path | None = None, device: st
     codec = codec_of(run_dir, metadata, weights_path)
     return Estimator(model, codec, metadata["mean_rgb"], device, flip=flip, checkpoint=weights_path,
                      metadata=metadata)
+
+
+def decode_to_image(codec, heatmaps: torch.Tensor, crop_boxes, input_size: int = CROP_SIZE
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The way back from heatmaps to the image, for every caller: heatmaps [B, J, h, w] of
+    crops cut at crop_boxes [B, 3] (x0, y0, side) -> (x, y in image pixels float64 [B, J, 2],
+    scores float32 [B, J]). The codec decodes to crop pixels; `to_image` scales them back."""
+    coords, scores = codec.decode_torch(heatmaps.float())
+    boxes = np.asarray(crop_boxes, np.float64).reshape(-1, 3)
+    return to_image(coords.cpu().numpy(), boxes, input_size), scores.cpu().numpy()
+
+
+def target_peak(codec, input_size: int = CROP_SIZE) -> float:
+    """The height of a perfect visible-joint target of `codec`: a confident score's scale
+    (about 0.62 for the thesis codec, 1 for the Gaussian one)."""
+    keypoints = np.zeros((NUM_JOINTS, 3), np.float32)
+    keypoints[:] = (input_size / 2, input_size / 2, 2)
+    return float(np.asarray(codec.encode(keypoints)[0]).max())
 
 
 # --- images and boxes ----------------------------------------------------------------------
@@ -132,11 +150,8 @@ class Estimator:
 
     @property
     def target_peak(self) -> float:
-        """The height of a perfect visible-joint target: what a confident score looks like
-        for this codec (about 0.62 for the thesis codec, 1 for the Gaussian one)."""
-        kps = np.zeros((NUM_JOINTS, 3), np.float32)
-        kps[:] = (self.input_size / 2, self.input_size / 2, 2)
-        return float(self.codec.encode(kps)[0].max())
+        """What a confident score looks like for this run's codec (see `target_peak`)."""
+        return target_peak(self.codec, self.input_size)
 
     # -- crops -> heatmaps ----------------------------------------------------------------
 
@@ -166,11 +181,9 @@ class Estimator:
         """Heatmaps [B, 17, h, w] of crops cut at crop_boxes ([B, 3]: x0, y0, side, or
         CropBoxes) -> keypoints float32 [B, 17, 3]: x, y in image pixels and the joint's
         score (0 for a joint the network was never trained on)."""
-        coords, scores = self.codec.decode_torch(heatmaps)
-        boxes = np.array([[b.x0, b.y0, b.side] if isinstance(b, CropBox) else b for b in crop_boxes],
-                         np.float64).reshape(-1, 3)
-        xy = to_image(coords.cpu().numpy(), boxes, self.input_size)
-        keypoints = np.concatenate([xy, scores.cpu().numpy()[..., None]], -1).astype(np.float32)
+        boxes = [[b.x0, b.y0, b.side] if isinstance(b, CropBox) else b for b in crop_boxes]
+        xy, scores = decode_to_image(self.codec, heatmaps, boxes, self.input_size)
+        keypoints = np.concatenate([xy, scores[..., None]], -1).astype(np.float32)
         keypoints[:, ~self.joints, 2] = 0  # joints it never saw in training (LSP: the face) score 0
         return keypoints
 
