@@ -12,9 +12,10 @@ from its saved state and keeps counting its budget from metrics.csv):
    epoch is timed first, then the number of epochs that fits the budget is fixed and the
    preset's step decay is placed at 2/3 and 5/6 of it; a run that falls behind stops at
    the budget with its best checkpoint;
-3. `evaluate` the held-out LSPET test crops (its 12 joints) and the COCO sample's val2017
-   people on the 12 body joints (the joints LSP has): PCK@0.2 by box and by torso, thesis
-   PCK, per joint, OKS AP;
+3. `evaluate` the held-out LSPET test people (its 12 joints) and the COCO sample's val2017
+   people on the 12 body joints (the joints LSP has), cropped by `--protocol` (default
+   gt-box: from each person's box alone): PCK@0.2 by box and by torso, thesis PCK (always
+   on the thesis crops), per joint, OKS AP;
 4. `explain` (PCA, K-means, skip ablation, saliency, report) on the LSPET test crops;
 5. with --picture FILE: predictions on COCO-sample val2017 people the network never saw
    (their annotated boxes) above the report's walk along the first principal component.
@@ -52,6 +53,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     p.add_argument("--no-explain", action="store_true", help="skip stages 4 and 5")
     p.add_argument("--picture", type=Path, default=None, help="stage 5: write the README picture here (.jpg)")
+    p.add_argument("--protocol", default="gt-box", choices=("gt-box", "thesis"),
+                   help="how evaluate crops the held-out people: from their box alone (gt-box, the "
+                        "default) or the thesis's keypoint-centred crops (see docs/evaluate.md)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -110,13 +114,14 @@ def train_within(store: Path, run: Path, minutes: float, overrides: list[str]) -
     return plan
 
 
-def evaluations(run: Path, lspet: Path, coco: Path) -> dict:
+def evaluations(run: Path, lspet: Path, coco: Path, protocol: str) -> dict:
     from hgpose.evaluate.evaluate import evaluate
 
     return {
-        "lspet_test": evaluate(run, lspet, split="test", out_dir=run / "eval" / "lspet-test", progress=False),
-        "coco_val_body": evaluate(run, coco, split="val", joints="body", out_dir=run / "eval" / "coco-val-body",
-                                  progress=False),
+        "lspet_test": evaluate(run, lspet, split="test", protocol=protocol,
+                               out_dir=run / "eval" / f"lspet-test-{protocol}", progress=False),
+        "coco_val_body": evaluate(run, coco, split="val", protocol=protocol, joints="body",
+                                  out_dir=run / "eval" / f"coco-val-body-{protocol}", progress=False),
     }
 
 
@@ -176,7 +181,7 @@ def main() -> int:
     curve = history(run)
 
     t0 = time.perf_counter()
-    scores = evaluations(run, lspet, coco)
+    scores = evaluations(run, lspet, coco, args.protocol)
     times["evaluate"] = time.perf_counter() - t0
 
     if not args.no_explain:
@@ -203,6 +208,7 @@ def summarise(args, manifest, plan, curve, scores, times, features, bf16) -> dic
         "config": json.loads((args.out / "run" / "config.json").read_text()),
         "cpu": {"bf16_features": features, "bf16_used": bf16 and "cpu_amp=none" not in args.set},
         "train_crops": manifest["splits"]["train"],
+        "protocol": args.protocol,
         "epochs": len(curve), "planned_epochs": plan["epochs"],
         "train_minutes": round(train_minutes, 1),
         "img_per_s": round(sum(r["img_per_s"] for r in curve) / max(len(curve), 1), 1),
@@ -224,6 +230,7 @@ def print_result(r: dict) -> None:
     for row in r["curve"]:
         print(f"{row['epoch']:5d}  {row['minutes']:7.1f}  {row['val_pck']:.3f}")
     lsp, cv = r["lspet_test"], r["coco_val_body"]
+    print(f"evaluate --protocol {r['protocol']}")
     print(f"LSPET test ({lsp['n_images']} people): PCK@0.2 box {lsp['pck@0.2']['bbox']:.3f}  torso "
           f"{lsp['pck@0.2']['torso']:.3f}  thesis PCK {lsp['pck_thesis']['all']:.3f}  OKS AP {lsp['coco']['AP']:.3f}")
     print(f"COCO sample val2017, body joints ({cv['n_images']} people): PCK@0.2 box {cv['pck@0.2']['bbox']:.3f}  "
