@@ -374,7 +374,7 @@ def test_prepare_consumes_the_output_and_centres_each_person(synth_dir, tmp_path
             assert (kps[:, 2] == ref[:, 2]).all()
             x0, y0, side = (float(v) for v in s.boxes[i])
             lab = kps[:, 2] > 0
-            np.testing.assert_allclose(kps[lab, :2], (ref[lab, :2] - (x0, y0)) * 256 / side, atol=1e-3)
+            np.testing.assert_allclose(kps[lab, :2], (ref[lab, :2] - (x0, y0) + 0.5) * 256 / side - 0.5, atol=1e-3)
             assert s.images[i].std() > 5                                   # not a blank crop
             mid = (kps[lab, :2].min(0) + kps[lab, :2].max(0)) / 2
             for axis, (start, limit) in enumerate(((x0, SIZE[0]), (y0, SIZE[1]))):
