@@ -21,10 +21,15 @@ Wrong shapes raise ``ValueError`` naming the expected shape.
 
 Coordinate convention
 ---------------------
-Heatmap coordinate h = crop coordinate u / stride: heatmap cell j (its centre) is crop pixel
-``j * stride``, and decoding multiplies grid positions back by ``stride``. The heatmap thus
-covers crop coordinates [0, input_size) as h in [0, heatmap_size). Rows are y, columns x;
-coordinates are always ordered (x, y).
+The pixel convention of docs/architecture.md: the centre of pixel i is coordinate i, on the
+crop as on the heatmap. Heatmap cell j covers the crop pixels stride*j .. stride*j + stride-1
+(what a network's strided pooling sees, and what area-downsampling the crop gives), so its
+centre is crop coordinate ``u = stride * j + (stride - 1) / 2`` (4j + 1.5), and
+``h = (u - (stride - 1) / 2) / stride`` (``crop_to_grid``, ``grid_to_crop``). The cells
+cover the crop edge to edge: h in [-0.5, heatmap_size - 0.5) is u in [-0.5, input_size - 0.5).
+The map is symmetric about the crop centre, so a horizontal flip of the crop (u -> 255 - u)
+is exactly a reversal of the columns (j -> 63 - j): see ``flip_back``.
+Rows are y, columns x; coordinates are always ordered (x, y).
 
 Visibility flags follow COCO: 0 = not labelled, 1 = labelled but occluded, 2 = visible;
 labelled means v > 0, visible means v >= 2. One more value exists only in memory, never in
@@ -99,6 +104,16 @@ class _HeatmapCodec:
         self.heatmap_size = int(heatmap_size)
         self.num_joints = int(num_joints)
         self.stride = self.input_size // self.heatmap_size
+        # Crop coordinate of cell 0's centre: the middle of the crop pixels 0 .. stride-1.
+        self.cell_offset = (self.stride - 1) / 2
+
+    def crop_to_grid(self, u):
+        """Crop coordinates -> heatmap coordinates (numpy or torch, any shape)."""
+        return (u - self.cell_offset) / self.stride
+
+    def grid_to_crop(self, h):
+        """Heatmap coordinates (cell j = j) -> crop coordinates: the inverse of crop_to_grid."""
+        return h * self.stride + self.cell_offset
 
     def _check_keypoints(self, keypoints, torch_in):
         if torch_in and not isinstance(keypoints, torch.Tensor):
@@ -125,7 +140,8 @@ class _HeatmapCodec:
 class ThesisCodec(_HeatmapCodec):
     """The thesis's targets: a blurred impulse, decoded by plain argmax.
 
-    Encode: an impulse of 1 at (round(u/4), round(v/4)) clamped to the grid [0, 63], blurred
+    Encode: an impulse of 1 at the joint's cell, (round(h), round(k)) with (h, k) its grid
+    position (``crop_to_grid``: (u - 1.5) / 4), clamped to the grid [0, 63], blurred
     with a normalised Gaussian truncated at radius int(4σ + 0.5) — the kernel of
     ``scipy.ndimage.gaussian_filter(..., truncate=4)`` — with σ = ``sigma_visible`` for v = 2 and
     ``sigma_occluded`` for v = 1; v = 0 gives an all-zero map. The boundary is zero
@@ -139,7 +155,8 @@ class ThesisCodec(_HeatmapCodec):
     joints still enter the MSE loss (the network is taught to predict nothing there), and
     reproducing the thesis means reproducing that.
 
-    Decode: argmax on the grid, x = col·4, y = row·4; score = the map's maximum.
+    Decode: argmax on the grid, mapped to the cell's centre, x = col·4 + 1.5 (``grid_to_crop``);
+    score = the map's maximum.
     """
 
     def __init__(self, sigma_visible: float = 0.5, sigma_occluded: float = 1.0,
@@ -163,7 +180,7 @@ class ThesisCodec(_HeatmapCodec):
     def encode(self, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = self._check_keypoints(keypoints, torch_in=False)
         v = k[..., 2]
-        centre = np.clip(np.round(k[..., :2] / self.stride), 0, self.heatmap_size - 1)  # [.., J, 2]
+        centre = np.clip(np.round(self.crop_to_grid(k[..., :2])), 0, self.heatmap_size - 1)  # [.., J, 2]
         # The blurred impulse is separable: map[y, x] = g(y - cy) * g(x - cx) with g the
         # normalised, truncated 1-D kernel; the zero boundary just drops what falls off the grid.
         sigma, radius, norm = self._per_joint(v, np.where)
@@ -176,7 +193,7 @@ class ThesisCodec(_HeatmapCodec):
     def encode_torch(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self._check_keypoints(keypoints, torch_in=True)
         v = k[..., 2]
-        centre = torch.clamp(torch.round(k[..., :2] / self.stride), 0, self.heatmap_size - 1)
+        centre = torch.clamp(torch.round(self.crop_to_grid(k[..., :2])), 0, self.heatmap_size - 1)
         sigma, radius, norm = self._per_joint(v, torch.where)
         d = torch.arange(self.heatmap_size, device=k.device, dtype=k.dtype) - centre[..., None]
         labelled = (v > 0)[..., None, None]
@@ -187,23 +204,24 @@ class ThesisCodec(_HeatmapCodec):
     def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h = self._check_heatmaps(heatmaps, torch_in=False)
         xy, scores = _grid_max(_flat(h), self.heatmap_size)
-        return (xy * self.stride).astype(np.float32), scores.astype(np.float32)
+        return self.grid_to_crop(xy).astype(np.float32), scores.astype(np.float32)
 
     def decode_torch(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self._check_heatmaps(heatmaps, torch_in=True)
         xy, scores = _grid_max(_flat(h), self.heatmap_size)
-        return (xy * self.stride).float(), scores.float()
+        return self.grid_to_crop(xy.float()), scores.float()
 
 
 class GaussianCodec(_HeatmapCodec):
     """The standard (Newell / MSRA) codec: sub-pixel Gaussian targets, refined decoding.
 
-    Encode: exp(-d² / 2σ²) with peak 1 at the sub-pixel position (u/4, v/4), evaluated
-    analytically on the whole grid (no 3σ window: no truncation edge, and DARK sees a true
-    Gaussian; far values underflow to 0). One σ for all labelled joints. Weight = 1 for a
-    labelled joint (v > 0) whose centre lies on the heatmap, i.e. 0 <= u/4 < 64 — equivalently
-    inside the crop, [0, input_size); otherwise (unlabelled, pushed out of the crop by
-    augmentation, or non-finite) weight 0 and an all-zero map.
+    Encode: exp(-d² / 2σ²) with peak 1 at the joint's sub-pixel grid position
+    (``crop_to_grid``: h = (u - 1.5) / 4), evaluated analytically on the whole grid (no 3σ
+    window: no truncation edge, and DARK sees a true Gaussian; far values underflow to 0).
+    One σ for all labelled joints. Weight = 1 for a labelled joint (v > 0) that lies on one of
+    the heatmap's cells, -0.5 <= h < 63.5 — equivalently inside the crop,
+    [-0.5, input_size - 0.5); otherwise (unlabelled, pushed out of the crop by augmentation,
+    or non-finite) weight 0 and an all-zero map.
 
     Decode (``refine``):
       - ``"none"``: plain argmax.
@@ -219,10 +237,11 @@ class GaussianCodec(_HeatmapCodec):
         second lobe onto a joint near the edge: on exact σ=1 targets 1-2 heatmap px from the
         outer cells it is off by up to ~2.7 crop px, a zero border by <= 0.22 px (<= 0.004 px
         farther in).
-    Near the edge no refinement can help: within 1 heatmap px of the outer cells (u/4 < 1 or
-    > 62) decoding can be off by up to 2 crop px, and for u/4 > 63 (the last 4 crop px, which
-    lie past the last cell) by up to 4.
-    Score = the map's maximum (before smoothing).
+    Near the edge no refinement can help: within 1 heatmap px of the outer cells' centres
+    (h < 1 or h > 62, which includes the outer 2 crop px on each side, beyond those centres)
+    decoding can be off by up to half a cell, 2 crop px.
+    Coordinates = ``grid_to_crop`` of the refined grid position. Score = the map's maximum
+    (before smoothing).
     """
 
     REFINES = ("none", "quarter", "dark")
@@ -246,8 +265,8 @@ class GaussianCodec(_HeatmapCodec):
 
     def encode(self, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = self._check_keypoints(keypoints, torch_in=False)
-        centre = k[..., :2] / self.stride                                           # [..., J, 2]
-        weights = (k[..., 2] > 0) & np.all((centre >= 0) & (centre < self.heatmap_size), -1)
+        centre = self.crop_to_grid(k[..., :2])                                      # [..., J, 2]
+        weights = (k[..., 2] > 0) & np.all(self._on_grid(centre), -1)
         d = np.arange(self.heatmap_size) - centre[..., None]                        # [..., J, 2, H]
         g = np.exp(-0.5 * (d / self.sigma) ** 2)
         heatmaps = np.where(weights[..., None, None], g[..., 1, :, None] * g[..., 0, None, :], 0.0)
@@ -255,14 +274,19 @@ class GaussianCodec(_HeatmapCodec):
 
     def encode_torch(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self._check_keypoints(keypoints, torch_in=True)
-        centre = k[..., :2] / self.stride
-        weights = (k[..., 2] > 0) & ((centre >= 0) & (centre < self.heatmap_size)).all(-1)
+        centre = self.crop_to_grid(k[..., :2])
+        weights = (k[..., 2] > 0) & self._on_grid(centre).all(-1)
         d = torch.arange(self.heatmap_size, device=k.device, dtype=k.dtype) - centre[..., None]
         g = torch.exp(-0.5 * (d / self.sigma) ** 2)
         # where(), not a product: a NaN centre must give zeros, not NaN.
         outer = g[..., 1, :, None] * g[..., 0, None, :]
         heatmaps = torch.where(weights[..., None, None], outer, 0.0)
         return heatmaps, weights.float()
+
+    def _on_grid(self, centre):
+        """Per axis: does the grid position lie on one of the cells, [-0.5, size - 0.5)?
+        False for NaN. Numpy or torch."""
+        return (centre >= -0.5) & (centre < self.heatmap_size - 0.5)
 
     # -- decode ---------------------------------------------------------------------------
 
@@ -285,7 +309,7 @@ class GaussianCodec(_HeatmapCodec):
             shift = self._dark_offset(flat if lib is torch else flat.astype(np.float64), xy, lib)
         else:
             shift = 0.0
-        coords = (xy + shift) * self.stride
+        coords = self.grid_to_crop(xy + shift)
         if lib is torch:
             return coords.float(), scores.float()
         return coords.astype(np.float32), scores.astype(np.float32)
@@ -351,16 +375,11 @@ def _take(flat, idx):
 def flip_back(heatmaps: torch.Tensor, stride: int = 4) -> torch.Tensor:
     """Heatmaps predicted for a mirrored crop [B, J, H, W] -> heatmaps of the crop itself.
 
-    Mirror the columns and swap left/right joints (FLIP_INDEX). Mirroring is not quite the
-    inverse of the image flip: the crop flips about its centre, u -> (size-1) - u = 255 - u,
-    which on the heatmap (h = u / stride) is h -> 63.75 - h, whereas reversing the 64 columns
-    is h -> 63 - h. The mirrored map therefore sits (stride-1)/stride = 0.75 columns too far
-    left. MSRA/mmpose shift it one whole column right, which overshoots by 0.25 column (one crop
-    pixel); here the 0.75 is applied exactly, by linear interpolation between neighbouring
-    columns (the column left of the first one counts as 0).
+    Reverse the columns and swap left and right joints (FLIP_INDEX: the mirrored person's
+    left is our right). Under the pixel convention this is the exact inverse of the image
+    flip, with no shift: the crop mirrors about its centre, u -> (W*stride - 1) - u, and that
+    takes cell j's centre (crop coordinate stride*j + (stride-1)/2) to the centre of cell
+    W-1-j, for every stride. `stride` is accepted for callers that pass it; the result does
+    not depend on it.
     """
-    out = heatmaps.flip(-1)[:, list(FLIP_INDEX)]
-    shift = (stride - 1) / stride
-    left = torch.zeros_like(out)
-    left[..., 1:] = out[..., :-1]
-    return (1 - shift) * out + shift * left
+    return heatmaps.flip(-1)[:, list(FLIP_INDEX)]

@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from hgpose.codec import GaussianCodec, ThesisCodec, argmax_2d
-from hgpose.skeleton import NUM_JOINTS
+from hgpose.codec import GaussianCodec, ThesisCodec, argmax_2d, flip_back
+from hgpose.skeleton import FLIP_INDEX, NUM_JOINTS
 
 J = NUM_JOINTS
+
+
+def cell(j):
+    """Crop coordinate of heatmap cell j's centre at stride 4 (the pixel convention)."""
+    return 4 * j + 1.5
 
 
 def _peak(sigma, truncate=4.0):
@@ -40,8 +45,8 @@ def rng():
 
 def test_thesis_peaks_are_the_normalised_kernel_centre():
     codec = ThesisCodec()
-    vis, _ = codec.encode(_all_joints_at(128.0, 64.0, 2))
-    occ, _ = codec.encode(_all_joints_at(128.0, 64.0, 1))
+    vis, _ = codec.encode(_all_joints_at(cell(32), cell(16), 2))
+    occ, _ = codec.encode(_all_joints_at(cell(32), cell(16), 1))
     assert vis[0, 16, 32] == pytest.approx(_peak(0.5), abs=1e-6)
     assert occ[0, 16, 32] == pytest.approx(_peak(1.0), abs=1e-6)
     assert round(float(vis.max()), 4) == 0.6187
@@ -61,7 +66,7 @@ def test_thesis_matches_scipy_gaussian_filter_with_zero_border(rng):
     heatmaps, _ = codec.encode(k)
     for b in range(len(k)):
         for j in range(J):
-            col, row = np.clip(np.round(k[b, j, :2] / 4), 0, 63).astype(int)
+            col, row = np.clip(np.round((k[b, j, :2] - 1.5) / 4), 0, 63).astype(int)
             impulse = np.zeros((64, 64))
             impulse[row, col] = 1.0
             sigma = 0.5 if k[b, j, 2] == 2 else 1.0
@@ -82,13 +87,14 @@ def test_thesis_unlabelled_is_zero_map_with_weight_one(rng):
 
 def test_thesis_round_trip_within_rounding(rng):
     codec = ThesisCodec()
-    # u/4 < 63.5, so rounding never reaches the clamp: each axis is off by at most 2 px.
-    k = _random_keypoints(rng, 32, lo=0, hi=254, vis=(1, 2))
+    # Inside the crop, [-0.5, 255.5), every joint rounds to its own cell without reaching the
+    # clamp: each axis is off by at most half a cell, 2 px.
+    k = _random_keypoints(rng, 32, lo=-0.5, hi=255.5, vis=(1, 2))
     coords, scores = codec.decode(codec.encode(k)[0])
     err = np.abs(coords - k[..., :2])
     assert err.max() <= 2.0 + 1e-5
     assert err.mean() == pytest.approx(1.0, abs=0.1)  # uniform rounding error averages 1 px
-    np.testing.assert_allclose(coords % 4, 0)          # grid positions only
+    np.testing.assert_allclose((coords - 1.5) % 4, 0)  # cell centres only
     expected = np.where(k[..., 2] == 2, _peak(0.5), _peak(1.0))
     np.testing.assert_allclose(scores, expected, atol=1e-6)
 
@@ -96,9 +102,9 @@ def test_thesis_round_trip_within_rounding(rng):
 def test_thesis_clamps_at_the_border():
     codec = ThesisCodec()
     k = _all_joints_at(0, 0, 2)
-    k[0] = (255.9, 255.9, 2)   # rounds to 64 -> clamped to 63
+    k[0] = (257.6, 257.6, 2)   # grid 64.03: rounds to 64 -> clamped to 63
     k[1] = (-7.0, 300.0, 1)    # off the crop on both sides
-    k[2] = (253.9, 1.9, 2)     # 63.475 -> 63, 0.475 -> 0
+    k[2] = (255.4, 3.4, 2)     # grid 63.475 -> 63, 0.475 -> 0
     heatmaps, _ = codec.encode(k)
     assert argmax_2d(heatmaps[0]).tolist() == [63, 63]
     assert argmax_2d(heatmaps[1]).tolist() == [0, 63]
@@ -106,15 +112,16 @@ def test_thesis_clamps_at_the_border():
     # The zero border drops the mass past the edge but keeps the peak height.
     assert heatmaps[0, 63, 63] == pytest.approx(_peak(0.5), abs=1e-6)
     coords, _ = codec.decode(heatmaps)
-    np.testing.assert_array_equal(coords[:3], [[252, 252], [0, 252], [252, 0]])
+    np.testing.assert_array_equal(coords[:3], [[253.5, 253.5], [1.5, 253.5], [253.5, 1.5]])
 
 
 def test_thesis_rounding_is_identical_in_numpy_and_torch():
-    # Exact halves (u = 4k + 2) are where round-half-to-even and round-half-up disagree.
+    # Exact halves (grid k + 0.5, u = 4k + 3.5) are where round-half-to-even and
+    # round-half-up disagree.
     codec = ThesisCodec()
     k = _all_joints_at(0, 0, 2)
-    k[:, 0] = np.arange(J) * 4 + 2
-    k[:, 1] = np.arange(J) * 4 + 2
+    k[:, 0] = np.arange(J) * 4 + 3.5
+    k[:, 1] = np.arange(J) * 4 + 3.5
     a = argmax_2d(codec.encode(k)[0])
     b = argmax_2d(codec.encode_torch(torch.from_numpy(k))[0]).numpy()
     np.testing.assert_array_equal(a, b)
@@ -125,12 +132,12 @@ def test_thesis_rounding_is_identical_in_numpy_and_torch():
 
 def test_gaussian_peak_one_at_subpixel_position():
     codec = GaussianCodec(sigma=1.5)
-    on_grid, w = codec.encode(_all_joints_at(128.0, 64.0, 1))
+    on_grid, w = codec.encode(_all_joints_at(cell(32), cell(16), 1))
     assert on_grid[0, 16, 32] == pytest.approx(1.0)
     np.testing.assert_array_equal(w, np.ones(J))
     u, v = 101.3, 57.8
     heatmaps, _ = codec.encode(_all_joints_at(u, v, 2))
-    cx, cy = u / 4, v / 4
+    cx, cy = (u - 1.5) / 4, (v - 1.5) / 4
     for row, col in [(14, 25), (15, 25), (14, 26), (10, 30), (0, 0)]:
         expected = math.exp(-((col - cx) ** 2 + (row - cy) ** 2) / (2 * 1.5 ** 2))
         assert heatmaps[0, row, col] == pytest.approx(expected, rel=1e-5, abs=1e-12)
@@ -147,13 +154,13 @@ def test_gaussian_same_sigma_for_visible_and_occluded():
 def test_gaussian_weights_mask_unlabelled_and_off_crop(rng):
     codec = GaussianCodec()
     k = _random_keypoints(rng, 2, lo=10, hi=240)
-    k[0, 0] = (-0.1, 50, 2)     # just left of the crop
-    k[0, 1] = (50, 256.0, 2)    # just below it
-    k[0, 2] = (0.0, 255.9, 1)   # inside (corner)
+    k[0, 0] = (-0.51, 50, 2)    # just left of the crop, which begins at -0.5
+    k[0, 1] = (50, 255.5, 2)    # just below it
+    k[0, 2] = (-0.5, 255.49, 1) # inside (corner)
     k[0, 3] = (np.nan, 10, 2)   # garbage coordinate
     k[0, 4] = (0, 0, 0)
     heatmaps, weights = codec.encode(k)
-    expected = ((k[..., 2] > 0) & (k[..., :2] >= 0).all(-1) & (k[..., :2] < 256).all(-1))
+    expected = ((k[..., 2] > 0) & (k[..., :2] >= -0.5).all(-1) & (k[..., :2] < 255.5).all(-1))
     expected[0, :5] = [False, False, True, False, False]
     np.testing.assert_array_equal(weights, expected.astype(np.float32))
     assert np.all(heatmaps[weights == 0] == 0)
@@ -168,7 +175,7 @@ def test_gaussian_weights_mask_unlabelled_and_off_crop(rng):
 def test_gaussian_round_trip(rng, refine, bound):
     codec = GaussianCodec(refine=refine)
     # Centres in [2, 61] heatmap px: 2+ px from the outer cells, where no refinement applies.
-    k = _random_keypoints(rng, 32, lo=8, hi=244, vis=(1, 2))
+    k = _random_keypoints(rng, 32, lo=cell(2), hi=cell(61), vis=(1, 2))
     coords, scores = codec.decode(codec.encode(k)[0])
     err = np.abs(coords - k[..., :2])
     assert err.max() <= bound + 1e-4
@@ -188,10 +195,10 @@ def test_quarter_shift_goes_toward_larger_neighbour():
     h[2, 0, 63] = 1.0                                          # corner: no neighbours
     h[2, 1, 63], h[2, 0, 62] = 0.9, 0.9
     coords, scores = codec.decode(h)
-    np.testing.assert_allclose(coords[0], [(20 + 0.25) * 4, (10 - 0.25) * 4])
-    np.testing.assert_allclose(coords[1], [30 * 4, 30 * 4])
-    np.testing.assert_allclose(coords[2], [63 * 4, 0])
-    np.testing.assert_allclose(coords[3], [0, 0])              # all-zero map
+    np.testing.assert_allclose(coords[0], [cell(20 + 0.25), cell(10 - 0.25)])
+    np.testing.assert_allclose(coords[1], [cell(30), cell(30)])
+    np.testing.assert_allclose(coords[2], [cell(63), cell(0)])
+    np.testing.assert_allclose(coords[3], [cell(0), cell(0)])  # all-zero map
     np.testing.assert_allclose(scores[:4], [1, 1, 1, 0])
 
 
@@ -208,8 +215,8 @@ def test_dark_recovers_a_tilted_elliptical_peak():
     codec = GaussianCodec(refine="dark")
     coords, _ = codec.decode(h)
     coords_t, _ = codec.decode_torch(torch.from_numpy(h))
-    np.testing.assert_allclose(coords[0], [cx * 4, cy * 4], atol=0.05)
-    np.testing.assert_allclose(coords_t[0].numpy(), [cx * 4, cy * 4], atol=0.05)
+    np.testing.assert_allclose(coords[0], [cell(cx), cell(cy)], atol=0.05)
+    np.testing.assert_allclose(coords_t[0].numpy(), [cell(cx), cell(cy)], atol=0.05)
 
 
 def test_dark_is_safe_on_flat_and_border_maps():
@@ -220,9 +227,40 @@ def test_dark_is_safe_on_flat_and_border_maps():
     coords, scores = codec.decode(h)
     ct, st = codec.decode_torch(torch.from_numpy(h))
     assert np.isfinite(coords).all() and torch.isfinite(ct).all()
-    np.testing.assert_array_equal(coords[1], 0)
-    np.testing.assert_allclose(coords[0, :3], [[0, 0], [0, 0], [20, 0]])
+    np.testing.assert_array_equal(coords[1], cell(0))
+    np.testing.assert_allclose(coords[0, :3], [[cell(0), cell(0)], [cell(0), cell(0)], [cell(5), cell(0)]])
     np.testing.assert_allclose(ct.numpy(), coords, atol=1e-4)
+
+
+# -- the pixel convention on the grid -----------------------------------------------------
+
+@pytest.mark.parametrize("input_size, heatmap_size", [(256, 64), (128, 64), (64, 64), (256, 32)])
+def test_cell_centres_are_the_middle_of_their_crop_pixels(input_size, heatmap_size):
+    codec = GaussianCodec(input_size=input_size, heatmap_size=heatmap_size)
+    stride, j = codec.stride, np.arange(heatmap_size)
+    # Cell j covers crop pixels stride*j .. stride*j + stride-1; its centre is their mean.
+    pixels = stride * j[:, None] + np.arange(stride)
+    np.testing.assert_allclose(codec.grid_to_crop(j), pixels.mean(1))
+    np.testing.assert_allclose(codec.crop_to_grid(codec.grid_to_crop(j + 0.3)), j + 0.3)
+    # Edge to edge: the grid's outer edges are the crop's, [-0.5, input_size - 0.5).
+    assert codec.grid_to_crop(-0.5) == -0.5
+    assert codec.grid_to_crop(heatmap_size - 0.5) == input_size - 0.5
+
+
+@pytest.mark.parametrize("codec", [GaussianCodec(), GaussianCodec(input_size=128, heatmap_size=64),
+                                   ThesisCodec()], ids=["gaussian", "gaussian-stride-2", "thesis"])
+def test_flip_back_undoes_the_crop_flip_exactly(rng, codec):
+    size = codec.input_size
+    k = _random_keypoints(rng, 4, lo=-0.5, hi=size - 0.5)
+    # The flip augmentation's labels: x -> (size-1) - x, and the mirrored person's left is
+    # our right.
+    mirrored = k[:, list(FLIP_INDEX)].copy()
+    mirrored[..., 0] = np.where(mirrored[..., 2] > 0, size - 1 - mirrored[..., 0], 0)
+    predicted_for_mirror = torch.from_numpy(codec.encode(mirrored)[0])
+    back = flip_back(predicted_for_mirror, codec.stride)
+    torch.testing.assert_close(back, torch.from_numpy(codec.encode(k)[0]), atol=1e-5, rtol=0)
+    assert back.shape == predicted_for_mirror.shape
+    assert not torch.equal(back, predicted_for_mirror)  # a new tensor; the input is kept
 
 
 # -- numpy == torch -----------------------------------------------------------------------

@@ -204,17 +204,19 @@ def test_one_store_holds_coco_and_lspet(coco_sample, lspet_small, tmp_path, caps
 def test_coco_alone_gives_the_arrays_it_always_did(coco_sample, coco_sample_store):
     """Digests of the numeric arrays made by hgpose before LSP support (commit 24a70c0) on
     the COCO sample, --test-size 0.1, seed 0. (images.npy was byte-identical too on the
-    machine that checked; its bytes depend on the OpenCV build, so it is not pinned here.)"""
+    machine that checked; its bytes depend on the OpenCV build, so it is not pinned here.)
+    keypoints.npy changed once since, on purpose: to the pixel convention (docs/architecture.md),
+    u = (x - x0 + 0.5) * 256 / side - 0.5 where it was (x - x0) * 256 / side."""
     before = {
         "train/boxes.npy": "893bb26b0f82a744e20b5711fe17480f41f5d9283a8939e523aa469d0d2800c8",
         "train/ids.npy": "f93e1a68ef3dac5fa9ea515137564adbcb23fddb4384a5b7fc155d716a59cb68",
-        "train/keypoints.npy": "c1d89f24ad6b8320340b782b90ad90bec33033d235caa2723df6c1442cedde5f",
+        "train/keypoints.npy": "0d73519cb451d28125e48418bab212268d6c1e7f7b7c6bfb2a9efbd9104e66f0",
         "val/boxes.npy": "1ab856ade1b6353311dda155528199453e073d859ca2ca08c668b394db8d7252",
         "val/ids.npy": "06b220ebae960079147dab311957a5af6845a5a60ee72ad86fa5d152c42aace4",
-        "val/keypoints.npy": "2e4a12827071a8afb04d24443546750be4ff8e393d66f697b4302e678c12ee4b",
+        "val/keypoints.npy": "4269b0bc9ba9d0b095a9d52fb572643571b77b3de88a9b6c97e1194f2b1bbc44",
         "test/boxes.npy": "8946bc7643cd5d5dcbcbabf40c4317e15507cf711c865d252f6c932a423f3f95",
         "test/ids.npy": "d97715789e79f666903252f1df8cca0a18720971a07a35f7e4b1b9db0511e464",
-        "test/keypoints.npy": "51927353e05f90e8af38d2fdf5ff089168c8356ab5ca0d86f76f3fae7db916d1",
+        "test/keypoints.npy": "98a4c28fc87bcbca23fa2d126dd5c337528434476a098a0818aff1b3c444acf4",
     }
     for name, digest in before.items():
         assert hashlib.sha256((coco_sample_store / name).read_bytes()).hexdigest() == digest, name

@@ -119,7 +119,8 @@ def test_every_labelled_keypoint_lies_on_its_own_body_part(synth_dir):
             kps = np.asarray(a["keypoints"], float).reshape(17, 3)
             alone = {part: R.part_mask(fig, part, shape) for part in range(B.NUM_PARTS)}
             for j in np.flatnonzero(kps[:, 2] > 0):
-                col, row = int(kps[j, 0]), int(kps[j, 1])
+                # a pixel's centre is its index: the keypoint's pixel is the nearest index
+                col, row = int(np.floor(kps[j, 0] + 0.5)), int(np.floor(kps[j, 1] + 0.5))
                 assert any(alone[part][row, col] for part in JOINT_PARTS[j]), (a["id"], JOINTS[j])
                 if kps[j, 2] == 2:
                     label = int(scene.mask[row, col]) - 1 - LABELS_PER_PERSON * k
@@ -146,7 +147,8 @@ def test_occlusion_flags_follow_the_depth_order(synth_dir):
             order = [part for _, part, _, _ in fig.parts]       # far to near
             kps = np.asarray(a["keypoints"], float).reshape(17, 3)
             for j in np.flatnonzero(kps[:, 2] > 0):
-                col, row = int(kps[j, 0]), int(kps[j, 1])
+                # a pixel's centre is its index: the keypoint's pixel is the nearest index
+                col, row = int(np.floor(kps[j, 0] + 0.5)), int(np.floor(kps[j, 1] + 0.5))
                 own = [p for p in JOINT_PARTS[j] if R.part_mask(fig, p, shape)[row, col]]
                 last_own = max(order.index(p) for p in own)
                 by_own = any(R.part_mask(fig, p, shape)[row, col] for p in order[last_own + 1:])
@@ -373,7 +375,7 @@ def test_prepare_consumes_the_output_and_centres_each_person(synth_dir, tmp_path
             assert (kps[:, 2] == ref[:, 2]).all()
             x0, y0, side = (float(v) for v in s.boxes[i])
             lab = kps[:, 2] > 0
-            np.testing.assert_allclose(kps[lab, :2], (ref[lab, :2] - (x0, y0)) * 256 / side, atol=1e-3)
+            np.testing.assert_allclose(kps[lab, :2], (ref[lab, :2] - (x0, y0) + 0.5) * 256 / side - 0.5, atol=1e-3)
             assert s.images[i].std() > 5                                   # not a blank crop
             mid = (kps[lab, :2].min(0) + kps[lab, :2].max(0)) / 2
             for axis, (start, limit) in enumerate(((x0, SIZE[0]), (y0, SIZE[1]))):

@@ -69,6 +69,33 @@ def test_flip_maps_x_to_255_minus_x():
     torch.testing.assert_close(flipped, img.flip(-1))
 
 
+def test_warps_turn_about_the_crop_centre():
+    """127.5 is the centre of pixels 0..255 (pixel i's centre is coordinate i): every
+    rotation, scale and flip keeps it where it is, in the keypoints and in the image."""
+    p = params([30.0, -17.0, 0.0], [1.25, 0.8, 1.0], [False, True, True])
+    kps = torch.zeros(3, 17, 3)
+    kps[..., :2], kps[..., 2] = 127.5, 2
+    out = aug.warp_keypoints(kps, aug.matrices(p), p.flip)
+    torch.testing.assert_close(out[..., :2], kps[..., :2])
+    centre = torch.zeros(3, 1, SIZE, SIZE)
+    centre[..., 126:130, 126:130] = 1.0           # a 4x4 square centred on (127.5, 127.5)
+    warped = aug.warp_images(centre, aug.matrices(p))
+    for i in range(3):
+        torch.testing.assert_close(centroid(warped[i, 0]), torch.tensor([127.5, 127.5]),
+                                   atol=1e-4, rtol=0)
+
+
+def test_inside_the_crop_is_its_pixels_extent():
+    """The crop spans [-0.5, 255.5): joints on its outer edge are inside, past it outside."""
+    p = params([0.0], [1.0], [False])
+    kps = torch.zeros(1, 17, 3)
+    kps[0, :, :2] = 100.0
+    kps[0, :, 2] = 2
+    kps[0, :6, 0] = torch.tensor([-0.5, -0.51, 255.49, 255.5, 0.0, 255.0])
+    out = aug.warp_keypoints(kps, aug.matrices(p), p.flip)
+    assert out[0, :6, 2].tolist() == [2, 0, 2, 0, 2, 2]
+
+
 def test_joints_warped_outside_become_unlabelled():
     p = params([0.0], [1.25], [False])
     kps = torch.zeros(1, 17, 3)

@@ -2,6 +2,11 @@
 
 Pure functions on numbers and arrays, so the rule can be read, tested and reused (predict
 uses it for user-given boxes) without any I/O.
+
+Coordinates follow the pixel convention of docs/architecture.md: the centre of pixel i is
+coordinate i (pixel i covers [i - 0.5, i + 0.5)), in the image as in the crop, as COCO's
+integer keypoints are. Resizing a square of `side` pixels to `size` maps pixel centres the
+way cv2 does, edge to edge, so a point moves by u = (x - x0 + 0.5) * size / side - 0.5.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ ENLARGE = 1.1  # step 4: side grows by 10 %
 
 @dataclass(frozen=True)
 class CropBox:
-    """A square region of the original image: columns x0..x0+side, rows y0..y0+side.
+    """A square region of the original image: pixel columns x0 .. x0+side-1, rows
+    y0 .. y0+side-1, i.e. coordinates [x0 - 0.5, x0 + side - 0.5) under the pixel convention.
 
-    Integer pixels, so the cut is exact and `crop = (image - (x0, y0)) * size / side`
-    holds for every pixel and keypoint.
+    Integer pixels, so the cut is exact and `to_crop`/`to_image` hold for every pixel and
+    keypoint.
     """
 
     x0: int
@@ -86,6 +92,8 @@ def cut_crop(image: np.ndarray, box: CropBox, size: int = CROP_SIZE) -> np.ndarr
     whole multiple k·size, then averaged over k×k blocks with INTER_AREA. OpenCV has a fast
     path for whole-number area factors only; a direct INTER_AREA resize at COCO's typical
     factors (1-2) costs twice as much for pixels within ~0.5 grey levels of this.
+    Both steps map pixel centres edge to edge (cv2: src = (dst + 0.5) * side / size - 0.5),
+    so together they are the one affine map of `to_crop`.
     """
     region = image[box.y0:box.y0 + box.side, box.x0:box.x0 + box.side]
     if box.side <= size:
@@ -97,24 +105,29 @@ def cut_crop(image: np.ndarray, box: CropBox, size: int = CROP_SIZE) -> np.ndarr
 
 
 def to_crop(keypoints: np.ndarray, box: CropBox, size: int = CROP_SIZE) -> np.ndarray:
-    """Image keypoints [...,17,3] -> crop keypoints (float32); unlabelled stay (0, 0, 0)."""
+    """Image keypoints [...,17,3] -> crop keypoints (float32); unlabelled stay (0, 0, 0).
+
+    u = (x - x0 + 0.5) * size / side - 0.5: the box's outer edge (x0 - 0.5) goes to the
+    crop's (-0.5) and the scale applies from there, exactly as `cut_crop` moves the pixels.
+    """
     kps = np.asarray(keypoints, dtype=np.float64)
     out = np.zeros(kps.shape, dtype=np.float32)
     labelled = kps[..., 2] > 0
     scale = size / box.side
-    out[..., 0] = np.where(labelled, (kps[..., 0] - box.x0) * scale, 0)
-    out[..., 1] = np.where(labelled, (kps[..., 1] - box.y0) * scale, 0)
+    out[..., 0] = np.where(labelled, (kps[..., 0] - box.x0 + 0.5) * scale - 0.5, 0)
+    out[..., 1] = np.where(labelled, (kps[..., 1] - box.y0 + 0.5) * scale - 0.5, 0)
     out[..., 2] = kps[..., 2]
     return out
 
 
 def to_image(coords: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
     """Crop coordinates [...,J,2] -> original-image coordinates, given the stored boxes
-    [...,3] = (x0, y0, side) of `boxes.npy`: x = x0 + u * side / size."""
+    [...,3] = (x0, y0, side) of `boxes.npy`: x = x0 + (u + 0.5) * side / size - 0.5, the
+    inverse of `to_crop`."""
     coords = np.asarray(coords, dtype=np.float64)
     boxes = np.asarray(boxes, dtype=np.float64)
     scale = boxes[..., None, 2:3] / size
-    return boxes[..., None, 0:2] + coords * scale
+    return boxes[..., None, 0:2] + (coords + 0.5) * scale - 0.5
 
 
 # --- the box-centred crop of the standard top-down protocol (mmpose, HRNet) -----------------

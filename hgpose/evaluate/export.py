@@ -51,12 +51,14 @@ class ExportedNetwork(nn.Module):
 
 
 def codec_description(codec) -> dict:
+    # heatmap cell (column) j is centred on crop pixel u = stride * j + (stride - 1) / 2
+    cell = f"u = {codec.stride} * column + {codec.cell_offset:g}" if hasattr(codec, "cell_offset") else None
     if isinstance(codec, ThesisCodec):
         return {"name": "thesis", "decode": "argmax", "sigma_visible": codec.sigma_visible,
-                "sigma_occluded": codec.sigma_occluded, "stride": codec.stride}
+                "sigma_occluded": codec.sigma_occluded, "stride": codec.stride, "cell_centre": cell}
     if isinstance(codec, GaussianCodec):
         return {"name": "gaussian", "decode": f"argmax+{codec.refine}", "sigma": codec.sigma,
-                "stride": codec.stride}
+                "stride": codec.stride, "cell_centre": cell}
     return {"name": type(codec).__name__}
 
 
@@ -104,7 +106,8 @@ def export_onnx(source, out_path: str | Path, *, checkpoint=None, opset: int = O
         "codec": json.dumps(codec_description(est.codec)),
         "joints": json.dumps(list(JOINTS)),
         "crop_rule": "thesis (SPEC §1): square on the person box's longer side, centred, x1.1, "
-                     "fitted into the image, resized to 256x256; x = x0 + u * side / 256",
+                     "fitted into the image, resized to 256x256; x = x0 + (u + 0.5) * side / 256 - 0.5 "
+                     "(a pixel's centre is its index)",
     }
     for key, value in meta.items():
         graph.metadata_props.add(key=key, value=value)

@@ -63,8 +63,9 @@ def decode_to_image(codec, heatmaps: torch.Tensor, crop_boxes, input_size: int =
 def target_peak(codec, input_size: int = CROP_SIZE) -> float:
     """The height of a perfect visible-joint target of `codec`: a confident score's scale
     (about 0.62 for the thesis codec, 1 for the Gaussian one)."""
+    centre = codec.grid_to_crop(codec.heatmap_size // 2)  # on a cell centre: the full peak
     keypoints = np.zeros((NUM_JOINTS, 3), np.float32)
-    keypoints[:] = (input_size / 2, input_size / 2, 2)
+    keypoints[:] = (centre, centre, 2)
     return float(np.asarray(codec.encode(keypoints)[0]).max())
 
 

@@ -12,8 +12,10 @@ pixel shows one of its own body parts is visible (v=2), one covered by something
 later is v=1, one outside the image is unlabelled; the box is the tight box of the
 person's pixels.
 
-Coordinates are continuous image coordinates where pixel (col, row) covers
-[col, col+1) x [row, row+1), as in COCO; cv2 gets them shifted by half a pixel.
+Coordinates here are continuous drawing coordinates where pixel (col, row) covers
+[col, col+1) x [row, row+1); cv2 gets them shifted by half a pixel. The annotation written
+for COCO subtracts that half pixel: a keypoint's x is the index of the pixel it is centred
+on (hgpose's pixel convention, docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -148,7 +148,10 @@ def annotate(mask: np.ndarray, fig: R.Figure, k: int, n_people: int, drawn_pixel
         if not visible:
             occluded += 1
             covered[j] = label
-        kps[j] = (x, y, 2 if visible else 1)
+        # The drawing's pixel (col, row) covers [col, col+1); hgpose's (and COCO's keypoint)
+        # convention puts a pixel's centre at its index, hence the half pixel, kept inside
+        # COCO's keypoint range [0, W - 1].
+        kps[j] = (min(max(x - 0.5, 0.0), w - 1), min(max(y - 0.5, 0.0), h - 1), 2 if visible else 1)
     yaw = round(fig.yaw_deg, 2)
     factors = {
         "posture": fig.pose.posture,

@@ -6,8 +6,10 @@ the same matrix, plus a colour jitter. Doing it on the device, a whole batch at 
 the DataLoader down to copying uint8 crops out of the memory map, so it is never the
 bottleneck.
 
-Coordinates follow the codec: crop pixel i has its centre at coordinate i, so the crop spans
-[-0.5, 255.5] and its centre is 127.5; a horizontal flip maps x to 255 - x.
+Coordinates follow the pixel convention of docs/architecture.md (as the crop, the store and
+the codecs do): crop pixel i has its centre at coordinate i, so the crop spans [-0.5, 255.5)
+and its centre is 127.5. Rotation, scale and flip are about that centre; a horizontal flip
+maps x to 255 - x, which is exactly what reversing the pixel columns does to the image.
 
 The random parameters come from a `torch.Generator` the caller seeds per batch (from seed,
 epoch and step), so a resumed run draws exactly what the uninterrupted run drew.
@@ -74,8 +76,10 @@ def warp_images(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Warp [B, C, H, W] (H = W) by M about the centre; outside the source is filled with 0.
 
     affine_grid maps OUTPUT to INPUT coordinates, so it gets M's inverse. With
-    align_corners=False the normalised coordinate of pixel i is (i - (W-1)/2) / (W/2),
-    i.e. centred on our pixel-centre convention; a square image keeps the map isotropic.
+    align_corners=False the normalised coordinate of pixel i is (2i + 1) / W - 1 =
+    (i - (W-1)/2) / (W/2): centre (W-1)/2 and the image's outer edges at ±1, the same centre
+    `warp_keypoints` uses, so image and keypoints move together; a square image keeps the map
+    isotropic.
     """
     inverse = torch.linalg.inv(m.float())
     theta = torch.cat((inverse, torch.zeros_like(inverse[:, :, :1])), dim=2).to(images.dtype)
@@ -88,8 +92,8 @@ def warp_keypoints(keypoints: torch.Tensor, m: torch.Tensor, flip: torch.Tensor,
     """Apply the same warp to [B, J, 3] keypoints (x, y, v); returns a new tensor.
 
     A flipped person's left joints are where the right ones were: the joint axis is
-    permuted with FLIP_INDEX. Labelled joints that end up outside [0, size) become
-    unlabelled (v = 0); ABSENT joints (v < 0) stay absent.
+    permuted with FLIP_INDEX. Labelled joints that end up outside the crop, [-0.5, size - 0.5)
+    (the pixel convention), become unlabelled (v = 0); ABSENT joints (v < 0) stay absent.
     """
     centre = (size - 1) / 2
     xy = keypoints[..., :2] - centre
@@ -97,7 +101,7 @@ def warp_keypoints(keypoints: torch.Tensor, m: torch.Tensor, flip: torch.Tensor,
     out = torch.cat((xy, keypoints[..., 2:]), dim=-1)
     swapped = out[:, list(FLIP_INDEX)]
     out = torch.where(flip[:, None, None], swapped, out)
-    inside = ((out[..., :2] >= 0) & (out[..., :2] < size)).all(-1)
+    inside = ((out[..., :2] >= -0.5) & (out[..., :2] < size - 0.5)).all(-1)
     out[..., 2] = torch.where(inside | (out[..., 2] < 0), out[..., 2], torch.zeros_like(out[..., 2]))
     return out
 
