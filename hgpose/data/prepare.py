@@ -528,6 +528,11 @@ def _finished_store(out_dir: Path, settings: dict) -> dict | None:
             and all(old.get(k) == v for k, v in settings.items() if k != "sources"))
     if same:
         return old
+    if old.get("format_version") != settings["format_version"]:
+        raise HgposeError(
+            f"{out_dir} holds a store of format_version {old.get('format_version')}, made by an older "
+            f"hgpose (this one writes {settings['format_version']}: keypoints in its pixel convention); "
+            "delete it and run `hgpose prepare` again, or choose another OUT_DIR")
     raise HgposeError(
         f"{out_dir} already holds a finished dataset store made from other sources or "
         f"settings (seed {old.get('seed')}, test size {old.get('test_size')}); "

@@ -30,8 +30,10 @@ import numpy as np
 from hgpose.errors import HgposeError
 from hgpose.skeleton import JOINTS
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: crop keypoints in the pixel convention of docs/architecture.md (a pixel's centre is its
+#    index); 2: several sources (source.npy); 1: COCO only.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 SPLITS = ("train", "val", "test")
 CROP_SIZE = 256
 ARRAYS = {  # name -> (dtype, shape after N)
@@ -91,6 +93,15 @@ def read_manifest(data_dir: str | Path) -> dict:
             f"{' and '.join(map(str, READABLE_VERSIONS))}; re-run `hgpose prepare` with this version"
         )
     return manifest
+
+
+def old_pixel_convention(manifest: dict) -> str | None:
+    """A one-line note when the store's crop keypoints predate the pixel convention (format 3)."""
+    version = manifest.get("format_version")
+    if version is None or version >= 3:
+        return None
+    return (f"this store (format_version {version}) maps keypoints into the crop by an older pixel "
+            "convention, up to 0.5 x (256 / crop side - 1) crop px off; prepare it again for exact labels")
 
 
 def sources(manifest: dict) -> list[dict]:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from hgpose.codec import ThesisCodec, argmax_2d
 from hgpose.data.crop import to_image
-from hgpose.data.store import Split, open_split, read_manifest
+from hgpose.data.store import Split, old_pixel_convention, open_split, read_manifest
 from hgpose.data.store import sources as store_sources
 from hgpose.errors import HgposeError
 from hgpose.evaluate import metrics as std
@@ -322,7 +322,10 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
     scored = select_joints(joints, est.joints)
     data, files, cocos = _annotated_split(data_dir, split, annotations, scored, protocol)
     folders = None if protocol == "thesis" else protocols.image_folders(data_dir, split, files)
-    names = [s["name"] for s in store_sources(read_manifest(data_dir))]
+    manifest = read_manifest(data_dir)
+    names = [s["name"] for s in store_sources(manifest)]
+    if old_pixel_convention(manifest):
+        print(f"hgpose evaluate: note: {old_pixel_convention(manifest)}", file=sys.stderr)
     run = Scoring.of(est, data, cocos, names=names, joints=scored, batch_size=batch_size, progress=progress)
     if protocol == "detections":
         threshold = protocols.BOX_SCORE_THRESHOLD if box_score_threshold is None else float(box_score_threshold)

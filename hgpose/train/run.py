@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from hgpose import __version__
-from hgpose.data.store import joints_present, mean_rgb, read_manifest
+from hgpose.data.store import joints_present, mean_rgb, old_pixel_convention, read_manifest
 from hgpose.errors import HgposeError
 from hgpose.io import run_lock, write_json
 from hgpose.models import LatentAutoencoder
@@ -95,6 +95,9 @@ def _train(run_dir: Path, data_dir, config, rt: Runtime, resume: bool, init, on_
     # found usable (fit's on_start): a command that fails before that leaves RUN_DIR as it
     # was, and a rejected `--resume --batch-size ...` leaves config.json untouched.
     _make_reproducible(config)
+    note = old_pixel_convention(read_manifest(data_dir))
+    if note and rt.main:
+        print(f"hgpose train: note: {note}", file=sys.stderr)
     mean = torch.from_numpy(mean_rgb(data_dir))
     if config.recipe == "thesis-ae":
         summary = _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step,
