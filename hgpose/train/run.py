@@ -87,6 +87,9 @@ def _train(run_dir: Path, data_dir, config, rt: Runtime, resume: bool, init, on_
     init = run_info["init"]
 
     def write_run_files() -> None:
+        note = old_pixel_convention(read_manifest(data_dir))
+        if rt.main and note:  # once the run starts: a failing command prints its error alone
+            print(f"hgpose train: note: {note}", file=sys.stderr)
         if rt.main:
             cfg.save(config, run_dir / "config.json")
             write_json(run_dir / "run.json", run_info)
@@ -95,9 +98,6 @@ def _train(run_dir: Path, data_dir, config, rt: Runtime, resume: bool, init, on_
     # found usable (fit's on_start): a command that fails before that leaves RUN_DIR as it
     # was, and a rejected `--resume --batch-size ...` leaves config.json untouched.
     _make_reproducible(config)
-    note = old_pixel_convention(read_manifest(data_dir))
-    if note and rt.main:
-        print(f"hgpose train: note: {note}", file=sys.stderr)
     mean = torch.from_numpy(mean_rgb(data_dir))
     if config.recipe == "thesis-ae":
         summary = _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step,
