@@ -55,6 +55,11 @@ class AugmentConfig:
 class TargetConfig:
     codec: str = "thesis"         # "thesis" (SPEC §2) | "gaussian" (Newell/MSRA)
     sigma: float = 1.0            # gaussian codec only, heatmap px
+    # How decoding refines the argmax (evaluate, predict, export and the saved weights use
+    # it): "auto" = the codec's own rule (thesis: plain argmax, SPEC §2; gaussian: the
+    # quarter-pixel shift) | "none" | "quarter" | "dark" (Taylor refinement, DARK). The
+    # thesis codec only decodes by argmax, so with it only "auto" and "none" are accepted.
+    refine: str = "auto"
     weighted: bool = False        # multiply the loss by the codec's per-joint weights
     all_stacks: bool = True       # intermediate supervision: a loss on every stack's output
     # Extra loss weight on the joints' peaks: each pixel's squared error is multiplied by
@@ -196,6 +201,7 @@ CHOICES = {
     "cpu_amp": ("bf16", "none"),
     "model.name": ("thesis", "newell"),
     "target.codec": ("thesis", "gaussian"),
+    "target.refine": ("auto", "none", "quarter", "dark"),
     "optim.name": ("rmsprop", "adam", "sgd"),
     "optim.schedule": ("plateau", "step", "none"),
     "ae.optim.name": ("rmsprop", "adam", "sgd"),
@@ -353,6 +359,9 @@ def validate(config: TrainConfig) -> None:
     if config.model.resolution not in (64, 128, 192, 256):
         raise HgposeError(f"config model.resolution={config.model.resolution}: choose 64, 128, 192 or 256 "
                           "(the hourglass halves it five times)")
+    if config.target.codec == "thesis" and config.target.refine not in ("auto", "none"):
+        raise HgposeError(f"config target.refine={config.target.refine}: the thesis codec decodes by plain "
+                          "argmax (SPEC §2); refinement needs target.codec=gaussian")
     if config.model.autoencoder and config.model.name != "thesis":
         raise HgposeError("config model.autoencoder=true needs model.name=thesis")
     if config.recipe == "thesis-ae" and not config.model.autoencoder:
