@@ -116,6 +116,22 @@ def cpu_bf16(config: TrainConfig) -> bool:
     return config.cpu_amp == "bf16" and native_bf16()
 
 
+def plateau_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig,
+                      mode: str) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """The "plateau" schedule (SPEC §4: on validation PCK, mode max, factor 0.2, patience 5,
+    min lr 5e-5), stepped once per epoch with the phase's metric; None for other schedules.
+
+    PyTorch's patience counts the epochs it tolerates: with patience 5 the lr drops at the
+    6th epoch in a row without an improvement (relative 1e-4 over the best), and never below
+    min_lr.
+    """
+    if optim.schedule != "plateau":
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=optim.plateau_factor, patience=optim.plateau_patience,
+        min_lr=optim.min_lr)
+
+
 # --- stop requests -------------------------------------------------------------------------
 
 class StopRequests:
@@ -177,11 +193,7 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model.parameters(), job.optim)
-    plateau = None
-    if job.optim.schedule == "plateau":
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=phase.mode, factor=job.optim.plateau_factor,
-            patience=job.optim.plateau_patience, min_lr=job.optim.min_lr)
+    plateau = plateau_scheduler(optimizer, job.optim, phase.mode)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and config.amp == "fp16")
     progress = job.progress
 
