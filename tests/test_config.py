@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from hgpose import config as cfg
 from hgpose.codec import GaussianCodec, ThesisCodec
@@ -63,3 +64,42 @@ def test_bad_refine_is_a_one_line_error(preset, assignment, message):
     with pytest.raises(HgposeError) as error:
         cfg.resolve(preset, [assignment])
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+# --- precision: amp (CUDA) and cpu_amp ------------------------------------------------------
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """The loop module on a CPU that computes bf16 natively, so only the config decides."""
+    from hgpose.train import loop
+
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
+    return loop
+
+
+CUDA, CPU = torch.device("cuda", 0), torch.device("cpu")
+
+
+@pytest.mark.parametrize("preset", ["thesis", "thesis-ae"])
+def test_thesis_presets_train_in_fp32_on_cuda_and_cpu(bf16_cpu, preset):
+    config = cfg.preset(preset)
+    assert (config.amp, config.cpu_amp) == ("none", "none")
+    assert bf16_cpu.autocast_dtype(config, CUDA) is None
+    assert bf16_cpu.autocast_dtype(config, CPU) is None
+    with bf16_cpu.autocast_factory(config, CPU)():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_mixed_precision_is_what_the_config_sets(bf16_cpu):
+    assert bf16_cpu.autocast_dtype(cfg.resolve("thesis", ["amp=bf16"]), CUDA) == torch.bfloat16
+    assert bf16_cpu.autocast_dtype(cfg.resolve("thesis", ["amp=fp16"]), CUDA) == torch.float16
+    with_cpu_bf16 = cfg.resolve("thesis", ["cpu_amp=bf16"])
+    assert bf16_cpu.autocast_dtype(with_cpu_bf16, CPU) == torch.bfloat16
+    with bf16_cpu.autocast_factory(with_cpu_bf16, CPU)():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    # The presets beyond the thesis keep their documented defaults: bf16 on CUDA; the cpu
+    # preset also on a CPU with native bf16.
+    assert bf16_cpu.autocast_dtype(cfg.preset("newell"), CUDA) == torch.bfloat16
+    assert bf16_cpu.autocast_dtype(cfg.preset("newell"), CPU) is None
+    assert bf16_cpu.autocast_dtype(cfg.preset("cpu"), CUDA) == torch.bfloat16
+    assert bf16_cpu.autocast_dtype(cfg.preset("cpu"), CPU) == torch.bfloat16

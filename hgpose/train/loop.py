@@ -100,15 +100,23 @@ def stop_runtime(rt: Runtime) -> None:
         dist.destroy_process_group()
 
 
-def autocast_factory(config: TrainConfig, device: torch.device) -> Callable:
-    """A zero-argument factory of the autocast context: `amp` on CUDA; on the CPU bf16 when
-    `cpu_amp` asks for it and the CPU has native bf16 (else fp32)."""
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast precision of a run on `device`; None = fp32 (no autocast).
+
+    Mixed precision is only ever what the config says: `amp` on CUDA ("none" in the thesis
+    presets, whose recipe is fp32), `cpu_amp` on the CPU, and there only where the CPU
+    computes bf16 natively.
+    """
     if device.type == "cuda":
-        enabled = config.amp != "none"
-        dtype = torch.float16 if config.amp == "fp16" else torch.bfloat16
-    else:
-        enabled, dtype = cpu_bf16(config), torch.bfloat16
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+    return torch.bfloat16 if cpu_bf16(config) else None
+
+
+def autocast_factory(config: TrainConfig, device: torch.device) -> Callable:
+    """A zero-argument factory of the autocast context of `autocast_dtype`."""
+    dtype = autocast_dtype(config, device)
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16,
+                                  enabled=dtype is not None)
 
 
 def cpu_bf16(config: TrainConfig) -> bool:
