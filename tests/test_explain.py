@@ -242,9 +242,13 @@ def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
         latents_mod.resolve_checkpoint(tmp_path / "empty")
     store = make_store(tmp_path / "store", 6, 6, 6, first_fully_annotated=True)
     ckpt = latents_mod.load_checkpoint(tiny_run(tmp_path / "run"))
-    with pytest.raises(HgposeError, match="no layer named 'hourglass.bottleneck.9'"):
+    with pytest.raises(HgposeError) as error:   # --layer: the message lists the valid names
         latents_mod.load_latents(ckpt, store, "train", tmp_path / "c", layer="hourglass.bottleneck.9",
                                  progress=False)
+    message = str(error.value)
+    assert message.startswith("no layer named 'hourglass.bottleneck.9' in ThesisNetwork; did you mean: ")
+    assert "its layers are: stem, " in message and "hourglass.bottleneck.{0..2}" in message
+    assert "the latent is hourglass.bottleneck.2" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("change, message", [
