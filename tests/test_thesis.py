@@ -80,8 +80,9 @@ def test_every_user_shows_the_numbers_of_this_module():
     assert (pca.THESIS_RATIOS, pca.THESIS_CUMULATIVE, pca.THESIS_N95) == (
         {1: 0.534, 2: 0.028, 3: 0.018}, {10: 0.65, 100: 0.82}, 541)
     assert ablation.THESIS == {"mean_with_skips": 0.493, "mean_without_skips": 0.179}
-    assert compare.THESIS == {"SHG": {"components_for_95": 541, "test_pck": 0.441},
-                              "SHG+AE": {"components_for_95": 16, "test_pck": 0.474}}
+    assert compare.THESIS == {
+        "SHG": {"pck": 0.441, "pck_split": "test", "components_for_95": 541, "pca_split": "train"},
+        "SHG+AE": {"pck": 0.474, "pck_split": "test", "components_for_95": 16, "pca_split": "train"}}
 
     pck = np.full((4, 3), 0.5)
     title = ablation.histogram_figure(pck, pck / 2, "val").axes[0].get_title()

@@ -3,7 +3,8 @@
 The thesis's point: the hourglass latent (4,096 values) needs hundreds of components for 95 %
 of its variance, the autoencoder's 50-dim code a handful, at a better PCK (its numbers:
 hgpose.thesis). Each model is analysed on its own `latent_layer` (the AE network's is its
-code) over the same split.
+code) over the same split, and every table and figure names that split: the thesis's own
+numbers come from two others (PCK on its test split, PCA on all training latents).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from hgpose.evaluate.pck import SUBSETS
 from hgpose.explain.latents import Checkpoint, Latents
 from hgpose.explain.pca import PCAResult
 
-THESIS = {model: {"components_for_95": thesis.COMPONENTS_FOR_95[model],
-                  "test_pck": thesis.PCK[model]["test"]["all"]} for model in ("SHG", "SHG+AE")}
+THESIS = {model: {"pck": thesis.PCK[model]["test"]["all"], "pck_split": "test",
+                  "components_for_95": thesis.COMPONENTS_FOR_95[model], "pca_split": thesis.PCA_SPLIT}
+          for model in ("SHG", "SHG+AE")}
 
 
 def model_name(checkpoint: Checkpoint) -> str:
@@ -49,8 +51,14 @@ def row(role: str, checkpoint: Checkpoint, latents: Latents, layer: str, pca_all
     }
 
 
-def figure(rows: list[dict]):
-    """Cumulative explained variance of each model's latent, 95 % marked."""
+def section(rows: list[dict], split: str, figure_path: str) -> dict:
+    """explain.json's compare part: both models' rows, measured on `split`, beside the
+    thesis's numbers and the splits those came from."""
+    return {"split": split, "models": rows, "thesis": THESIS, "figure": figure_path}
+
+
+def figure(rows: list[dict], split: str):
+    """Cumulative explained variance of each model's latent on `split`, 95 % marked."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 3.8))
@@ -67,8 +75,9 @@ def figure(rows: list[dict]):
     ax.set_xlabel("number of components")
     ax.set_ylabel("cumulative explained variance")
     ax.set_ylim(0, 1.01)
-    ax.set_title(f"Latent PCA, side by side (thesis: {THESIS['SHG']['components_for_95']} vs "
-                 f"{THESIS['SHG+AE']['components_for_95']} components for 95 %)", fontsize=10)
+    ax.set_title(f"Latent PCA on the {split} split, side by side (thesis, {thesis.PCA_SPLIT} split: "
+                 f"{THESIS['SHG']['components_for_95']} vs {THESIS['SHG+AE']['components_for_95']} "
+                 "components for 95 %)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.25, which="both")
     return fig
