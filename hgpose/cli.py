@@ -10,7 +10,7 @@ import argparse
 import errno
 import sys
 
-from hgpose import __version__
+from hgpose import __version__, thesis
 from hgpose.errors import HgposeError
 
 
@@ -102,7 +102,7 @@ def _add_prepare(sub) -> None:
                         "dataset store is written")
     p.add_argument(
         "--test-size", type=_test_size, default=None, metavar="N|FRACTION",
-        help="test crops per source: a count, or a fraction in (0,1) (default: COCO 5064 drawn "
+        help=f"test crops per source: a count, or a fraction in (0,1) (default: COCO {thesis.TEST_CROPS} drawn "
              "from train2017, as in the thesis, or 10%% where train2017 is too small; LSP 10%%)",
     )
     p.add_argument(
@@ -296,7 +296,7 @@ def _add_explain(sub) -> None:
         epilog=(
             "Example: hgpose explain runs/thesis --data data/coco --out reports/thesis-train; "
             "hgpose explain runs/thesis --data data/coco --out reports/val --split val "
-            "--compare runs/thesis-ae. Full COCO train (124,040 crops) needs ~2 GB of disk for the "
+            f"--compare runs/thesis-ae. Full COCO train ({thesis.TRAIN_CROPS:,} crops) needs ~2 GB of disk for the "
             "latents and a GPU for the network passes; the analysis itself runs on the CPU "
             "(see docs/explain.md for times)."
         ),

@@ -242,9 +242,13 @@ def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
         latents_mod.load_checkpoint(tmp_path / "empty")
     store = make_store(tmp_path / "store", 6, 6, 6, first_fully_annotated=True)
     ckpt = latents_mod.load_checkpoint(tiny_run(tmp_path / "run"))
-    with pytest.raises(HgposeError, match="no layer named 'hourglass.bottleneck.9'"):
+    with pytest.raises(HgposeError) as error:   # --layer: the message lists the valid names
         latents_mod.load_latents(ckpt, store, "train", tmp_path / "c", layer="hourglass.bottleneck.9",
                                  progress=False)
+    message = str(error.value)
+    assert message.startswith("no layer named 'hourglass.bottleneck.9' in ThesisNetwork; did you mean: ")
+    assert "its layers are: stem, " in message and "hourglass.bottleneck.{0..2}" in message
+    assert "the latent is hourglass.bottleneck.2" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("change, message", [
@@ -258,3 +262,83 @@ def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
 def test_bad_options_are_user_errors(change, message):
     with pytest.raises(HgposeError, match=message):
         check_options(ExplainOptions(**change))
+
+
+# --- the report of a whole (tiny) run --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def explained_val(tmp_path_factory):
+    """`explain` with --compare on the val split of a tiny store (untrained 8-feature SHG and
+    SHG+AE; every part but saliency): seconds, for the report's text."""
+    from hgpose.config import ModelConfig
+    from hgpose.explain import explain
+    from hgpose.models import ThesisNetwork
+    from hgpose.train.checkpoint import save_weights, weights_metadata
+
+    root = tmp_path_factory.mktemp("explained")
+    store = make_store(root / "store", 8, 8, 2, first_fully_annotated=True)
+    torch.manual_seed(0)
+    save_weights(root / "ae" / "checkpoints" / "best.safetensors", ThesisNetwork(features=8, autoencoder=True),
+                 weights_metadata(ModelConfig(name="thesis", features=8, autoencoder=True), [0.4] * 3, 0, {},
+                                  "thesis-ae"))
+    result = explain(tiny_run(root / "run"), store, root / "report", split="val", compare=str(root / "ae"),
+                     only=("pca", "kmeans", "ablation", "compare"), k_max=3, n_init=1, nearest=2,
+                     scatter_points=4, progress=False)
+    return root / "report", result
+
+
+def test_shg_vs_shg_ae_names_the_split_of_every_number(explained_val):
+    from hgpose.explain.pipeline import format_summary
+    from hgpose.explain.report import render
+
+    report, result = explained_val
+    section = result["compare"]
+    assert section["split"] == "val" and [m["model"] for m in section["models"]] == ["SHG", "SHG+AE"]
+    assert section["thesis"] == {   # the thesis's numbers come from two other splits
+        "SHG": {"pck": 0.441, "pck_split": "test", "components_for_95": 541, "pca_split": "train"},
+        "SHG+AE": {"pck": 0.474, "pck_split": "test", "components_for_95": 16, "pca_split": "train"}}
+    assert json.loads((report / "explain.json").read_text())["compare"]["split"] == "val"
+
+    summary = format_summary(result, report).splitlines()
+    shg, ae = section["models"]
+    assert (f"  SHG (this run), val split: PCK {shg['pck']['all']:.3f}, "
+            f"{shg['components_for_95']} components for 95 % of 128") in summary
+    assert any(line.startswith("  SHG+AE (--compare), val split: PCK ") for line in summary)
+
+    html = (report / "report.html").read_text()
+    assert '<h2 id="compare">SHG vs SHG+AE, val split</h2>' in html
+    assert "Both networks on the same crops of the <b>val</b> split" in html
+    assert ('<td class="l">SHG (this run)</td><td class="l"><code>hourglass.bottleneck.2</code></td>'
+            '<td class="l">val</td>') in html
+    assert ('<td class="l">thesis SHG+AE</td><td></td><td class="l">PCK: test; PCA: train</td><td></td>'
+            '<td>0.474</td><td>0.576</td><td>0.38</td><td>16</td>') in html
+    assert "on the same val crops" in html
+
+    rows = [{"model": "SHG", "role": "this run", "dim": 4, "components_for_95": 2, "pck": {"all": 0.5},
+             "cumulative": [0.6, 0.96, 1.0, 1.0]}]
+    assert compare_title(rows, "val") == ("Latent PCA on the val split, side by side "
+                                          "(thesis, train split: 541 vs 16 components for 95 %)")
+
+    # An explain.json written before the split was recorded is still rendered: the run's split.
+    old = json.loads((report / "explain.json").read_text())
+    del old["compare"]["split"]
+    (report / "explain.json").write_text(json.dumps(old))
+    render(report)
+    assert '<h2 id="compare">SHG vs SHG+AE, val split</h2>' in (report / "report.html").read_text()
+
+
+def compare_title(rows: list[dict], split: str) -> str:
+    from hgpose.explain import compare
+
+    return compare.figure(rows, split).axes[0].get_title()
+
+
+def test_the_report_shows_the_thesis_numbers_of_hgpose_thesis(explained_val):
+    html = (explained_val[0] / "report.html").read_text()
+    assert ("The thesis (all training latents of COCO): PC1 0.534, PC2 0.028, PC3 0.018; "
+            "65 % at 10 components, 82 % at 100; 95 % needs 541.") in html
+    assert ('<td class="l">thesis, all COCO training latents</td><td>124,040</td><td>4,096</td><td></td>'
+            '<td>0.534</td><td></td><td>541</td>') in html
+    assert ("The thesis found K = 2 best (silhouette ≈ 0.18 on 10,000 random latents: nearly fully "
+            "annotated vs. many joints missing; ≈ 0.107 on fully annotated ones).") in html
+    assert "Thesis: mean per-image PCK 0.493 with skips, 0.179 without." in html

@@ -7,6 +7,7 @@ other forward pass uses reduced widths and 64x64 inputs so the file stays fast o
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from hgpose.models import (
     capture,
     skips_disabled,
 )
+from hgpose.models.capture import capturable
 
 # Derived by hand from the layer lists (docs/models.md) and asserted exactly.
 THESIS_PARAMS = 14_526_053
@@ -226,10 +228,51 @@ def test_capture_unknown_layer_names_close_matches_and_leaves_no_hooks():
     message = str(error.value)
     assert "'hourglass.botleneck.2'" in message and "hourglass.bottleneck.2" in message
     assert isinstance(error.value, HgposeError) and isinstance(error.value, ValueError)
-    with pytest.raises(UnknownNameError, match="top-level modules are: stem, hourglass, head"):
+    with pytest.raises(UnknownNameError, match="in ThesisNetwork; its layers are: stem, stem.conv, "):
         with capture(model, "zzz"):
             pass
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def _expand(outline: str, model: nn.Module) -> set[str]:
+    """The names an unknown-layer message stands for: ranges expanded, and the Residual parts
+    added under every Residual."""
+    layers, _, rest = outline.removeprefix("its layers are: ").partition("; inside each Residual: ")
+    found = set()
+    for pattern in layers.split(", "):
+        names = [""]
+        for token in re.findall(r"\{[^}]*\}|[^.]+", pattern):   # {0..3} holds dots itself
+            if token.startswith("{"):
+                low, high = token[1:-1].split("..")
+                options = [str(i) for i in range(int(low), int(high) + 1)]
+            else:
+                options = [token]
+            names = [f"{n}.{o}" if n else o for n in names for o in options]
+        found.update(names)
+    modules = dict(model.named_modules())
+    residuals = {n for n in found if isinstance(modules.get(n), Residual)}
+    return found | {n + part for n in residuals for part in rest.split(";")[0].split()}
+
+
+@pytest.mark.parametrize("model", [ThesisNetwork(features=8), ThesisNetwork(features=8, autoencoder=True),
+                                   StackedHourglass(num_stacks=2, features=8)],
+                         ids=["thesis", "thesis-ae", "newell-2"])
+def test_unknown_layer_lists_every_valid_name(model):
+    """Hundreds of names, folded into one line that expands back to exactly the valid ones."""
+    with pytest.raises(UnknownNameError) as error:
+        with capture(model, "nope"):
+            pass
+    message = str(error.value)
+    assert "\n" not in message and message.endswith(f"; the latent is {model.latent_layer} "
+                                                    f"({len(capturable(model))} names in all)")
+    if isinstance(model, StackedHourglass):
+        assert "hourglasses.{0..1}.skips.{0..3}, hourglasses.{0..1}.down.{0..3}" in message
+        assert "merge_features.0, merge_predictions.0" in message
+    else:
+        assert ("hourglass.skips.{0..3}, hourglass.down.{0..3}, hourglass.bottleneck, "
+                "hourglass.bottleneck.{0..2}") in message
+    assert "inside each Residual: .bn1 .conv1 .bn2 .conv2 .bn3 .conv3 .skip;" in message
+    assert _expand(message[message.index("its layers are: "):], model) == set(capturable(model))
 
 
 # --- skip ablation ----------------------------------------------------------------------

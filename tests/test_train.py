@@ -111,6 +111,29 @@ def test_warmup_and_step_decay_schedule():
     assert scheduled_lr(plateau, 0, 0) is None  # the plateau scheduler owns the lr
 
 
+def test_thesis_plateau_schedule_drops_lr_by_0_2_after_5_flat_epochs_never_below_5e_5():
+    """SPEC §4 on a made-up sequence of validation PCKs, through the scheduler the loop builds."""
+    from hgpose.train.loop import plateau_scheduler
+
+    optim = cfg.preset("thesis").optim
+    assert all(scheduled_lr(optim, epoch, 10**6) is None for epoch in range(100))  # nothing else sets it
+    optimizer = make_optimizer([torch.nn.Parameter(torch.zeros(1))], optim)
+    plateau = plateau_scheduler(optimizer, optim, PosePhase.mode)
+    val_pck = [0.10, 0.20,                          # epochs 1-2: improving
+               0.19, 0.19, 0.19, 0.19,              # 3-6: four flat epochs ...
+               0.25,                                # 7: ... an improvement starts the count again
+               0.25002, 0.24, 0.24, 0.24, 0.24,     # 8-12: five flat (+0.00002 is below the 1e-4 threshold)
+               0.24,                                # 13: the 6th: lr x 0.2 = 5e-5
+               0.24, 0.24, 0.24, 0.24, 0.24, 0.24,  # 14-19: six more, a second drop would give 1e-5 ...
+               0.24]                                # ... but min_lr holds it at 5e-5
+    lrs = []
+    for pck in val_pck:
+        plateau.step(pck)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([2.5e-4] * 12 + [5e-5] * 8, rel=1e-9)
+    assert plateau_scheduler(optimizer, cfg.preset("newell").optim, "max") is None  # step schedule
+
+
 # --- one real step -------------------------------------------------------------------------
 
 def test_one_step_on_real_coco_crops_lowers_the_loss(coco_sample_store):

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hgpose import images
+from hgpose import images, thesis
 from hgpose.data import coco as coco_io
 from hgpose.data.crop import CROP_SIZE, ENLARGE, clean_keypoints, cut_crop, thesis_crop_box, to_crop
 from hgpose.data.sources import ALL_PARTS, Source, annotation_files, read_sources, write_lsp_annotations
@@ -230,7 +230,7 @@ def _shard_folder(work: Path, key: tuple[int, str], index: int) -> Path:
 
 
 # ----------------------------------------------------------------------------- the split
-DEFAULT_TEST_SIZE = {"coco": 5064, "lsp": 0.1}  # coco: the thesis's count (SPEC section 1)
+DEFAULT_TEST_SIZE = {"coco": thesis.TEST_CROPS, "lsp": 0.1}  # coco: the thesis's count (SPEC section 1)
 DEFAULT_VAL_SIZE = {"lsp": 0.1}                 # coco has val2017
 
 
@@ -429,7 +429,7 @@ def prepare(
     sources: a folder (COCO root or LSP folder, detected) or "coco:PATH" / "lsp:PATH", or a
         list of them: one store holds them all, each crop recording its source.
     test_size / val_size: a count or a fraction in (0, 1), per source; None = the format's
-        default (COCO: test 5,064 from train2017, val = val2017; LSP: 10 % each).
+        default (COCO: test = the thesis's count from train2017, val = val2017; LSP: 10 % each).
     Started again after an interruption, it resumes from the finished shards.
     """
     specs = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
@@ -683,5 +683,6 @@ def format_summary(manifest: dict) -> str:
                      f"test {sp['test']:,d} ({rule}); {len(source['joints'])} of 17 joints"
                      + (f" ({absent} absent: never in a loss or metric)" if absent else ""))
     r, g, b = manifest["mean_rgb"]
-    lines.append(f"mean RGB of the train crops: ({r:.3f}, {g:.3f}, {b:.3f})   [thesis: (0.410, 0.374, 0.354)]")
+    reference = ", ".join(f"{v:.3f}" for v in thesis.TRAIN_MEAN_RGB)
+    lines.append(f"mean RGB of the train crops: ({r:.3f}, {g:.3f}, {b:.3f})   [thesis: ({reference})]")
     return "\n".join(lines)

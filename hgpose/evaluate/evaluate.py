@@ -45,12 +45,10 @@ from hgpose.evaluate.pck import SUBSETS, THRESHOLD, counted_joints, thesis_pck
 from hgpose.inference.estimator import decode_to_image, target_peak
 from hgpose.io import atomic_path, write_json
 from hgpose.skeleton import JOINTS, NUM_JOINTS
+from hgpose.thesis import PCK as THESIS_PCK
 
 # SPEC §7: the thesis's own numbers for its 1-stack SHG, printed beside ours for reference.
-THESIS_REFERENCE = {
-    "test": {"all": 0.441, "visible": 0.469, "limbs": 0.32},
-    "val": {"all": 0.433},
-}
+THESIS_REFERENCE = THESIS_PCK["SHG"]
 
 # Receives (start, stop) indices of a batch of the split, returns its heatmaps
 # float [B, 17, 64, 64] (any device). The network in `evaluate`; the ground truth in tests.

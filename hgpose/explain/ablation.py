@@ -11,12 +11,16 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from hgpose import thesis
 from hgpose.evaluate.pck import SUBSETS
 from hgpose.explain import figures
 from hgpose.explain.latents import Checkpoint, Latents, forward_pass
 
 MAX_DRAWN = 20
 BINS = np.linspace(0.0, 1.0, 21)
+# The thesis's means (SPEC §6), as explain.json's ablation section records them.
+THESIS = {"mean_with_skips": thesis.ABLATION_MEAN_PCK_WITH_SKIPS,
+          "mean_without_skips": thesis.ABLATION_MEAN_PCK_WITHOUT_SKIPS}
 
 
 def run(checkpoint: Checkpoint, latents: Latents, data_dir, split: str, *, limit: int = 0,
@@ -60,8 +64,8 @@ def histogram_figure(with_skips: np.ndarray, without: np.ndarray, split: str) ->
         ax.axvline(values.mean(), color=colour, linestyle="--", linewidth=1.5)
     ax.set_xlabel("per-image thesis PCK (labelled joints, < 3.2 heatmap px)")
     ax.set_ylabel("images")
-    ax.set_title(f"Skip-connection ablation, {split} split ({len(a):,} images; thesis: 0.493 vs 0.179)",
-                 fontsize=10)
+    ax.set_title(f"Skip-connection ablation, {split} split ({len(a):,} images; thesis: "
+                 f"{THESIS['mean_with_skips']} vs {THESIS['mean_without_skips']})", fontsize=10)
     ax.set_xlim(0, 1)
     ax.legend(fontsize=9)
     ax.grid(alpha=0.25)

@@ -7,7 +7,8 @@ distance within that space plus its distance outside it; summed over all points,
 part is the residual sum of squares minus what the partition separates outside the space,
 so it varies between partitions by at most (1 - variance) of the total. The objective solved
 therefore differs from the full one by at most 5 % of the total sum of squares, for a problem
-~8x smaller (the thesis's latents need 541 of 4,096 components for 95 %; at 99 % it would
+~8x smaller (the thesis's latents need about an eighth of their 4,096 components for 95 %,
+hgpose.thesis.COMPONENTS_FOR_95; at 99 % it would
 be ~2,700 and K-means alone ~20 minutes on 2 cores instead of ~4). `residual_separation`
 measures how much of that slack a found partition actually uses (one pass over the full
 latents): ~1e-8 of the total on the benchmark's thesis-like latents, so nothing is lost.
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
+from hgpose import thesis
 from hgpose.explain.kmeans import kmeans_many
 
 ALGORITHMS = ("lloyd", "elkan", "minibatch")
@@ -219,7 +221,8 @@ def silhouette_figure(sweeps: dict[str, dict], labels: dict[str, str]):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("K")
     left.set_ylabel("mean silhouette")
-    left.set_title("Silhouette (star: chosen K; thesis: K=2, 0.18 / 0.107)", fontsize=10)
+    left.set_title(f"Silhouette (star: chosen K; thesis: K={thesis.KMEANS_BEST_K}, "
+                   f"{thesis.SILHOUETTE_RANDOM} / {thesis.SILHOUETTE_FULLY_ANNOTATED})", fontsize=10)
     right.set_xlabel("K")
     right.set_ylabel("within-cluster SS / total SS")
     right.set_title("K-means objective (share of variance left)", fontsize=10)

@@ -1,20 +1,24 @@
 """SHG vs SHG+AE (`--compare`): thesis PCK and the components each latent needs for 95 %.
 
-The thesis's point: the hourglass latent (4,096 values) needs 541 components for 95 % of
-its variance, the autoencoder's 50-dim code 16, at a better PCK. Each model is analysed on
-its own `latent_layer` (the AE network's is its code) over the same split.
+The thesis's point: the hourglass latent (4,096 values) needs hundreds of components for 95 %
+of its variance, the autoencoder's 50-dim code a handful, at a better PCK (its numbers:
+hgpose.thesis). Each model is analysed on its own `latent_layer` (the AE network's is its
+code) over the same split, and every table and figure names that split: the thesis's own
+numbers come from two others (PCK on its test split, PCA on all training latents).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from hgpose import thesis
 from hgpose.evaluate.pck import SUBSETS
 from hgpose.explain.latents import Checkpoint, Latents
 from hgpose.explain.pca import PCAResult
 
-THESIS = {"SHG": {"components_for_95": 541, "test_pck": 0.441},
-          "SHG+AE": {"components_for_95": 16, "test_pck": 0.474}}
+THESIS = {model: {"pck": thesis.PCK[model]["test"]["all"], "pck_split": "test",
+                  "components_for_95": thesis.COMPONENTS_FOR_95[model], "pca_split": thesis.PCA_SPLIT}
+          for model in ("SHG", "SHG+AE")}
 
 
 def model_name(checkpoint: Checkpoint) -> str:
@@ -47,8 +51,14 @@ def row(role: str, checkpoint: Checkpoint, latents: Latents, layer: str, pca_all
     }
 
 
-def figure(rows: list[dict]):
-    """Cumulative explained variance of each model's latent, 95 % marked."""
+def section(rows: list[dict], split: str, figure_path: str) -> dict:
+    """explain.json's compare part: both models' rows, measured on `split`, beside the
+    thesis's numbers and the splits those came from."""
+    return {"split": split, "models": rows, "thesis": THESIS, "figure": figure_path}
+
+
+def figure(rows: list[dict], split: str):
+    """Cumulative explained variance of each model's latent on `split`, 95 % marked."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 3.8))
@@ -65,7 +75,9 @@ def figure(rows: list[dict]):
     ax.set_xlabel("number of components")
     ax.set_ylabel("cumulative explained variance")
     ax.set_ylim(0, 1.01)
-    ax.set_title("Latent PCA, side by side (thesis: 541 vs 16 components for 95 %)", fontsize=10)
+    ax.set_title(f"Latent PCA on the {split} split, side by side (thesis, {thesis.PCA_SPLIT} split: "
+                 f"{THESIS['SHG']['components_for_95']} vs {THESIS['SHG+AE']['components_for_95']} "
+                 "components for 95 %)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.25, which="both")
     return fig

@@ -396,7 +396,7 @@ def _ablation_part(ctx: _Context, ckpt, data_dir, device) -> dict:
     np.savez(ctx.out_dir / "ablation.npz", ids=ctx.lat.ids, pck_with_skips=ctx.lat.pck,
              pck_without_skips=pck_without)
     return {"summary": ablation.summarise(ctx.lat.pck, pck_without),
-            "thesis": {"mean_with_skips": 0.493, "mean_without_skips": 0.179},
+            "thesis": ablation.THESIS,
             "figures": {k: ctx.rel(v) for k, v in paths.items()}}
 
 
@@ -476,10 +476,10 @@ def _compare_part(ctx: _Context, ckpt, layer: str, data_dir, device) -> dict:
     other_full = pca_mod.fit_pca(other_lat.values, full) if len(full) >= MIN_ROWS else None
     rows = [compare.row("this run", ckpt, ctx.lat, layer, ctx.pcas["all"], ctx.pcas.get("full")),
             compare.row("--compare", other, other_lat, other_layer, other_all, other_full)]
-    path = figures.save(compare.figure(rows), ctx.fig_dir / "compare_variance.png")
+    path = figures.save(compare.figure(rows, o.split), ctx.fig_dir / "compare_variance.png")
     for r in rows:
         r.pop("cumulative")   # plotted; the per-run PCA section holds the curves
-    return {"models": rows, "thesis": compare.THESIS, "figure": ctx.rel(path)}
+    return compare.section(rows, o.split, ctx.rel(path))
 
 
 def _factors_part(ctx: _Context, data_dir) -> dict | None:
@@ -518,8 +518,9 @@ def format_summary(result: dict, out_dir) -> str:
     if "saliency" in result:
         lines.append(f"  saliency: {len(result['saliency']['samples'])} crops x "
                      f"{len(result['saliency']['joints'])} joints")
+    compared_on = result.get("compare", {}).get("split", d["split"])  # older explain.json: the run's
     for m in result.get("compare", {}).get("models", []):
-        lines.append(f"  {m['model']} ({m['role']}): PCK {m['pck']['all']:.3f}, "
+        lines.append(f"  {m['model']} ({m['role']}), {compared_on} split: PCK {m['pck']['all']:.3f}, "
                      f"{m['components_for_95']} components for 95 % of {m['dim']}")
     lines.append(f"report: {Path(out_dir) / 'report.html'} ({result['timings']['total']:.0f} s)")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from hgpose import thesis
 from hgpose.errors import HgposeError
 from hgpose.io import atomic_path
 
@@ -63,7 +64,7 @@ def render(out_dir: str | Path) -> Path:
         raise HgposeError(f"{path}: not found; run `hgpose explain` first") from None
     images = _figures(result, out_dir, {})
     html = _environment().get_template("report.html.j2").render(
-        r=result, img=images, labels=SUBSET_LABELS)
+        r=result, img=images, labels=SUBSET_LABELS, thesis=thesis)
     target = out_dir / "report.html"
     with atomic_path(target, suffix=".html") as tmp:
         tmp.write_text(html, encoding="utf-8")

@@ -24,4 +24,4 @@ def build_network(config: ModelConfig) -> nn.Module:
 def build_codec(config: TargetConfig):
     if config.codec == "thesis":
         return ThesisCodec()
-    return GaussianCodec(sigma=config.sigma)
+    return GaussianCodec(sigma=config.sigma, refine="quarter" if config.refine == "auto" else config.refine)

@@ -99,20 +99,44 @@ def stop_runtime(rt: Runtime) -> None:
         dist.destroy_process_group()
 
 
-def autocast_factory(config: TrainConfig, device: torch.device) -> Callable:
-    """A zero-argument factory of the autocast context: `amp` on CUDA; on the CPU bf16 when
-    `cpu_amp` asks for it and the CPU has native bf16 (else fp32)."""
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast precision of a run on `device`; None = fp32 (no autocast).
+
+    Mixed precision is only ever what the config says: `amp` on CUDA ("none" in the thesis
+    presets, whose recipe is fp32), `cpu_amp` on the CPU, and there only where the CPU
+    computes bf16 natively.
+    """
     if device.type == "cuda":
-        enabled = config.amp != "none"
-        dtype = torch.float16 if config.amp == "fp16" else torch.bfloat16
-    else:
-        enabled, dtype = cpu_bf16(config), torch.bfloat16
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+    return torch.bfloat16 if cpu_bf16(config) else None
+
+
+def autocast_factory(config: TrainConfig, device: torch.device) -> Callable:
+    """A zero-argument factory of the autocast context of `autocast_dtype`."""
+    dtype = autocast_dtype(config, device)
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16,
+                                  enabled=dtype is not None)
 
 
 def cpu_bf16(config: TrainConfig) -> bool:
     """Whether a CPU run trains under bf16 autocast (fp32 master weights either way)."""
     return config.cpu_amp == "bf16" and native_bf16()
+
+
+def plateau_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig,
+                      mode: str) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """The "plateau" schedule (SPEC §4: on validation PCK, mode max, factor 0.2, patience 5,
+    min lr 5e-5), stepped once per epoch with the phase's metric; None for other schedules.
+
+    PyTorch's patience counts the epochs it tolerates: with patience 5 the lr drops at the
+    6th epoch in a row without an improvement (relative 1e-4 over the best), and never below
+    min_lr.
+    """
+    if optim.schedule != "plateau":
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=optim.plateau_factor, patience=optim.plateau_patience,
+        min_lr=optim.min_lr)
 
 
 # --- stop requests -------------------------------------------------------------------------
@@ -190,11 +214,7 @@ class _Fit:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(self.model.parameters(), job.optim)
-        self.plateau = None
-        if job.optim.schedule == "plateau":
-            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode=self.phase.mode, factor=job.optim.plateau_factor,
-                patience=job.optim.plateau_patience, min_lr=job.optim.min_lr)
+        self.plateau = plateau_scheduler(self.optimizer, job.optim, self.phase.mode)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.device.type == "cuda" and config.amp == "fp16")
         self.progress = job.progress

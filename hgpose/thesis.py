@@ -1,0 +1,60 @@
+"""The thesis's own numbers, in one place: what it measured, printed beside ours.
+
+Every module that shows a thesis figure (evaluate's tables, prepare's summary, the explain
+figures, report and explain.json) reads it from here, so a figure is corrected once.
+Each constant names the SPEC section it comes from; "the thesis" is the 2021 DIKU bachelor
+thesis this package reproduces, "SHG" its 1-stack network and "SHG+AE" the same network with
+the 50-dim latent autoencoder. These are reference values only: no computation depends on them.
+"""
+
+from __future__ import annotations
+
+# --- SPEC §1, data -------------------------------------------------------------------------
+
+#: Mean RGB of the training crops, in [0, 1] (the thesis subtracts it from the input).
+TRAIN_MEAN_RGB = (0.410, 0.374, 0.354)
+#: COCO 2017 people with at least one labelled keypoint.
+KEYPOINT_PEOPLE = 149_813
+#: Crops per split: train = train2017 minus test; val = val2017; test drawn from train2017.
+TRAIN_CROPS = 124_040
+VAL_CROPS = 5_064
+TEST_CROPS = 5_064
+
+# --- SPEC §3, the latent -------------------------------------------------------------------
+
+#: Values in the analysed latent: the 3rd bottleneck Residual's 256 x 4 x 4 output.
+LATENT_DIM = 256 * 4 * 4
+
+# --- SPEC §6, explainability ---------------------------------------------------------------
+
+#: Skip-connection ablation: mean per-image thesis PCK of SHG with and without its skips.
+ABLATION_MEAN_PCK_WITH_SKIPS = 0.493
+ABLATION_MEAN_PCK_WITHOUT_SKIPS = 0.179
+#: Training crops with all 17 joints labelled (the PCA and K-means subset (ii)).
+FULLY_ANNOTATED_TRAIN_CROPS = 7_017
+#: Random training latents the thesis's K-means could afford (memory), subset (i).
+KMEANS_RANDOM_LATENTS = 10_000
+
+# --- SPEC §7, reference results ------------------------------------------------------------
+
+#: Thesis PCK (64x64 argmax, < 3.2 heatmap px): model -> split -> joints counted
+#: ("all" labelled v=1,2; "visible" v=2; "limbs" wrists, elbows, knees, ankles).
+PCK = {
+    "SHG": {"val": {"all": 0.433}, "test": {"all": 0.441, "visible": 0.469, "limbs": 0.32}},
+    "SHG+AE": {"val": {"all": 0.467}, "test": {"all": 0.474, "visible": 0.576, "limbs": 0.38}},
+}
+#: The split the PCA figures below were measured on (all training latents).
+PCA_SPLIT = "train"
+#: Share of the variance along SHG's first principal components (1-based).
+PCA_RATIOS = {1: 0.534, 2: 0.028, 3: 0.018}
+#: Cumulative share of the variance at these numbers of components (SHG).
+PCA_CUMULATIVE = {10: 0.65, 100: 0.82}
+#: Principal components needed for 95 % of the variance of each model's latent
+#: (SHG: the 4,096-value latent; SHG+AE: the 50-dim code).
+COMPONENTS_FOR_95 = {"SHG": 541, "SHG+AE": 16}
+#: K-means: the K with the best mean silhouette, and that silhouette on the random latents
+#: (nearly fully annotated vs. many joints missing) and on the fully annotated ones
+#: (upright/stationary vs. moving/bent).
+KMEANS_BEST_K = 2
+SILHOUETTE_RANDOM = 0.18
+SILHOUETTE_FULLY_ANNOTATED = 0.107

@@ -1,0 +1,105 @@
+"""The typed run configuration: fields that choose behaviour, checked by their effect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hgpose import config as cfg
+from hgpose.codec import GaussianCodec, ThesisCodec
+from hgpose.errors import HgposeError
+from hgpose.skeleton import NUM_JOINTS
+from hgpose.inference.build import build_codec
+
+
+# --- target.refine: how the argmax of a heatmap is refined ----------------------------------
+
+def sharp_heatmaps(x: float, y: float) -> np.ndarray:
+    """Exact sigma-1 targets [17, 64, 64] with every joint at heatmap position (x, y)."""
+    keypoints = np.tile([x * 4, y * 4, 2.0], (NUM_JOINTS, 1))
+    return GaussianCodec(sigma=1.0).encode(keypoints)[0]
+
+
+def test_dark_refinement_moves_the_argmax_to_the_sub_pixel_peak():
+    # The peak sits at (20.3, 30.7) heatmap px: the argmax cell is (20, 31), 0.3 px off on
+    # each axis. Plain argmax stays there; DARK must move right in x and up in y, onto it.
+    heatmaps = sharp_heatmaps(20.3, 30.7)
+    none = build_codec(cfg.resolve("newell", ["target.refine=none"]).target)
+    dark = build_codec(cfg.resolve("newell", ["target.refine=dark"]).target)
+    assert (none.refine, dark.refine) == ("none", "dark")
+    at_argmax = none.decode(heatmaps)[0][0]
+    refined = dark.decode(heatmaps)[0][0]
+    np.testing.assert_array_equal(at_argmax, [80.0, 124.0])               # cell (20, 31) x 4
+    assert refined[0] > at_argmax[0] and refined[1] < at_argmax[1]         # toward (81.2, 122.8)
+    np.testing.assert_allclose(refined, [81.2, 122.8], atol=0.02)          # exact Gaussian: on it
+
+
+def test_refine_auto_is_each_codecs_own_decoding():
+    """The default keeps what runs decoded with before the field existed."""
+    assert cfg.TargetConfig().refine == "auto"
+    gaussian = build_codec(cfg.preset("newell").target)
+    assert isinstance(gaussian, GaussianCodec) and gaussian.refine == "quarter"
+    np.testing.assert_array_equal(gaussian.decode(sharp_heatmaps(20.3, 30.7))[0][0], [81.0, 123.0])
+    assert isinstance(build_codec(cfg.preset("thesis").target), ThesisCodec)
+    assert isinstance(build_codec(cfg.resolve("thesis", ["target.refine=none"]).target), ThesisCodec)
+
+
+def test_refine_is_saved_with_the_run_and_read_back(tmp_path):
+    config = cfg.resolve("newell", ["target.refine=dark"])
+    cfg.save(config, tmp_path / "config.json")
+    assert cfg.load(tmp_path / "config.json").target.refine == "dark"
+    assert cfg.to_dict(config)["target"]["refine"] == "dark"   # also what weights files carry
+    # A config.json written before the field existed decodes as it always did.
+    old = cfg.to_dict(cfg.preset("newell"))
+    del old["target"]["refine"]
+    assert cfg.from_dict(old).target.refine == "auto"
+
+
+@pytest.mark.parametrize("preset, assignment, message", [
+    ("newell", "target.refine=taylor", "config target.refine='taylor': choose one of auto, none, quarter, dark"),
+    ("thesis", "target.refine=dark", "config target.refine=dark: the thesis codec decodes by plain argmax"),
+])
+def test_bad_refine_is_a_one_line_error(preset, assignment, message):
+    with pytest.raises(HgposeError) as error:
+        cfg.resolve(preset, [assignment])
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+# --- precision: amp (CUDA) and cpu_amp ------------------------------------------------------
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """The loop module on a CPU that computes bf16 natively, so only the config decides."""
+    from hgpose.train import loop
+
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
+    return loop
+
+
+CUDA, CPU = torch.device("cuda", 0), torch.device("cpu")
+
+
+@pytest.mark.parametrize("preset", ["thesis", "thesis-ae"])
+def test_thesis_presets_train_in_fp32_on_cuda_and_cpu(bf16_cpu, preset):
+    config = cfg.preset(preset)
+    assert (config.amp, config.cpu_amp) == ("none", "none")
+    assert bf16_cpu.autocast_dtype(config, CUDA) is None
+    assert bf16_cpu.autocast_dtype(config, CPU) is None
+    with bf16_cpu.autocast_factory(config, CPU)():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_mixed_precision_is_what_the_config_sets(bf16_cpu):
+    assert bf16_cpu.autocast_dtype(cfg.resolve("thesis", ["amp=bf16"]), CUDA) == torch.bfloat16
+    assert bf16_cpu.autocast_dtype(cfg.resolve("thesis", ["amp=fp16"]), CUDA) == torch.float16
+    with_cpu_bf16 = cfg.resolve("thesis", ["cpu_amp=bf16"])
+    assert bf16_cpu.autocast_dtype(with_cpu_bf16, CPU) == torch.bfloat16
+    with bf16_cpu.autocast_factory(with_cpu_bf16, CPU)():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    # The presets beyond the thesis keep their documented defaults: bf16 on CUDA; the cpu
+    # preset also on a CPU with native bf16.
+    assert bf16_cpu.autocast_dtype(cfg.preset("newell"), CUDA) == torch.bfloat16
+    assert bf16_cpu.autocast_dtype(cfg.preset("newell"), CPU) is None
+    assert bf16_cpu.autocast_dtype(cfg.preset("cpu"), CUDA) == torch.bfloat16
+    assert bf16_cpu.autocast_dtype(cfg.preset("cpu"), CPU) == torch.bfloat16
