@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from hgpose.io import save_npy, write_json
+from hgpose.skeleton import JOINTS
 
 MEAN_RGB = [0.41, 0.374, 0.354]
 
@@ -41,8 +42,9 @@ def make_run(run_dir: Path, preset: str = "thesis", *, checkpoints=("best", "las
 
 
 def make_store(root: Path, n_train: int = 10, n_val: int = 4, n_test: int = 2, seed: int = 0,
-               first_fully_annotated: bool = False) -> Path:
-    """A minimal dataset store of random crops and keypoints (v drawn from 0, 1, 2)."""
+               first_fully_annotated: bool = False, format_version: int = 3) -> Path:
+    """A minimal dataset store of random crops and keypoints (v drawn from 0, 1, 2): one COCO
+    source without annotation files; format_version 1 writes the oldest layout instead."""
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         kps = np.zeros((n, 17, 3), np.float32)
@@ -54,7 +56,15 @@ def make_store(root: Path, n_train: int = 10, n_val: int = 4, n_test: int = 2, s
         save_npy(root / split / "keypoints.npy", kps)
         save_npy(root / split / "boxes.npy", np.tile(np.float32([0, 0, 256]), (n, 1)))
         save_npy(root / split / "ids.npy", np.stack([np.arange(n)] * 2, 1).astype(np.int64))
-    write_json(root / "manifest.json", {"format_version": 1, "mean_rgb": MEAN_RGB})
+        if format_version >= 2:
+            save_npy(root / split / "source.npy", np.zeros(n, np.uint8))
+    manifest = {"format_version": format_version, "mean_rgb": MEAN_RGB}
+    if format_version >= 2:
+        splits = {"train": n_train, "val": n_val, "test": n_test}
+        manifest.update(splits=splits, sources=[{
+            "name": "coco", "format": "coco", "joints": list(JOINTS), "counts": {}, "splits": splits,
+            "annotations": {"train": None, "val": None, "test": None}}])
+    write_json(root / "manifest.json", manifest)
     return root
 
 

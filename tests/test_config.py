@@ -17,8 +17,9 @@ from hgpose.inference.build import build_codec
 
 def sharp_heatmaps(x: float, y: float) -> np.ndarray:
     """Exact sigma-1 targets [17, 64, 64] with every joint at heatmap position (x, y)."""
-    keypoints = np.tile([x * 4, y * 4, 2.0], (NUM_JOINTS, 1))
-    return GaussianCodec(sigma=1.0).encode(keypoints)[0]
+    codec = GaussianCodec(sigma=1.0)
+    keypoints = np.tile([codec.grid_to_crop(x), codec.grid_to_crop(y), 2.0], (NUM_JOINTS, 1))
+    return codec.encode(keypoints)[0]
 
 
 def test_dark_refinement_moves_the_argmax_to_the_sub_pixel_peak():
@@ -30,9 +31,9 @@ def test_dark_refinement_moves_the_argmax_to_the_sub_pixel_peak():
     assert (none.refine, dark.refine) == ("none", "dark")
     at_argmax = none.decode(heatmaps)[0][0]
     refined = dark.decode(heatmaps)[0][0]
-    np.testing.assert_array_equal(at_argmax, [80.0, 124.0])               # cell (20, 31) x 4
-    assert refined[0] > at_argmax[0] and refined[1] < at_argmax[1]         # toward (81.2, 122.8)
-    np.testing.assert_allclose(refined, [81.2, 122.8], atol=0.02)          # exact Gaussian: on it
+    np.testing.assert_array_equal(at_argmax, [81.5, 125.5])               # cell (20, 31): 4j + 1.5
+    assert refined[0] > at_argmax[0] and refined[1] < at_argmax[1]         # toward (82.7, 124.3)
+    np.testing.assert_allclose(refined, [82.7, 124.3], atol=0.02)          # exact Gaussian: on it
 
 
 def test_refine_auto_is_each_codecs_own_decoding():
@@ -40,7 +41,8 @@ def test_refine_auto_is_each_codecs_own_decoding():
     assert cfg.TargetConfig().refine == "auto"
     gaussian = build_codec(cfg.preset("newell").target)
     assert isinstance(gaussian, GaussianCodec) and gaussian.refine == "quarter"
-    np.testing.assert_array_equal(gaussian.decode(sharp_heatmaps(20.3, 30.7))[0][0], [81.0, 123.0])
+    # argmax (20, 31) moved a quarter cell toward the higher neighbour: (20.25, 30.75)
+    np.testing.assert_array_equal(gaussian.decode(sharp_heatmaps(20.3, 30.7))[0][0], [82.5, 124.5])
     assert isinstance(build_codec(cfg.preset("thesis").target), ThesisCodec)
     assert isinstance(build_codec(cfg.resolve("thesis", ["target.refine=none"]).target), ThesisCodec)
 

@@ -273,7 +273,7 @@ def explained_val(tmp_path_factory):
     from hgpose.config import ModelConfig
     from hgpose.explain import explain
     from hgpose.models import ThesisNetwork
-    from hgpose.train.checkpoint import save_weights, weights_metadata
+    from hgpose.inference.weights import save_weights, weights_metadata
 
     root = tmp_path_factory.mktemp("explained")
     store = make_store(root / "store", 8, 8, 2, first_fully_annotated=True)

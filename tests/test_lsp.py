@@ -226,6 +226,6 @@ def test_coco_alone_gives_the_arrays_it_always_did(coco_sample, coco_sample_stor
 def test_a_store_written_before_sources_were_recorded_stays_readable(tmp_path):
     from builders import make_store
 
-    store = make_store(tmp_path / "old")          # format_version 1, no source.npy
+    store = make_store(tmp_path / "old", format_version=1)   # no source.npy
     split = open_split(store, "train")
     assert (np.asarray(split.source) == 0).all() and split.joints_present(slice(None)).all()
