@@ -436,6 +436,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--flip", action="store_true",
                    help="flip test: average each crop's heatmaps with those of its mirror image, "
                         "left/right joints swapped (default: off)")
+    p.add_argument("--refine", default=None, choices=("auto", "none", "quarter", "dark"),
+                   help="how the heatmap argmax is refined when decoding: none, quarter (a quarter "
+                        "pixel toward the higher neighbour), dark (DARK's Taylor step) (default: the "
+                        "run's target.refine; the thesis codec knows only plain argmax)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default: RUN_DIR/eval/<split>-<protocol>-<checkpoint>[-flip])")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
@@ -458,7 +462,7 @@ def _run_evaluate(args) -> int:
     metrics = evaluate(
         args.run_dir, args.data, split=args.split, protocol=args.protocol, boxes=args.boxes,
         box_score_threshold=args.box_score_threshold, checkpoint=args.checkpoint, flip=args.flip,
-        out_dir=args.out, batch_size=args.batch_size, device=args.device,
+        refine=args.refine, out_dir=args.out, batch_size=args.batch_size, device=args.device,
         annotations=args.annotations, joints=args.joints, progress=not args.no_progress,
     )
     print(format_tables(metrics))
@@ -497,6 +501,10 @@ def _add_predict(sub) -> None:
                    help="weights to use (default: best, or last if the run has no best)")
     p.add_argument("--flip", action="store_true",
                    help="average with the heatmaps of the mirrored crop (default: off)")
+    p.add_argument("--refine", default=None, choices=("auto", "none", "quarter", "dark"),
+                   help="how the heatmap argmax is refined when decoding: none, quarter (a quarter "
+                        "pixel toward the higher neighbour), dark (DARK's Taylor step) (default: the "
+                        "run's target.refine; the thesis codec knows only plain argmax)")
     p.add_argument("--min-score", type=float, default=0.25, metavar="FRACTION",
                    help="draw joints faded when their score is below this fraction of a "
                         "perfect target's peak (default: 0.25)")
@@ -522,6 +530,7 @@ def _run_predict(args) -> int:
     summary = predict(
         args.run_dir, args.images, args.out, box=args.box, checkpoint=args.checkpoint,
         device=args.device, flip=args.flip, min_score=args.min_score, on_image=report,
+        refine=args.refine,
     )
     if summary.failed:
         print(f"hgpose predict: {len(summary.failed)} of {len(summary.outcomes)} inputs failed",

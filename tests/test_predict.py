@@ -180,3 +180,22 @@ def test_cli_predict_exit_status(run, coco_sample, tmp_path, capsys):
     assert good.name in out and "box 40,30,120,260" in out
     assert cli.main(["predict", str(run), str(good), "--out", str(tmp_path / "o2")]) == 0
     assert "whole image" in capsys.readouterr().out
+
+
+def test_refine_chooses_the_decoding_of_a_gaussian_run(tmp_path):
+    """`hgpose.load(..., refine=...)` (the CLI's --refine) swaps only the argmax refinement;
+    a thesis-codec run refuses any refinement in one line."""
+    import hgpose
+    from hgpose.codec import GaussianCodec, ThesisCodec
+
+    newell = make_run(tmp_path / "newell", "newell", stacks=1, checkpoints=("last",))
+    own = hgpose.load(newell, device="cpu").codec
+    assert own.refine == "quarter"                                           # the preset's auto
+    dark = hgpose.load(newell, device="cpu", refine="dark").codec
+    assert isinstance(dark, GaussianCodec) and dark.refine == "dark" and dark.sigma == own.sigma
+    thesis = make_run(tmp_path / "thesis", checkpoints=("last",))
+    assert isinstance(hgpose.load(thesis, device="cpu", refine="none").codec, ThesisCodec)
+    with pytest.raises(HgposeError, match="--refine dark: this run uses the thesis codec"):
+        hgpose.load(thesis, device="cpu", refine="dark")
+    with pytest.raises(HgposeError, match="--refine taylor: choose one of auto, none, quarter, dark"):
+        hgpose.load(newell, device="cpu", refine="taylor")

@@ -291,7 +291,7 @@ def only_joints(split: Split, joints: np.ndarray) -> Split:
 
 def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", protocol: str = "gt-box",
              boxes: str | Path | None = None, box_score_threshold: float | None = None,
-             checkpoint: str | Path | None = None, flip: bool = False,
+             checkpoint: str | Path | None = None, flip: bool = False, refine: str | None = None,
              out_dir: str | Path | None = None, batch_size: int = 32, device: str = "auto",
              annotations: str | Path | None = None, joints: str = "trained",
              progress: bool = True) -> dict:
@@ -302,6 +302,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
         needs `boxes`, a COCO detection results file, whose boxes scoring below
         `box_score_threshold` (default 0: all) are left out.
     checkpoint: None = best (last if the run has no best), "best", "last" or a path.
+    refine: decode with none, quarter or dark instead of the run's target.refine.
     out_dir: default RUN_DIR/eval/<split>-<protocol>-<checkpoint name>[-flip].
     annotations: the split's COCO annotation file, if it moved since `hgpose prepare`.
     joints: which joints are scored (see `select_joints`); by default those the network
@@ -316,7 +317,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
         # found now, not after the whole split has been scored
         raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the results")
     detections = protocols.read_detections(boxes) if protocol == "detections" else None
-    est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip)
+    est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip, refine=refine)
     scored = select_joints(joints, est.joints)
     data, files, cocos = _annotated_split(data_dir, split, annotations, scored, protocol)
     folders = None if protocol == "thesis" else protocols.image_folders(data_dir, split, files)
@@ -333,7 +334,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
         metrics, rows, results = score_split_people(run, folders)
     metrics.update(protocol=protocol, protocol_description=protocols.DESCRIPTIONS[protocol],
                    checkpoint=est.checkpoint, split=split, flip=bool(flip),
-                   codec=type(est.codec).__name__, data_dir=str(Path(data_dir).resolve()),
+                   codec=type(est.codec).__name__, refine=getattr(est.codec, "refine", "none"),
+                   data_dir=str(Path(data_dir).resolve()),
                    joints=[name for name, keep in zip(JOINTS, scored) if keep])
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(est.checkpoint, split, protocol, flip)
     write_outputs(out_dir, metrics, rows, results)

@@ -36,16 +36,18 @@ __all__ = ["Estimator", "Prediction", "box_crop", "decode_to_image", "load", "ta
 # --- loading a run ---------------------------------------------------------------------------
 
 def load(source: str | Path, *, checkpoint: str | Path | None = None, device: str = "auto",
-         flip: bool = False) -> "Estimator":
+         flip: bool = False, refine: str | None = None) -> "Estimator":
     """An `Estimator` from a run directory (best checkpoint by default) or a weights file.
 
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     flip: average each crop's heatmaps with those of its mirror image (flip test).
+    refine: how the argmax is refined when decoding (none, quarter, dark; default: the run's
+    target.refine).
     """
     weights_path, run_dir = resolve_checkpoint(source, checkpoint)
     device = resolve_device(device)
     model, metadata = load_network(weights_path, device)
-    codec = codec_of(run_dir, metadata, weights_path)
+    codec = codec_of(run_dir, metadata, weights_path, refine)
     return Estimator(model, codec, metadata["mean_rgb"], device, flip=flip, checkpoint=weights_path,
                      metadata=metadata)
 

@@ -12,6 +12,7 @@ Python API, and thesis-ae reading its own autoencoder run):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -67,17 +68,31 @@ def resolve_checkpoint(source: str | Path, checkpoint: str | Path | None = None)
     raise HgposeError(f"--checkpoint {which}: not found (as a path, or in {folder})")
 
 
-def codec_of(run_dir: Path | None, metadata: dict, weights: Path):
+def codec_of(run_dir: Path | None, metadata: dict, weights: Path, refine: str | None = None):
     """The codec the network was trained with: it decides how heatmaps are decoded.
 
     The run's config.json is authoritative; a weights file on its own carries its target
     config (newer files) or at least its preset, whose default codec is then used.
+    refine: decode with this refinement instead of the run's target.refine (auto, none,
+    quarter, dark; the thesis codec knows only plain argmax).
     """
+    target = _target_of(run_dir, metadata, weights)
+    if refine is not None:
+        if refine not in cfg.CHOICES["target.refine"]:
+            raise HgposeError(f"--refine {refine}: choose one of {', '.join(cfg.CHOICES['target.refine'])}")
+        if target.codec == "thesis" and refine not in ("auto", "none"):
+            raise HgposeError(f"--refine {refine}: this run uses the thesis codec (plain argmax); "
+                              "refinement needs a run trained with target.codec=gaussian")
+        target = dataclasses.replace(target, refine=refine)
+    return build_codec(target)
+
+
+def _target_of(run_dir: Path | None, metadata: dict, weights: Path) -> cfg.TargetConfig:
     if run_dir is not None and (run_dir / "config.json").is_file():
-        return build_codec(cfg.load(run_dir / "config.json").target)
+        return cfg.load(run_dir / "config.json").target
     if "target" in metadata:
-        return build_codec(cfg.from_dict(metadata["target"], cfg.TargetConfig, f"{weights} target"))
+        return cfg.from_dict(metadata["target"], cfg.TargetConfig, f"{weights} target")
     preset = metadata.get("preset", "thesis")
     if preset not in cfg.PRESETS:
         raise HgposeError(f"{weights}: unknown preset {preset!r} in its metadata and no config.json beside it")
-    return build_codec(cfg.PRESETS[preset]().target)
+    return cfg.PRESETS[preset]().target
