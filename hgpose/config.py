@@ -168,7 +168,7 @@ def newell() -> TrainConfig:
 
 def cpu() -> TrainConfig:
     """Real people on a CPU in an hour (beyond the thesis): a 2-stack Newell hourglass at
-    64 features working at 128x128, Gaussian sigma-2 targets with a peak weight,
+    128 features working at 128x128, Gaussian sigma-2 targets with a peak weight,
     augmentation, Adam with a step decay, bf16 where the CPU has it, flip test. Each choice
     was measured on LSPET: see docs/training.md, "Training on a CPU"."""
     return TrainConfig(
@@ -179,7 +179,7 @@ def cpu() -> TrainConfig:
         amp="bf16",
         cpu_amp="bf16",
         keep_epoch_checkpoints=False,
-        model=ModelConfig(name="newell", features=64, stacks=2, resolution=128),
+        model=ModelConfig(name="newell", features=128, stacks=2, resolution=128),
         data=DataConfig(workers=1),
         target=TargetConfig(codec="gaussian", sigma=2.0, weighted=True, all_stacks=True, foreground=20.0),
         augment=AugmentConfig(enabled=True),
