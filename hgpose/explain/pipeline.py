@@ -103,11 +103,7 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
         explain("runs/thesis", "data/coco", "reports/thesis-train", split="train")
         explain(run, data, out, ExplainOptions(only=("pca",), limit=10000))
     """
-    options = ExplainOptions(**{**(asdict(options) if options else {}), **changes})
-    for name in ("only", "saliency_joints", "saliency_rows"):   # "pca,kmeans" works too
-        value = getattr(options, name)
-        value = tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else tuple(value)
-        setattr(options, name, tuple(int(v) for v in value) if name == "saliency_rows" else value)
+    options = _normalised(options, changes)
     check_options(options)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -145,21 +141,41 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
     result.setdefault("timings", {}).update(timings)
 
     split = open_split(data_dir, options.split)
-    images, keypoints = split.images, split.keypoints
-    subsets = {"all": None, "full": lat.fully_annotated}
-    ctx = _Context(options, out_dir, fig_dir, images, keypoints, lat, subsets)
+    ctx = _Context(options, out_dir, fig_dir, split.images, split.keypoints, lat,
+                   {"all": None, "full": lat.fully_annotated})
+    _run_parts(ctx, parts, result, ckpt, layer, data_dir, device)
+    result["timings"]["total"] = round(time.perf_counter() - started, 2)
 
+    write_json(out_dir / "explain.json", result)
+    from hgpose.explain.report import render
+
+    render(out_dir)
+    return result
+
+
+def _normalised(options: ExplainOptions | None, changes: dict) -> ExplainOptions:
+    """Options with `changes` applied; "pca,kmeans"-style strings become tuples."""
+    options = ExplainOptions(**{**(asdict(options) if options else {}), **changes})
+    for name in ("only", "saliency_joints", "saliency_rows"):
+        value = getattr(options, name)
+        value = tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else tuple(value)
+        setattr(options, name, tuple(int(v) for v in value) if name == "saliency_rows" else value)
+    return options
+
+
+def _run_parts(ctx: "_Context", parts: list[str], result: dict, ckpt, layer: str, data_dir, device) -> None:
+    """Each asked-for part in order, its section and its time into `result`."""
     if "pca" in parts or "kmeans" in parts or "compare" in parts:
         t = time.perf_counter()
         ctx.fit_pcas()
         result["timings"]["pca_fit"] = round(time.perf_counter() - t, 2)
     if "pca" in parts:
         t = time.perf_counter()
-        result["pca"] = ctx.pca_part()
+        result["pca"] = _pca_part(ctx)
         result["timings"]["pca"] = round(time.perf_counter() - t + result["timings"]["pca_fit"], 2)
     if "kmeans" in parts:
         t = time.perf_counter()
-        result["kmeans"] = ctx.kmeans_part()
+        result["kmeans"] = _kmeans_part(ctx)
         result["timings"]["kmeans"] = round(time.perf_counter() - t, 2)
     if "ablation" in parts:
         t = time.perf_counter()
@@ -174,17 +190,10 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
         result["compare"] = _compare_part(ctx, ckpt, layer, data_dir, device)
         result["timings"]["compare"] = round(time.perf_counter() - t, 2)
     if ctx.pcas:   # the factors follow the PCA (and clusters) just computed
-        _forget(out_dir, result.pop("factors", None))
+        _forget(ctx.out_dir, result.pop("factors", None))
         found = _factors_part(ctx, data_dir)
         if found is not None:
             result["factors"] = found
-    result["timings"]["total"] = round(time.perf_counter() - started, 2)
-
-    write_json(out_dir / "explain.json", result)
-    from hgpose.explain.report import render
-
-    render(out_dir)
-    return result
 
 
 # --- bookkeeping -----------------------------------------------------------------------------
@@ -236,6 +245,10 @@ def _data_summary(data_dir, options: ExplainOptions, lat) -> dict:
 
 @dataclass
 class _Context:
+    """What every part of one explain call reads: the options, where figures go, the crops
+    and their latents, and the PCA of each subset (fitted once, used by PCA, K-means,
+    compare and the factors)."""
+
     options: ExplainOptions
     out_dir: Path
     fig_dir: Path
@@ -244,7 +257,7 @@ class _Context:
     lat: object
     subsets: dict
     pcas: dict = field(default_factory=dict)        # subset -> PCAResult
-    scores: dict = field(default_factory=dict)      # subset -> (columns, scores, sq_dist)
+    scores: dict = field(default_factory=dict)      # subset -> (columns, scores, sq_dist, dims)
     skipped: dict = field(default_factory=dict)     # subset -> reason
     labels: dict = field(default_factory=dict)      # subset -> chosen-K labels
 
@@ -255,7 +268,6 @@ class _Context:
         chosen = self.subsets[subset]
         return np.arange(len(self.lat)) if chosen is None else np.sort(chosen)
 
-    # -- PCA ------------------------------------------------------------------------------------
     def fit_pcas(self) -> None:
         o = self.options
         for name, chosen in self.subsets.items():
@@ -273,115 +285,132 @@ class _Context:
                                     desc=f"projection {name}")
             self.scores[name] = (columns, s, sq, dims)
 
-    def pca_part(self) -> dict:
-        out = {"subsets": {}, "skipped": dict(self.skipped), "thesis": {
-            "ratios": pca_mod.THESIS_RATIOS, "cumulative": pca_mod.THESIS_CUMULATIVE,
-            "components_for_95": pca_mod.THESIS_N95}}
-        if not self.pcas:
-            return out
-        labels = {k: SUBSET_LABELS[k] for k in self.pcas}
-        out["variance_figure"] = self.rel(figures.save(
-            pca_mod.variance_figure(self.pcas, labels), self.fig_dir / "pca_variance.png"))
-        for name, p in self.pcas.items():
-            entry = pca_mod.summary(p)
-            columns, s, sq, _ = self.scores[name]
-            rows = self.rows(name)
-            walks = []
-            for k in pca_mod.walk_components(p):
-                col = columns.index(k - 1)
-                lam = float(p.eigenvalues[k - 1])
-                picks = pca_mod.walk_nearest(s[:, col], sq, lam)
-                z = s[picks, col] / np.sqrt(lam) if lam > 0 else np.zeros(len(picks))
-                fig = pca_mod.walk_figure(self.images, self.keypoints, rows[picks], z, k,
-                                          float(p.ratios[k - 1]), SUBSET_LABELS[name])
-                path = figures.save(fig, self.fig_dir / f"pca_walk_{name}_pc{k}.png")
-                walks.append({"component": k, "steps": list(pca_mod.WALK_STEPS),
-                              "rows": rows[picks].tolist(), "z": [round(float(v), 3) for v in z],
-                              "distinct": int(len(set(picks.tolist()))), "figure": self.rel(path)})
-            entry["walks"] = walks
-            out["subsets"][name] = entry
-        return out
 
-    # -- K-means --------------------------------------------------------------------------------
-    def kmeans_part(self) -> dict:
-        o = self.options
-        out = {"subsets": {}, "skipped": dict(self.skipped), "algorithm": o.kmeans_algorithm,
-               "n_init": o.n_init, "max_iter": o.max_iter, "variance_kept": o.kmeans_variance}
-        for name, p in self.pcas.items():
-            columns, s, _, dims = self.scores[name]
-            z = s[:, :dims]     # columns start with 0..dims-1
-            rows = self.rows(name)
-            results, sample, seconds = clusters.sweep(
-                z, range(o.k_min, o.k_max + 1), n_init=o.n_init, max_iter=o.max_iter, seed=o.seed,
-                algorithm=o.kmeans_algorithm, sample=o.silhouette_sample)
-            if not results:
-                out["skipped"][name] = f"only {len(z)} crops: too few for K={o.k_min}"
-                continue
-            chosen = clusters.best(results)
-            unseen = clusters.residual_separation(self.lat.values, self.subsets[name], chosen.labels, p, dims)
-            self.labels[name] = chosen.labels
-            total_ss = float(p.eigenvalues[:dims].sum()) * (p.n - 1)
-            nearest = clusters.nearest_to_centroids(z, chosen.labels, chosen.centroids, o.nearest)
-            per_cluster = []
-            for c in range(chosen.k):
-                members = chosen.labels == c
-                per_cluster.append({
-                    "cluster": c,
-                    "size": int(members.sum()),
-                    "mean_labelled": float(self.lat.labelled[rows[members]].mean()),
-                    "mean_visible": float(self.lat.visible[rows[members]].mean()),
-                    "fully_annotated_share": float(self.lat.complete[rows[members]].mean()),
-                    "nearest_rows": rows[nearest[c]].tolist(),
-                    "nearest_ids": self.lat.ids[rows[nearest[c]]].tolist(),
-                })
-            np.savez(self.out_dir / f"kmeans_{name}.npz", rows=rows, ids=self.lat.ids[rows],
-                     ks=np.array([r.k for r in results]), labels=np.stack([r.labels for r in results]))
-            entry = {
-                "n": int(len(z)), "dims": int(dims),
-                "variance_in_dims": float(p.cumulative[dims - 1]),
-                "silhouette_sample": {"size": int(len(sample)), "of": int(len(z)), "seed": o.seed,
-                                      "sampled": bool(len(sample) < len(z))},
-                "per_k": [{"k": r.k, "inertia": r.inertia,
-                           "inertia_fraction": r.inertia / total_ss if total_ss > 0 else None,
-                           "silhouette": r.silhouette, "n_iter": r.n_iter,
-                           "seconds": None if r.seconds is None else round(r.seconds, 2)}
-                          for r in results],
-                "chosen_k": chosen.k,
-                "kmeans_seconds": round(seconds, 2),
-                # how much the chosen partition separates outside the clustered components
-                # (share of the total SS): the part of the full objective it could not see
-                "residual_separation": unseen,
-                "clusters": per_cluster,
-                "labels_file": f"kmeans_{name}.npz",
-            }
-            entry["nearest_figure"] = self.rel(figures.save(
-                clusters.nearest_figure(self.images, self.keypoints, nearest, rows,
-                                        [c["size"] for c in per_cluster], SUBSET_LABELS[name]),
-                self.fig_dir / f"kmeans_{name}_nearest.png"))
-            entry["scatter_figure"] = self.rel(figures.save(
-                self._scatter(z, chosen.labels, rows, name), self.fig_dir / f"kmeans_{name}_scatter.png"))
-            out["subsets"][name] = entry
-        if out["subsets"]:
-            out["silhouette_figure"] = self.rel(figures.save(
-                clusters.silhouette_figure(out["subsets"], {k: SUBSET_LABELS[k] for k in out["subsets"]}),
-                self.fig_dir / "kmeans_silhouette.png"))
-        return out
+# --- PCA -------------------------------------------------------------------------------------
 
-    def _scatter(self, z, labels, rows, name):
-        rng = np.random.default_rng(self.options.seed)
-        panels = []
-        for c in range(int(labels.max()) + 1):
-            members = np.flatnonzero(labels == c)
-            coords, ratios = clusters.cluster_plane(z[members], seed=self.options.seed)
-            drawn = members if len(members) <= self.options.scatter_points else \
-                rng.choice(members, self.options.scatter_points, replace=False)
-            where = np.searchsorted(members, drawn)
-            order = np.argsort(drawn)   # sorted rows: sequential reads from the store
-            kps = np.asarray(self.keypoints[np.sort(rows[drawn])])
-            panels.append({"coords": coords[where][order], "keypoints": kps, "ratios": ratios,
-                           "title": f"cluster {c}: {len(members):,} crops"
-                                    + (f" ({len(drawn)} drawn)" if len(drawn) < len(members) else "")})
-        return clusters.scatter_figure(panels, SUBSET_LABELS[name])
+def _pca_part(ctx: _Context) -> dict:
+    out = {"subsets": {}, "skipped": dict(ctx.skipped), "thesis": {
+        "ratios": pca_mod.THESIS_RATIOS, "cumulative": pca_mod.THESIS_CUMULATIVE,
+        "components_for_95": pca_mod.THESIS_N95}}
+    if not ctx.pcas:
+        return out
+    labels = {k: SUBSET_LABELS[k] for k in ctx.pcas}
+    out["variance_figure"] = ctx.rel(figures.save(
+        pca_mod.variance_figure(ctx.pcas, labels), ctx.fig_dir / "pca_variance.png"))
+    for name, p in ctx.pcas.items():
+        entry = pca_mod.summary(p)
+        entry["walks"] = [_pc_walk(ctx, name, p, k) for k in pca_mod.walk_components(p)]
+        out["subsets"][name] = entry
+    return out
+
+
+def _pc_walk(ctx: _Context, name: str, p, k: int) -> dict:
+    """The walk along component k: the nearest real crop to mean + c·sqrt(lambda)·v."""
+    columns, s, sq, _ = ctx.scores[name]
+    rows = ctx.rows(name)
+    col = columns.index(k - 1)
+    lam = float(p.eigenvalues[k - 1])
+    picks = pca_mod.walk_nearest(s[:, col], sq, lam)
+    z = s[picks, col] / np.sqrt(lam) if lam > 0 else np.zeros(len(picks))
+    fig = pca_mod.walk_figure(ctx.images, ctx.keypoints, rows[picks], z, k,
+                              float(p.ratios[k - 1]), SUBSET_LABELS[name])
+    path = figures.save(fig, ctx.fig_dir / f"pca_walk_{name}_pc{k}.png")
+    return {"component": k, "steps": list(pca_mod.WALK_STEPS),
+            "rows": rows[picks].tolist(), "z": [round(float(v), 3) for v in z],
+            "distinct": int(len(set(picks.tolist()))), "figure": ctx.rel(path)}
+
+
+# --- K-means ---------------------------------------------------------------------------------
+
+def _kmeans_part(ctx: _Context) -> dict:
+    o = ctx.options
+    out = {"subsets": {}, "skipped": dict(ctx.skipped), "algorithm": o.kmeans_algorithm,
+           "n_init": o.n_init, "max_iter": o.max_iter, "variance_kept": o.kmeans_variance}
+    for name, p in ctx.pcas.items():
+        entry = _kmeans_subset(ctx, name, p)
+        if entry is None:
+            out["skipped"][name] = f"only {len(ctx.rows(name))} crops: too few for K={o.k_min}"
+        else:
+            out["subsets"][name] = entry
+    if out["subsets"]:
+        out["silhouette_figure"] = ctx.rel(figures.save(
+            clusters.silhouette_figure(out["subsets"], {k: SUBSET_LABELS[k] for k in out["subsets"]}),
+            ctx.fig_dir / "kmeans_silhouette.png"))
+    return out
+
+
+def _kmeans_subset(ctx: _Context, name: str, p) -> dict | None:
+    """The K sweep on one subset's PCA space, the chosen K, its clusters and figures."""
+    o = ctx.options
+    columns, s, _, dims = ctx.scores[name]
+    z = s[:, :dims]     # columns start with 0..dims-1
+    rows = ctx.rows(name)
+    results, sample, seconds = clusters.sweep(
+        z, range(o.k_min, o.k_max + 1), n_init=o.n_init, max_iter=o.max_iter, seed=o.seed,
+        algorithm=o.kmeans_algorithm, sample=o.silhouette_sample)
+    if not results:
+        return None
+    chosen = clusters.best(results)
+    ctx.labels[name] = chosen.labels
+    total_ss = float(p.eigenvalues[:dims].sum()) * (p.n - 1)
+    nearest = clusters.nearest_to_centroids(z, chosen.labels, chosen.centroids, o.nearest)
+    per_cluster = [_cluster_summary(ctx, rows, chosen.labels == c, nearest[c], c) for c in range(chosen.k)]
+    np.savez(ctx.out_dir / f"kmeans_{name}.npz", rows=rows, ids=ctx.lat.ids[rows],
+             ks=np.array([r.k for r in results]), labels=np.stack([r.labels for r in results]))
+    return {
+        "n": int(len(z)), "dims": int(dims),
+        "variance_in_dims": float(p.cumulative[dims - 1]),
+        "silhouette_sample": {"size": int(len(sample)), "of": int(len(z)), "seed": o.seed,
+                              "sampled": bool(len(sample) < len(z))},
+        "per_k": [{"k": r.k, "inertia": r.inertia,
+                   "inertia_fraction": r.inertia / total_ss if total_ss > 0 else None,
+                   "silhouette": r.silhouette, "n_iter": r.n_iter,
+                   "seconds": None if r.seconds is None else round(r.seconds, 2)}
+                  for r in results],
+        "chosen_k": chosen.k,
+        "kmeans_seconds": round(seconds, 2),
+        # how much the chosen partition separates outside the clustered components
+        # (share of the total SS): the part of the full objective it could not see
+        "residual_separation": clusters.residual_separation(ctx.lat.values, ctx.subsets[name],
+                                                            chosen.labels, p, dims),
+        "clusters": per_cluster,
+        "labels_file": f"kmeans_{name}.npz",
+        "nearest_figure": ctx.rel(figures.save(
+            clusters.nearest_figure(ctx.images, ctx.keypoints, nearest, rows,
+                                    [c["size"] for c in per_cluster], SUBSET_LABELS[name]),
+            ctx.fig_dir / f"kmeans_{name}_nearest.png")),
+        "scatter_figure": ctx.rel(figures.save(
+            _scatter(ctx, z, chosen.labels, rows, name), ctx.fig_dir / f"kmeans_{name}_scatter.png")),
+    }
+
+
+def _cluster_summary(ctx: _Context, rows: np.ndarray, members: np.ndarray, nearest, c: int) -> dict:
+    return {
+        "cluster": c,
+        "size": int(members.sum()),
+        "mean_labelled": float(ctx.lat.labelled[rows[members]].mean()),
+        "mean_visible": float(ctx.lat.visible[rows[members]].mean()),
+        "fully_annotated_share": float(ctx.lat.complete[rows[members]].mean()),
+        "nearest_rows": rows[nearest].tolist(),
+        "nearest_ids": ctx.lat.ids[rows[nearest]].tolist(),
+    }
+
+
+def _scatter(ctx: _Context, z, labels, rows, name):
+    rng = np.random.default_rng(ctx.options.seed)
+    panels = []
+    for c in range(int(labels.max()) + 1):
+        members = np.flatnonzero(labels == c)
+        coords, ratios = clusters.cluster_plane(z[members], seed=ctx.options.seed)
+        drawn = members if len(members) <= ctx.options.scatter_points else \
+            rng.choice(members, ctx.options.scatter_points, replace=False)
+        where = np.searchsorted(members, drawn)
+        order = np.argsort(drawn)   # sorted rows: sequential reads from the store
+        kps = np.asarray(ctx.keypoints[np.sort(rows[drawn])])
+        panels.append({"coords": coords[where][order], "keypoints": kps, "ratios": ratios,
+                       "title": f"cluster {c}: {len(members):,} crops"
+                                + (f" ({len(drawn)} drawn)" if len(drawn) < len(members) else "")})
+    return clusters.scatter_figure(panels, SUBSET_LABELS[name])
 
 
 # --- the other parts ---------------------------------------------------------------------------
