@@ -229,3 +229,27 @@ def test_a_store_written_before_sources_were_recorded_stays_readable(tmp_path):
     store = make_store(tmp_path / "old", format_version=1)   # no source.npy
     split = open_split(store, "train")
     assert (np.asarray(split.source) == 0).all() and split.joints_present(slice(None)).all()
+
+
+def test_a_store_older_than_the_pixel_convention_is_named_in_one_line(tmp_path):
+    from builders import make_store
+
+    from hgpose.data.store import old_pixel_convention, read_manifest
+
+    old = read_manifest(make_store(tmp_path / "v1", format_version=1))
+    note = old_pixel_convention(old)
+    assert note.startswith("this store (format_version 1) maps keypoints") and "prepare it again" in note
+    assert "\n" not in note
+    assert old_pixel_convention(read_manifest(make_store(tmp_path / "v3"))) is None
+
+
+def test_prepare_into_a_store_of_an_older_format_says_so_and_writes_nothing(coco_sample, coco_sample_store, tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    manifest = json.loads((coco_sample_store / "manifest.json").read_text())
+    manifest["format_version"] = 2
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Exception, match="holds a store of format_version 2, made by an older hgpose"):
+        prepare(f"coco:{coco_sample}", out, test_size=0.1, progress=False)
+    assert not any((out / name).exists() for name in (".work", "train", "val", "test"))
+    assert json.loads((out / "manifest.json").read_text()) == manifest
