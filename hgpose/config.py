@@ -314,6 +314,14 @@ def _get(config, key: str):
     return config
 
 
+def refine_problem(codec: str, refine: str) -> str | None:
+    """Why a codec cannot decode with `refine` (None when it can): the thesis codec knows only
+    plain argmax. Checked for a config (`--set target.refine`) and for `--refine` at inference."""
+    if codec == "thesis" and refine not in ("auto", "none"):
+        return "decodes by plain argmax (SPEC §2); refinement needs target.codec=gaussian"
+    return None
+
+
 def validate(config: TrainConfig) -> None:
     # Types first (a config.json edited by hand may hold "features": "eight"), so that the
     # range checks below compare numbers with numbers.
@@ -365,9 +373,9 @@ def validate(config: TrainConfig) -> None:
     if config.model.resolution not in (64, 128, 192, 256):
         raise HgposeError(f"config model.resolution={config.model.resolution}: choose 64, 128, 192 or 256 "
                           "(the hourglass halves it five times)")
-    if config.target.codec == "thesis" and config.target.refine not in ("auto", "none"):
-        raise HgposeError(f"config target.refine={config.target.refine}: the thesis codec decodes by plain "
-                          "argmax (SPEC §2); refinement needs target.codec=gaussian")
+    problem = refine_problem(config.target.codec, config.target.refine)
+    if problem:
+        raise HgposeError(f"config target.refine={config.target.refine}: the thesis codec {problem}")
     if config.model.autoencoder and config.model.name != "thesis":
         raise HgposeError("config model.autoencoder=true needs model.name=thesis")
     if config.recipe == "thesis-ae" and not config.model.autoencoder:

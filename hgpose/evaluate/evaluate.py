@@ -323,8 +323,9 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
     folders = None if protocol == "thesis" else protocols.image_folders(data_dir, split, files)
     manifest = read_manifest(data_dir)
     names = [s["name"] for s in store_sources(manifest)]
-    if old_pixel_convention(manifest):
-        print(f"hgpose evaluate: note: {old_pixel_convention(manifest)}", file=sys.stderr)
+    note = old_pixel_convention(manifest)
+    if note:
+        print(f"hgpose evaluate: note: {note}", file=sys.stderr)
     run = Scoring.of(est, data, cocos, names=names, joints=scored, batch_size=batch_size, progress=progress)
     if protocol == "detections":
         threshold = protocols.BOX_SCORE_THRESHOLD if box_score_threshold is None else float(box_score_threshold)
@@ -435,7 +436,7 @@ def score_detected_people(run: Scoring, folder: Path, detections: list[dict], *,
     predictions = protocols.predict_people(people, run.crop_heatmaps, run.codec, input_size=run.input_size,
                                            batch_size=run.batch_size, progress=run.progress,
                                            desc=f"evaluate {data.name} (detections)")
-    confident = protocols.CONFIDENT_JOINT * target_peak(run.codec, run.input_size)
+    confident = protocols.CONFIDENT_JOINT * target_peak(run.codec)
     metrics, rows, results = protocols.score_detections(people, predictions, coco, image_ids,
                                                         joints=run.scored, confident=confident)
     metrics.update(

@@ -62,7 +62,7 @@ def decode_to_image(codec, heatmaps: torch.Tensor, crop_boxes, input_size: int =
     return to_image(coords.cpu().numpy(), boxes, input_size), scores.cpu().numpy()
 
 
-def target_peak(codec, input_size: int = CROP_SIZE) -> float:
+def target_peak(codec) -> float:
     """The height of a perfect visible-joint target of `codec`: a confident score's scale
     (about 0.62 for the thesis codec, 1 for the Gaussian one)."""
     centre = codec.grid_to_crop(codec.heatmap_size // 2)  # on a cell centre: the full peak
@@ -154,7 +154,7 @@ class Estimator:
     @property
     def target_peak(self) -> float:
         """What a confident score looks like for this run's codec (see `target_peak`)."""
-        return target_peak(self.codec, self.input_size)
+        return target_peak(self.codec)
 
     # -- crops -> heatmaps ----------------------------------------------------------------
 

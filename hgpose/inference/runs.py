@@ -80,9 +80,9 @@ def codec_of(run_dir: Path | None, metadata: dict, weights: Path, refine: str | 
     if refine is not None:
         if refine not in cfg.CHOICES["target.refine"]:
             raise HgposeError(f"--refine {refine}: choose one of {', '.join(cfg.CHOICES['target.refine'])}")
-        if target.codec == "thesis" and refine not in ("auto", "none"):
-            raise HgposeError(f"--refine {refine}: this run uses the thesis codec (plain argmax); "
-                              "refinement needs a run trained with target.codec=gaussian")
+        problem = cfg.refine_problem(target.codec, refine)
+        if problem:
+            raise HgposeError(f"--refine {refine}: this run uses the thesis codec, which {problem}")
         target = dataclasses.replace(target, refine=refine)
     return build_codec(target)
 
