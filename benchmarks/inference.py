@@ -1,40 +1,54 @@
-"""Inference speed (images/s) of the thesis network and Newell's 8-stack hourglass.
+"""Inference speed (images/s) and peak memory: plain eager NCHW fp32 against hgpose's default path.
 
-    python benchmarks/inference.py                          # CPU (+ GPU modes if CUDA is there)
-    python benchmarks/inference.py --iters 1 --warmup 1     # quick, on a slow CPU
-    python benchmarks/inference.py --features 64            # narrower networks, for a smoke test
+    python benchmarks/inference.py                         # thesis, newell-2, newell-8 at batch 8
+    python benchmarks/inference.py --iters 1 --warmup 1    # quick, on a slow CPU
+    python benchmarks/inference.py --features 32           # narrower networks, a smoke test
 
-Modes, each timing the graph `hgpose export` writes (mean subtraction + network + last stack):
-    CPU   eager fp32 (NCHW), eager fp32 channels-last, ONNX Runtime (CPU provider)
-    CUDA  eager fp32, eager bf16 channels-last, torch.compile bf16 channels-last
-Untrained weights at full size: speed does not depend on the weight values. Each cell is
-batch / median seconds of `--iters` timed passes after `--warmup` untimed ones (the first
-passes pick algorithms, allocate and, for compile, build the graph).
+Modes (each the network alone, from a float input, last stack out; untrained full-size weights
+with BatchNorm statistics away from the identity: speed does not depend on their values):
+    eager fp32 NCHW       the plain PyTorch baseline: model(x) under inference_mode
+    channels-last+fold    hgpose's path with --precision fp32 (what a CPU without bf16 gets)
+    hgpose default        hgpose's path as every command runs it (`prepare_network`, auto
+                          precision): BatchNorm folded, channels-last, bf16 autocast where the
+                          CPU (AMX / AVX-512-BF16) or GPU computes it natively
+    onnxruntime fp32      the graph `hgpose export` writes, in ONNX Runtime's CPU provider
+    compiled (CUDA only)  the default path under torch.compile
+Each cell runs in a fresh process, so its peak RSS (CPU) is its own. img/s = batch / median
+seconds of `--iters` timed passes after `--warmup` untimed ones; the ratio is to eager fp32.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
+import os
 import platform
+import resource
 import statistics
 import time
 import warnings
 
-import numpy as np
-import torch
-
-from hgpose.evaluate.export import ExportedNetwork
-from hgpose.models import StackedHourglass, ThesisNetwork
-
 MEAN = (0.410, 0.374, 0.354)
+NETWORKS = ("thesis", "newell-2", "newell-8")
+CPU_MODES = ("eager fp32 NCHW", "channels-last+fold fp32", "hgpose default", "onnxruntime fp32")
+CUDA_MODES = ("eager fp32 NCHW", "hgpose default", "compiled default")
 
 
-def networks(features: int) -> dict:
-    return {
-        "thesis": lambda: ThesisNetwork(features=features),
-        "newell-8": lambda: StackedHourglass(num_stacks=8, features=features),
-    }
+def build(name: str, features: int):
+    """The network `name` with BatchNorm statistics away from the identity (as after training)."""
+    import torch
+
+    from hgpose.models import StackedHourglass, ThesisNetwork
+
+    torch.manual_seed(0)
+    model = (ThesisNetwork(features=features) if name == "thesis"
+             else StackedHourglass(num_stacks=int(name.split("-")[1]), features=features))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
 
 
 def timed(run, batch: int, iters: int, warmup: int, sync=lambda: None) -> float:
@@ -52,7 +66,10 @@ def timed(run, batch: int, iters: int, warmup: int, sync=lambda: None) -> float:
 
 
 def torch_mode(model, batch: int, device: str, *, channels_last=False, bf16=False, compile=False):
-    """A zero-argument callable running one forward pass in the given configuration."""
+    """A zero-argument callable running one forward pass in the given configuration
+    (benchmarks/gpu_check.py times its modes with it)."""
+    import torch
+
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)
     if compile:
@@ -66,15 +83,37 @@ def torch_mode(model, batch: int, device: str, *, channels_last=False, bf16=Fals
     return run
 
 
+def default_mode(model, batch: int, device: str, precision: str = "auto", compile=False):
+    """One forward pass as hgpose's commands run it; returns (callable, precision used)."""
+    import torch
+
+    from hgpose.inference.fast import prepare_network
+    from hgpose.inference.forward import last_stack
+
+    model, autocast, used = prepare_network(model, device, precision)
+    if compile:
+        model = torch.compile(model)
+    x = torch.rand(batch, 3, 256, 256, device=device).contiguous(memory_format=torch.channels_last)
+
+    def run():
+        with torch.inference_mode():
+            return last_stack(model, x, False, autocast)
+
+    return run, used
+
+
 def onnx_mode(model, batch: int):
+    import numpy as np
     import onnxruntime as ort
+    import torch
+
+    from hgpose.evaluate.export import ExportedNetwork
 
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.cpu().to(memory_format=torch.contiguous_format),
-                          (torch.rand(1, 3, 256, 256),), buffer, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["heatmaps"],
+        torch.onnx.export(ExportedNetwork(model, MEAN).eval(), (torch.rand(1, 3, 256, 256),), buffer,
+                          dynamo=False, opset_version=17, input_names=["input"], output_names=["heatmaps"],
                           dynamic_axes={"input": {0: "batch"}, "heatmaps": {0: "batch"}})
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # the same cores as PyTorch
@@ -83,50 +122,87 @@ def onnx_mode(model, batch: int):
     return lambda: session.run(None, {"input": x})
 
 
-def modes(device: str) -> list[str]:
+def measure(name: str, mode: str, device: str, batch: int, features: int, iters: int, warmup: int,
+            threads: int) -> dict:
+    """Runs in a child process: img/s and peak memory of one (network, mode) cell."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = build(name, features)
+    precision = "fp32"
+    if mode == "eager fp32 NCHW":
+        run = torch_mode(model, batch, device)
+    elif mode == "onnxruntime fp32":
+        run = onnx_mode(model, batch)
+    else:
+        run, precision = default_mode(model, batch, device, "fp32" if "fp32" in mode else "auto",
+                                      compile=mode.startswith("compiled"))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    img_s = timed(run, batch, iters, warmup, sync)
     if device == "cuda":
-        return ["eager fp32", "eager bf16 channels-last", "compiled bf16 channels-last"]
-    return ["eager fp32", "eager channels-last", "onnxruntime"]
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return {"img_s": img_s, "peak_gib": peak, "precision": precision}
 
 
-def make_runner(mode: str, model, batch: int, device: str):
-    if mode == "onnxruntime":
-        return onnx_mode(model, batch)
-    return torch_mode(model, batch, device, channels_last="channels-last" in mode,
-                      bf16="bf16" in mode, compile=mode.startswith("compiled"))
+def in_child(*args) -> dict:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        try:
+            return pool.apply(measure, args)
+        except Exception as e:  # e.g. onnxruntime missing, out of memory, no compiler
+            return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:80]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--networks", nargs="+", default=["thesis", "newell-8"], choices=["thesis", "newell-8"])
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
-    parser.add_argument("--iters", type=int, default=5, help="timed passes per cell (default: 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed passes first (default: 2)")
+def describe_machine() -> str:
+    import torch
+
+    from hgpose.cpu import bf16_features, cpu_flags
+
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in cpu_flags()]
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")), platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    return (f"torch {torch.__version__}; CPU: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} "
+            f"torch threads; features: {', '.join(simd) or 'none of avx2/avx512'}; native bf16: "
+            f"{', '.join(bf16_features()) or 'no (hgpose default = channels-last + fold, fp32)'}"
+            + (f"; GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
+    parser.add_argument("--batch", type=int, default=8, help="images per pass (default: 8)")
+    parser.add_argument("--iters", type=int, default=3, help="timed passes per cell (default: 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed passes first (default: 1)")
     parser.add_argument("--features", type=int, default=256, help="network width (default: 256, full size)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", nargs="+", default=None, help="default: cpu, plus cuda if available")
-    args = parser.parse_args()
-    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    parser.add_argument("--modes", nargs="+", default=None, help="a subset of the modes (default: all)")
+    args = parser.parse_args(argv)
+    import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}"
-          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
-    print(f"features {args.features}; {args.iters} timed pass(es) after {args.warmup} warm-up; images/s\n")
-    print("| network | device | mode | " + " | ".join(f"batch {b}" for b in args.batch_sizes) + " |")
-    print("|---|---|---|" + "---|" * len(args.batch_sizes))
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    print(describe_machine())
+    print(f"batch {args.batch}, features {args.features}, {args.iters} timed pass(es) after "
+          f"{args.warmup} warm-up, load average {os.getloadavg()[0]:.1f}\n")
+    print("| network | device | mode | precision | img/s | × eager fp32 | peak memory GiB |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.networks:
-        torch.manual_seed(0)
-        model = ExportedNetwork(networks(args.features)[name](), MEAN).eval()
         for device in devices:
-            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-            for mode in modes(device):
-                cells = []
-                for batch in args.batch_sizes:
-                    try:
-                        run = make_runner(mode, model, batch, device)
-                        cells.append(f"{timed(run, batch, args.iters, args.warmup, sync):.2f}")
-                    except Exception as e:  # e.g. onnxruntime missing, out of memory, no compiler
-                        cells.append(f"n/a ({type(e).__name__})")
-                print(f"| {name} | {device} | {mode} | " + " | ".join(cells) + " |", flush=True)
+            base = None
+            for mode in [m for m in (CUDA_MODES if device == "cuda" else CPU_MODES)
+                         if not args.modes or m in args.modes]:
+                r = in_child(name, mode, device, args.batch, args.features, args.iters, args.warmup, args.threads)
+                if "error" in r:
+                    print(f"| {name} | {device} | {mode} | | n/a ({r['error']}) | | |", flush=True)
+                    continue
+                base = r["img_s"] if mode.startswith("eager") else base
+                ratio = f"{r['img_s'] / base:.2f}" if base else ""
+                print(f"| {name} | {device} | {mode} | {r['precision']} | {r['img_s']:.2f} | {ratio} | "
+                      f"{r['peak_gib']:.2f} |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

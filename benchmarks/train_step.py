@@ -1,14 +1,18 @@
-"""Training throughput and peak memory per model, and the input pipeline's throughput alone.
+"""Training throughput and peak memory: plain eager NCHW fp32 against hgpose's default path.
 
     python benchmarks/train_step.py                  # CPU (and CUDA too, if present)
     python benchmarks/train_step.py --steps 20 --device cuda
 
-Each model runs in its own fresh process (so peak RSS on the CPU is that model's), through
-the real training code: `PosePhase.train_loss` (uint8 crops -> device -> mean subtraction ->
-augmentation for newell -> targets -> forward -> loss), backward, optimizer step. On CUDA
-it uses bf16 autocast and channels-last for every model (the thesis preset trains in fp32,
-so `amp=bf16` is set for it here). After `--warmup` untimed steps,
-`--steps` steps are timed.
+Each (model, mode) runs in its own fresh process (so peak RSS on the CPU is that cell's),
+through the real training code: `PosePhase.train_loss` (uint8 crops -> device -> mean
+subtraction -> augmentation for newell -> targets -> forward -> loss), backward, optimizer
+step. Two modes per model:
+    eager fp32 NCHW   channels_last=false, amp=none, cpu_amp=none: the plain PyTorch baseline
+    hgpose default    what `hgpose train` does with the preset: channels-last, and on the CPU
+                      bf16 autocast where it is native (cpu_amp=auto), on CUDA amp=bf16.
+                      The thesis preset trains in fp32 (its recipe); here it gets the same
+                      `amp=bf16 cpu_amp=auto` as the others, to show what the switch buys.
+Weights stay fp32 either way. After `--warmup` untimed steps, `--steps` steps are timed.
 
 The loader line times `DataLoader` over a temporary store plus the on-device batch
 preparation with the newell augmentation and Gaussian targets: everything but the network.
@@ -19,13 +23,15 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 MODELS = {  # label -> (preset, --set overrides)
-    "thesis (1 hourglass, 256 features)": ("thesis", ["amp=bf16"]),
+    "thesis (1 hourglass, 256 features)": ("thesis", ["amp=bf16", "cpu_amp=auto"]),
     "newell 2-stack": ("newell", ["model.stacks=2"]),
     "newell 8-stack": ("newell", ["model.stacks=8"]),
 }
@@ -47,7 +53,7 @@ def bench_model(preset: str, overrides: list[str], device: str, batch: int, warm
     import torch
 
     from hgpose.config import resolve
-    from hgpose.train.loop import autocast_factory
+    from hgpose.train.loop import autocast_dtype, autocast_factory
     from hgpose.inference.build import build_network
     from hgpose.train.recipes import PosePhase, make_optimizer
 
@@ -56,7 +62,8 @@ def bench_model(preset: str, overrides: list[str], device: str, batch: int, warm
     dev = torch.device(device)
     config = resolve(preset, overrides + [f"device={device}"], batch_size=batch)
     torch.manual_seed(0)
-    model = build_network(config.model).to(dev).to(memory_format=torch.channels_last).train()
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = build_network(config.model).to(dev).to(memory_format=fmt).train()
     optimizer = make_optimizer(model.parameters(), config.optim)
     phase = PosePhase(config, dev, torch.tensor([0.41, 0.374, 0.354]))
     autocast = autocast_factory(config, dev)
@@ -85,9 +92,11 @@ def bench_model(preset: str, overrides: list[str], device: str, batch: int, warm
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    dtype = autocast_dtype(config, dev)
     return {"img_s": steps * batch / seconds, "step_s": seconds / steps, "peak_gib": peak,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "amp": config.amp if dev.type == "cuda" else "fp32"}
+            "amp": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32"),
+            "layout": "NHWC" if config.channels_last else "NCHW"}
 
 
 def bench_loader(device: str, batch: int, workers: int, batches: int, threads: int) -> dict:
@@ -147,49 +156,63 @@ def _in_child(fn, *args) -> dict:
         return pool.apply(fn, args)
 
 
+MODES = {  # mode -> overrides on top of the model's
+    "eager fp32 NCHW": ["channels_last=false", "amp=none", "cpu_amp=none"],
+    "hgpose default": [],
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto: the CPU, and CUDA as well when present")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: CPU 1, CUDA 30)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps first (default: CPU 0 -- a step takes minutes --, CUDA 10)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: CPU 2, CUDA 30)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: CPU 1, CUDA 10)")
     parser.add_argument("--workers", type=int, default=2, help="loader processes")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--models", default="all", help="comma-separated: thesis,newell2,newell8 (default: all)")
+    parser.add_argument("--features", type=int, default=0, help="network width (default: the preset's, 256)")
+    parser.add_argument("--no-loader", action="store_true", help="skip the loader line")
     args = parser.parse_args(argv)
 
     import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from inference import describe_machine
 
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else (
         ["cpu"] if args.device == "auto" else [args.device])
     keys = dict(zip(("thesis", "newell2", "newell8"), MODELS))
     chosen = list(MODELS) if args.models == "all" else [keys[k] for k in args.models.split(",")]
-    import os
-
-    print(f"torch {torch.__version__}, batch {args.batch}, CPU threads "
-          f"{args.threads or torch.get_num_threads()} of {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}"
-          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+    width = [f"model.features={args.features}"] if args.features else []
+    print(describe_machine())
+    print(f"batch {args.batch}, load average {os.getloadavg()[0]:.1f}\n")
+    print("| model | device | mode | precision | layout | img/s | × eager fp32 | s/step | peak memory GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for device in devices:
-        steps = args.steps or (1 if device == "cpu" else 30)
-        warmup = args.warmup if args.warmup is not None else (0 if device == "cpu" else 10)
-        model_rates = []
+        steps = args.steps or (2 if device == "cpu" else 30)
+        warmup = args.warmup if args.warmup is not None else (1 if device == "cpu" else 10)
+        rates = []
         for label in chosen:
             preset, overrides = MODELS[label]
-            r = _in_child(bench_model, preset, overrides, device, args.batch, warmup, steps, args.threads)
-            model_rates.append(r["img_s"])
-            memory = "peak RSS" if device == "cpu" else "peak allocated"
-            print(f"{device:4s} {label:36s} {r['params_m']:5.1f} M params  {r['amp']:5s} "
-                  f"{r['img_s']:8.3g} img/s  {r['step_s']:7.3g} s/step  {memory} {r['peak_gib']:.2f} GiB",
-                  flush=True)
+            base = None
+            for mode, extra in MODES.items():
+                r = _in_child(bench_model, preset, overrides + width + extra, device, args.batch, warmup,
+                              steps, args.threads)
+                base = base or r["img_s"]
+                rates.append(r["img_s"])
+                memory = "RSS" if device == "cpu" else "allocated"
+                print(f"| {label} | {device} | {mode} | {r['amp']} | {r['layout']} | {r['img_s']:.3g} | "
+                      f"{r['img_s'] / base:.2f} | {r['step_s']:.3g} | {r['peak_gib']:.2f} ({memory}) |", flush=True)
+        if args.no_loader:
+            continue
         batches = 8 if device == "cpu" else 64
         # In this process: the loader's workers cannot be children of a pool's daemon process.
         r = bench_loader(device, args.batch, args.workers, batches, args.threads)
-        verdict = "faster" if r["img_s"] > max(model_rates) else "SLOWER"
-        print(f"{device:4s} {'loader + augmentation + targets':36s} {'':27s} {r['img_s']:8.1f} img/s  "
-              f"({args.workers} workers; {verdict} than the fastest model)", flush=True)
+        verdict = "faster" if r["img_s"] > max(rates) else "SLOWER"
+        print(f"\n{device}: loader + augmentation + targets {r['img_s']:.1f} img/s ({args.workers} "
+              f"workers; {verdict} than the fastest model)", flush=True)
     return 0
 
 

@@ -43,6 +43,14 @@ MAX_PIXELS_HELP = ("refuse images over this many pixels (width x height), read f
                    "(default: 1e8 = 100 megapixels, or $HGPOSE_MAX_PIXELS)")
 
 
+def _add_precision(p) -> None:
+    """--precision, the same on every command that runs a trained network."""
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="auto: bf16 where the CPU (AMX / AVX-512-BF16) or GPU computes it natively, "
+                        "else fp32; bf16; fp32: no mixed precision. BatchNorm is folded into the "
+                        "convolutions either way (default: auto)")
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
@@ -323,6 +331,7 @@ def _add_explain(sub) -> None:
     p.add_argument("--limit", type=_count, default=0, metavar="N",
                    help="use only the first N crops of the split (default: 0 = all)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = CUDA when available)")
+    _add_precision(p)
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="crops per network pass (default: 32)")
     p.add_argument("--workers", type=_count, default=0, metavar="N",
                    help="DataLoader processes reading crops (default: 0 = in the main process)")
@@ -365,7 +374,8 @@ def _run_explain(args) -> int:
 
     options = ExplainOptions(
         split=args.split, layer=args.layer, checkpoint=args.checkpoint, compare=args.compare,
-        only=args.only, cache_dir=args.cache, device=args.device, batch_size=args.batch_size,
+        only=args.only, cache_dir=args.cache, device=args.device, precision=args.precision,
+        batch_size=args.batch_size,
         workers=args.workers, limit=args.limit, k_min=args.k_min, k_max=args.k_max,
         n_init=args.n_init, max_iter=args.max_iter, kmeans_algorithm=args.kmeans,
         kmeans_variance=args.kmeans_variance, silhouette_sample=args.silhouette_sample,
@@ -446,6 +456,7 @@ def _add_evaluate(sub) -> None:
                    help="crops per forward pass (default: 32)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    _add_precision(p)
     p.add_argument("--annotations", default=None, metavar="FILE",
                    help="COCO annotation file of the split, if it moved since `hgpose prepare` "
                         "(default: the path recorded in DATA_DIR/manifest.json)")
@@ -463,7 +474,8 @@ def _run_evaluate(args) -> int:
         args.run_dir, args.data, split=args.split, protocol=args.protocol, boxes=args.boxes,
         box_score_threshold=args.box_score_threshold, checkpoint=args.checkpoint, flip=args.flip,
         refine=args.refine, out_dir=args.out, batch_size=args.batch_size, device=args.device,
-        annotations=args.annotations, joints=args.joints, progress=not args.no_progress,
+        annotations=args.annotations, joints=args.joints, precision=args.precision,
+        progress=not args.no_progress,
     )
     print(format_tables(metrics))
     print(f"written to {metrics['out_dir']}")
@@ -510,6 +522,7 @@ def _add_predict(sub) -> None:
                         "perfect target's peak (default: 0.25)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    _add_precision(p)
     p.add_argument("--max-pixels", type=_pixels, default=None, metavar="N",
                    help=MAX_PIXELS_HELP + "; larger images are reported and skipped")
 
@@ -530,7 +543,7 @@ def _run_predict(args) -> int:
     summary = predict(
         args.run_dir, args.images, args.out, box=args.box, checkpoint=args.checkpoint,
         device=args.device, flip=args.flip, min_score=args.min_score, on_image=report,
-        refine=args.refine,
+        refine=args.refine, precision=args.precision,
     )
     if summary.failed:
         print(f"hgpose predict: {len(summary.failed)} of {len(summary.outcomes)} inputs failed",

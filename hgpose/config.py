@@ -109,9 +109,10 @@ class TrainConfig:
     # CUDA autocast: "bf16" | "fp16" | "none" (fp32). Only the presets beyond the thesis
     # (newell, cpu) turn it on; the thesis recipe is fp32 (SPEC §4) unless this is set.
     amp: str = "none"
-    # CPU autocast: "bf16" where the CPU computes bf16 natively (AMX / AVX-512-BF16, detected
-    # at run time; fp32 elsewhere, with a note) | "none" (fp32). Weights stay fp32.
-    cpu_amp: str = "none"
+    # CPU autocast: "auto" = bf16 where the CPU computes bf16 natively (AMX / AVX-512-BF16,
+    # detected at run time), fp32 elsewhere | "bf16" = the same, with a note where it falls
+    # back | "none" (fp32). Weights stay fp32. The thesis presets set "none" (their recipe).
+    cpu_amp: str = "auto"
     channels_last: bool = True    # NHWC memory layout (faster with cuDNN and with oneDNN on CPU)
     compile: bool = False         # torch.compile the model (CUDA)
     deterministic: bool = False   # torch.use_deterministic_algorithms (slower; exact reruns)
@@ -138,6 +139,7 @@ def thesis() -> TrainConfig:
         epochs=100,
         batch_size=16,
         amp="none",               # fp32 as in the thesis, on CUDA too; --set amp=bf16 to speed up
+        cpu_amp="none",           # and on the CPU; --set cpu_amp=auto to speed up
         model=ModelConfig(name="thesis", features=256, stacks=1),
         target=TargetConfig(codec="thesis", weighted=False),
         augment=AugmentConfig(enabled=False),
@@ -177,7 +179,7 @@ def cpu() -> TrainConfig:
         batch_size=16,
         flip_test=True,
         amp="bf16",
-        cpu_amp="bf16",
+        cpu_amp="auto",
         keep_epoch_checkpoints=False,
         model=ModelConfig(name="newell", features=128, stacks=2, resolution=128),
         data=DataConfig(workers=1),
@@ -204,7 +206,7 @@ PRESETS = {"thesis": thesis, "newell": newell, "thesis-ae": thesis_ae, "cpu": cp
 CHOICES = {
     "recipe": ("pose", "thesis-ae"),
     "amp": ("bf16", "fp16", "none"),
-    "cpu_amp": ("bf16", "none"),
+    "cpu_amp": ("auto", "bf16", "none"),
     "model.name": ("thesis", "newell"),
     "target.codec": ("thesis", "gaussian"),
     "target.refine": ("auto", "none", "quarter", "dark"),

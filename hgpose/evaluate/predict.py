@@ -183,11 +183,13 @@ def predict_images(estimator: Estimator, inputs, out_dir: str | Path, *, box=Non
 
 def predict(source, inputs, out_dir: str | Path = "predictions", *, box=None,
             checkpoint=None, device: str = "auto", flip: bool = False, min_score: float = 0.25,
-            on_image: Callable[[ImageOutcome], None] | None = None, refine: str | None = None) -> PredictSummary:
+            on_image: Callable[[ImageOutcome], None] | None = None, refine: str | None = None,
+            precision: str = "auto") -> PredictSummary:
     """Load a run (or weights file) and predict images; see `predict_images`."""
     from hgpose.inference import load
 
-    estimator = load(source, checkpoint=checkpoint, device=device, flip=flip, refine=refine)
+    estimator = load(source, checkpoint=checkpoint, device=device, flip=flip, refine=refine,
+                     precision=precision)
     return predict_images(estimator, inputs, out_dir, box=box, min_score=min_score, on_image=on_image)
 
 

@@ -17,9 +17,13 @@ Files, in CACHE_DIR (default REPORT_DIR/latents), named <role>-<split>-<layer>:
 float32, not float16: PCA accumulates sums of squares over 124k rows and the thesis's
 tail components are ~1e-4 of the variance; float16 (11-bit mantissa) would put its rounding
 noise at that level. 2 GB on disk is affordable, and float32 feeds BLAS without conversion.
+The pass itself runs on the inference core's fast path: in bf16 where the hardware has it
+natively (`--precision auto`), which rounds each layer's output to ~3 significant digits --
+the leading components and the clusters do not move (tests/test_fast_path.py), but read the
+far tail of the spectrum from a `--precision fp32` pass.
 
-The cache is valid while the key matches: checkpoint SHA-256, layer, split, the dataset
-store's manifest SHA-256 and the crop limit. Anything else (a retrained checkpoint, another
+The cache is valid while the key matches: checkpoint SHA-256, precision, layer, split, the
+dataset store's manifest SHA-256 and the crop limit. Anything else (a retrained checkpoint, another
 store) rebuilds it in place. Every file goes through a temporary name and a rename.
 """
 
@@ -30,6 +34,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -42,6 +47,7 @@ from hgpose.data.store import open_split
 from hgpose.errors import HgposeError
 from hgpose.evaluate.pck import SUBSETS, thesis_pck
 from hgpose.inference.forward import to_input
+from hgpose.inference.fast import prepare_network
 from hgpose.inference.runs import resolve_checkpoint
 from hgpose.inference.weights import load_network
 from hgpose.io import atomic_path, file_sha256, write_json
@@ -59,11 +65,14 @@ class Checkpoint:
     metadata: dict          # from the weights file: model config, mean_rgb, epoch, metrics
     sha256: str
     mtime: float
+    precision: str = "fp32"           # what the forward passes compute in: "bf16" or "fp32"
+    autocast: Callable = nullcontext  # its autocast context factory
 
     def describe(self) -> dict:
         return {
             "path": str(self.path),
             "sha256": self.sha256,
+            "precision": self.precision,
             "mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.mtime)),
             "epoch": self.metadata.get("epoch"),
             "preset": self.metadata.get("preset"),
@@ -100,11 +109,14 @@ class Latents:
         return np.flatnonzero(self.complete)
 
 
-def load_checkpoint(run: str | Path, which: str | None = None, device: str | torch.device = "cpu") -> Checkpoint:
-    """A run's weights by the inference core's one rule (best, else last; "last"; a path)."""
+def load_checkpoint(run: str | Path, which: str | None = None, device: str | torch.device = "cpu",
+                    precision: str = "auto") -> Checkpoint:
+    """A run's weights by the inference core's one rule (best, else last; "last"; a path),
+    made ready for the fast path (`prepare_network`; `precision` auto | bf16 | fp32)."""
     path, _ = resolve_checkpoint(run, which)
     model, metadata = load_network(path, device)
-    return Checkpoint(path, model.eval(), metadata, file_sha256(path), path.stat().st_mtime)
+    model, autocast, used = prepare_network(model, device, precision)
+    return Checkpoint(path, model, metadata, file_sha256(path), path.stat().st_mtime, used, autocast)
 
 
 def input_mean(checkpoint: Checkpoint) -> torch.Tensor:
@@ -148,7 +160,8 @@ def forward_pass(
         bar = tqdm(total=n, desc=desc, unit="crop", disable=not progress, leave=False)
         for images, keypoints, index in loader:
             x, kps = to_input(images, mean, device), keypoints.to(device).float()
-            heatmaps = model(x)[:, -1].float()       # the last stack's output
+            with checkpoint.autocast():
+                heatmaps = model(x)[:, -1].float()   # the last stack's output
             xy, peak = codec.decode_torch(heatmaps)
             targets, _ = codec.encode_torch(kps)
             result = thesis_pck(heatmaps, targets, kps[..., 2])
@@ -165,6 +178,7 @@ def cache_key(checkpoint: Checkpoint, data_dir, split: str, layer: str, limit: i
     return {
         "format": CACHE_FORMAT,
         "checkpoint_sha256": checkpoint.sha256,
+        "precision": checkpoint.precision,
         "layer": layer,
         "split": split,
         "store_manifest_sha256": file_sha256(manifest),

@@ -29,6 +29,7 @@ from hgpose.errors import HgposeError
 from hgpose.explain import ablation, clusters, compare, factors, figures, latents as latents_mod, pca as pca_mod
 from hgpose.explain import saliency
 from hgpose.inference.forward import to_input
+from hgpose.inference.fast import PRECISIONS
 from hgpose.inference.runs import resolve_device
 from hgpose.io import write_json
 from hgpose.skeleton import JOINT_INDEX, JOINTS
@@ -48,6 +49,7 @@ class ExplainOptions:
     only: tuple[str, ...] = ()            # parts to run; () = all (compare only with --compare)
     cache_dir: str | None = None          # latents cache; default REPORT_DIR/latents
     device: str = "auto"
+    precision: str = "auto"               # forward passes: auto (bf16 where native) | bf16 | fp32
     batch_size: int = 32
     workers: int = 0                      # DataLoader processes reading crops
     limit: int = 0                        # use the first N crops of the split (0 = all)
@@ -87,6 +89,8 @@ def check_options(o: ExplainOptions) -> None:
             raise HgposeError(f"--{name.replace('_', '-')} {getattr(o, name)}: must be at least 1")
     if not 0 < o.kmeans_variance <= 1:
         raise HgposeError(f"--kmeans-variance {o.kmeans_variance}: give a share in (0, 1]")
+    if o.precision not in PRECISIONS:
+        raise HgposeError(f"--precision {o.precision}: choose one of {', '.join(PRECISIONS)}")
     if o.kmeans_algorithm not in clusters.ALGORITHMS:
         raise HgposeError(f"--kmeans {o.kmeans_algorithm}: choose one of {', '.join(clusters.ALGORITHMS)}")
     if not (1 <= o.occlusion_stride <= o.occlusion_patch <= 256):
@@ -112,7 +116,7 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
     device = resolve_device(options.device)
     started = time.perf_counter()
 
-    ckpt = latents_mod.load_checkpoint(run_dir, options.checkpoint, device)
+    ckpt = latents_mod.load_checkpoint(run_dir, options.checkpoint, device, options.precision)
     layer = options.layer or ckpt.model.latent_layer
     cache_dir = Path(options.cache_dir) if options.cache_dir else out_dir / "latents"
     t = time.perf_counter()
@@ -121,7 +125,8 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
         batch_size=options.batch_size, workers=options.workers, device=device, progress=options.progress)
     timings = {"latents": round(time.perf_counter() - t, 2)}
 
-    identity = {"checkpoint_sha256": ckpt.sha256, "split": options.split, "layer": layer,
+    identity = {"checkpoint_sha256": ckpt.sha256, "precision": ckpt.precision,
+                "split": options.split, "layer": layer,
                 "limit": options.limit, "data_dir": str(Path(data_dir).resolve())}
     result = _previous(out_dir, identity)
     parts = options.parts()
@@ -494,7 +499,7 @@ def _mean_locality(samples: list[dict], joints: list[int]) -> dict:
 
 def _compare_part(ctx: _Context, ckpt, layer: str, data_dir, device) -> dict:
     o = ctx.options
-    other = latents_mod.load_checkpoint(o.compare, o.checkpoint, device)
+    other = latents_mod.load_checkpoint(o.compare, o.checkpoint, device, o.precision)
     other_layer = other.model.latent_layer
     other_lat = latents_mod.load_latents(
         other, data_dir, o.split, Path(o.cache_dir) if o.cache_dir else ctx.out_dir / "latents",

@@ -26,6 +26,7 @@ from hgpose.data.crop import CROP_SIZE, CropBox, cut_crop, thesis_crop_box, to_i
 from hgpose.errors import HgposeError
 from hgpose.images import as_rgb
 from hgpose.inference import forward
+from hgpose.inference.fast import prepare_network
 from hgpose.inference.runs import codec_of, resolve_checkpoint, resolve_device
 from hgpose.inference.weights import load_network
 from hgpose.skeleton import JOINTS, NUM_JOINTS
@@ -36,20 +37,22 @@ __all__ = ["Estimator", "Prediction", "box_crop", "decode_to_image", "load", "ta
 # --- loading a run ---------------------------------------------------------------------------
 
 def load(source: str | Path, *, checkpoint: str | Path | None = None, device: str = "auto",
-         flip: bool = False, refine: str | None = None) -> "Estimator":
+         flip: bool = False, refine: str | None = None, precision: str = "auto") -> "Estimator":
     """An `Estimator` from a run directory (best checkpoint by default) or a weights file.
 
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     flip: average each crop's heatmaps with those of its mirror image (flip test).
     refine: how the argmax is refined when decoding (none, quarter, dark; default: the run's
     target.refine).
+    precision: "auto" (bf16 where the CPU or GPU computes it natively, else fp32), "bf16",
+    "fp32" (see `hgpose.inference.fast`).
     """
     weights_path, run_dir = resolve_checkpoint(source, checkpoint)
     device = resolve_device(device)
     model, metadata = load_network(weights_path, device)
     codec = codec_of(run_dir, metadata, weights_path, refine)
     return Estimator(model, codec, metadata["mean_rgb"], device, flip=flip, checkpoint=weights_path,
-                     metadata=metadata)
+                     metadata=metadata, precision=precision)
 
 
 def decode_to_image(codec, heatmaps: torch.Tensor, crop_boxes, input_size: int = CROP_SIZE
@@ -122,16 +125,18 @@ class Estimator:
     """A loaded pose network with its codec, input normalisation and device.
 
     Built by `hgpose.load(...)`; construct it directly only for a model you built yourself.
+    The model is made ready for fast inference in place (`prepare_network`: eval mode,
+    BatchNorm folded into the convolutions, channels-last); pass a copy to keep yours
+    trainable. `precision` as in `load`; `self.precision` says what runs ("bf16" or "fp32").
     """
 
     input_size = CROP_SIZE
 
     def __init__(self, model: torch.nn.Module, codec, mean_rgb, device: str | torch.device = "cpu",
-                 *, flip: bool = False, checkpoint: str | Path | None = None, metadata: dict | None = None):
+                 *, flip: bool = False, checkpoint: str | Path | None = None, metadata: dict | None = None,
+                 precision: str = "auto"):
         self.device = torch.device(device)
-        # NHWC, the layout training uses by default: faster with cuDNN; on the CPU about the
-        # same as NCHW (benchmarks/inference.py).
-        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self.model, self._autocast, self.precision = prepare_network(model, self.device, precision)
         self.codec = codec
         self.mean_rgb = np.asarray(mean_rgb, np.float32).reshape(3)
         self.flip = flip
@@ -142,7 +147,7 @@ class Estimator:
     def __repr__(self) -> str:
         model = self.metadata.get("model", {})
         return (f"Estimator({model.get('name', type(self.model).__name__)}, "
-                f"codec={type(self.codec).__name__}, device={self.device}, flip={self.flip}, "
+                f"codec={type(self.codec).__name__}, device={self.device}, precision={self.precision}, flip={self.flip}, "
                 f"checkpoint={self.checkpoint!r})")
 
     @property
@@ -178,7 +183,7 @@ class Estimator:
     def crop_heatmaps(self, crops, flip: bool | None = None) -> torch.Tensor:
         """Heatmaps float32 [B, 17, 64, 64] (last stack) on the device, for uint8 crops."""
         flip = self.flip if flip is None else flip
-        return forward.last_stack(self.model, self.to_input(crops), flip)
+        return forward.last_stack(self.model, self.to_input(crops), flip, self._autocast)
 
     def decode(self, heatmaps: torch.Tensor, crop_boxes) -> np.ndarray:
         """Heatmaps [B, 17, h, w] of crops cut at crop_boxes ([B, 3]: x0, y0, side, or

@@ -23,6 +23,11 @@ class Residual(nn.Module):
     parameter counts in docs/models.md include those biases.
     """
 
+    # (conv, bn) pairs where forward feeds the conv's output straight into the BN: the
+    # ones inference folds (hgpose.inference.fast.fold_batchnorm). bn1 acts on the block's
+    # input, a sum, and cannot be folded.
+    FOLDABLE = (("conv1", "bn2"), ("conv2", "bn3"))
+
     def __init__(self, in_channels: int, out_channels: int, skip: str = "conv3x3"):
         super().__init__()
         mid = out_channels // 2

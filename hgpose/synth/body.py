@@ -261,7 +261,6 @@ def pose_body(pose: Pose, build: Build, yaw_deg: float) -> Body3D:
     for name, sgn in (("left", 1.0), ("right", -1.0)):
         j[J[f"{name}_shoulder"]] = neck_base + sgn * SHOULDER_X * w * lateral - 0.018 * spine
         j[J[f"{name}_hip"]] = pelvis + sgn * HIP_X * w * lateral
-    down = np.array([0.0, 1.0, 0.0])
     points = {"pelvis": pelvis, "neck_base": neck_base}
     for name, sgn in (("left", 1.0), ("right", -1.0)):
         flex, abd, bend, twist = pose.arms[name]

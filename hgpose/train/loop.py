@@ -120,7 +120,7 @@ def autocast_factory(config: TrainConfig, device: torch.device) -> Callable:
 
 def cpu_bf16(config: TrainConfig) -> bool:
     """Whether a CPU run trains under bf16 autocast (fp32 master weights either way)."""
-    return config.cpu_amp == "bf16" and native_bf16()
+    return config.cpu_amp in ("auto", "bf16") and native_bf16()
 
 
 def plateau_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig,

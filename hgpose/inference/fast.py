@@ -1,0 +1,106 @@
+"""The fast inference path, on by default: BatchNorm folded into the convolutions,
+channels-last, `inference_mode`, and bf16 autocast where the hardware computes bf16 natively.
+
+Every command that runs a trained network (predict, evaluate, explain, `hgpose.load`) goes
+through `prepare_network`; `--precision fp32` turns bf16 off. Folding is exact arithmetic up
+to float rounding, so it stays on under fp32 as well.
+
+Why each piece pays on a CPU (benchmarks/inference.py; docs/evaluate.md, "Speed"):
+- channels-last: oneDNN's convolutions run NHWC natively; NCHW costs a reorder per layer.
+- folding: in eval mode a BatchNorm after a convolution is one more pass over the whole
+  feature map; folded, it is the convolution's own weights and bias. In the pre-activation
+  Residual the BN after conv1 and conv2 fold; the first BN (on the sum) cannot.
+- bf16: AMX / AVX-512-BF16 run bf16 convolutions at about twice the fp32 rate and halve the
+  memory traffic. Without them bf16 is emulated and slower than fp32, so "auto" means fp32
+  there (`hgpose.cpu.native_bf16`, read at run time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from hgpose.cpu import native_bf16
+from hgpose.errors import HgposeError
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `precision` on `device`; None = fp32 (no autocast).
+
+    auto: bf16 where it is native (a CPU with AMX / AVX-512-BF16, a CUDA GPU that supports
+    bf16), fp32 elsewhere. bf16: the same, but a CPU without native bf16 is an error rather
+    than a silent, slow emulation.
+    """
+    if precision not in PRECISIONS:
+        raise HgposeError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if precision == "fp32":
+        return None
+    if device.type == "cpu":
+        if native_bf16():
+            return torch.bfloat16
+        if precision == "bf16":
+            raise HgposeError("--precision bf16: this CPU has no native bf16 (AMX or AVX-512-BF16), "
+                              "where bf16 is slower than fp32; use --precision auto or fp32")
+        return None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if precision == "bf16":
+        raise HgposeError(f"--precision bf16: {device} does not support bf16; use --precision auto or fp32")
+    return None
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Callable:
+    """A zero-argument factory of the autocast context for `dtype` (None: a no-op context)."""
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Folds every BatchNorm2d that directly follows a Conv2d into that conv, in place; the
+    folded BatchNorm becomes an Identity (so its name, and a capture hook on it, still give
+    the same values). Inference only: the model must be in eval mode."""
+    if model.training:
+        raise ValueError("fold_batchnorm: put the model in eval mode first (model.eval())")
+    for module in model.modules():
+        for conv_name, bn_name in _conv_bn_pairs(module):
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(module, bn_name, nn.Identity())
+    return model
+
+
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
+    """(conv, bn) attribute names where the BN's input is the conv's output.
+
+    Two places hold such pairs: a Sequential's consecutive children (the stems, Newell's
+    features_out) and the pre-activation Residual, whose forward runs conv1 -> bn2 and
+    conv2 -> bn3 (models/blocks.py). A Residual's order is read from its forward, which
+    `Residual.FOLDABLE` states, not guessed from the order its modules were built in.
+    """
+    if isinstance(module, nn.Sequential):
+        names = list(module._modules)
+        return [(a, b) for a, b in zip(names, names[1:])
+                if isinstance(module._modules[a], nn.Conv2d) and isinstance(module._modules[b], nn.BatchNorm2d)]
+    pairs = getattr(type(module), "FOLDABLE", ())
+    return [(c, b) for c, b in pairs
+            if isinstance(getattr(module, c), nn.Conv2d) and isinstance(getattr(module, b), nn.BatchNorm2d)]
+
+
+def prepare_network(model: nn.Module, device: torch.device | str, precision: str = "auto"
+                    ) -> tuple[nn.Module, Callable, str]:
+    """A loaded network made ready for fast inference, in place: eval mode, BatchNorm folded,
+    channels-last on `device`. Returns (model, autocast factory, the precision that runs:
+    "bf16" or "fp32")."""
+    device = torch.device(device)
+    dtype = inference_dtype(precision, device)
+    model = fold_batchnorm(model.eval())
+    model = model.to(device, memory_format=torch.channels_last)
+    return model, autocast_context(device, dtype), "fp32" if dtype is None else "bf16"

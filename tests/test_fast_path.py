@@ -1,0 +1,160 @@
+"""The fast inference path (hgpose/inference/fast.py): folding is exact, the precision rule
+follows the CPU's features (forced here with HGPOSE_CPU_BF16), and every command records
+what ran. The accuracy of a trained network under it: tests/test_train_learning.py."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from hgpose.errors import HgposeError
+from hgpose.inference.fast import fold_batchnorm, inference_dtype, prepare_network
+from hgpose.models import StackedHourglass, ThesisNetwork
+
+CPU = torch.device("cpu")
+
+
+def _with_trained_looking_batchnorm(model: nn.Module) -> nn.Module:
+    """Untrained BatchNorms are the identity in eval mode; give them statistics and affine
+    parameters far from it, so folding them wrongly would show."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5, generator=g)
+            m.running_var.uniform_(0.3, 3.0, generator=g)
+            m.weight.data.uniform_(0.5, 1.5, generator=g)
+            m.bias.data.uniform_(-0.2, 0.2, generator=g)
+    return model.eval()
+
+
+@pytest.mark.parametrize("build", [lambda: ThesisNetwork(features=16),
+                                   lambda: StackedHourglass(num_stacks=2, features=16)],
+                         ids=["thesis", "newell-2"])
+def test_folding_batchnorm_keeps_the_outputs(build):
+    torch.manual_seed(0)
+    model = _with_trained_looking_batchnorm(build())
+    before = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(2, 3, 256, 256)
+    with torch.inference_mode():
+        expected = model(x)
+        folded = fold_batchnorm(copy.deepcopy(model))
+        got = folded(x)
+    left = [n for n, m in folded.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    # only each Residual's bn1 stays (it normalises the block's input, a sum of two branches)
+    assert left and all(n.endswith(".bn1") for n in left)
+    assert len(left) < before / 2
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_folding_refuses_a_training_model():
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(ThesisNetwork(features=8).train())
+
+
+def test_a_folded_bn_keeps_its_name_for_capture_hooks():
+    from hgpose.models import capture
+
+    model = _with_trained_looking_batchnorm(ThesisNetwork(features=8))
+    x = torch.randn(1, 3, 256, 256)
+    with torch.inference_mode(), capture(model, ["stem.bn"]) as out:
+        model(x)
+    expected = out["stem.bn"]
+    fold_batchnorm(model)
+    with torch.inference_mode(), capture(model, ["stem.bn"]) as out:
+        model(x)
+    assert torch.allclose(out["stem.bn"], expected, atol=1e-4)
+
+
+# --- which precision runs --------------------------------------------------------------------
+
+def test_auto_is_bf16_only_on_a_cpu_that_has_it(monkeypatch):
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
+    assert inference_dtype("auto", CPU) == torch.bfloat16
+    assert inference_dtype("bf16", CPU) == torch.bfloat16
+    assert inference_dtype("fp32", CPU) is None
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")       # the fallback: fp32, silently
+    assert inference_dtype("auto", CPU) is None
+    assert inference_dtype("fp32", CPU) is None
+
+
+def test_bf16_on_a_cpu_without_it_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    with pytest.raises(HgposeError, match=r"--precision bf16: this CPU has no native bf16.*auto or fp32"):
+        inference_dtype("bf16", CPU)
+    with pytest.raises(HgposeError, match="choose one of auto, bf16, fp32"):
+        inference_dtype("fp16", CPU)
+
+
+@pytest.mark.parametrize("flag, expected", [("1", "bf16"), ("0", "fp32")])
+def test_prepare_network_runs_in_the_precision_it_reports(monkeypatch, flag, expected):
+    monkeypatch.setenv("HGPOSE_CPU_BF16", flag)
+    model, autocast, precision = prepare_network(ThesisNetwork(features=8), CPU)
+    assert precision == expected and not model.training
+    assert next(model.parameters()).dtype == torch.float32       # weights stay fp32
+    with torch.inference_mode(), autocast():
+        out = model(torch.randn(1, 3, 256, 256).contiguous(memory_format=torch.channels_last))
+    assert out.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
+    conv = model.stem.conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+# --- the commands record what ran ------------------------------------------------------------
+
+@pytest.fixture
+def weights_file(tmp_path):
+    from hgpose.config import ModelConfig
+    from hgpose.inference.weights import save_weights, weights_metadata
+
+    torch.manual_seed(0)
+    model = _with_trained_looking_batchnorm(ThesisNetwork(features=8))
+    path = tmp_path / "net.safetensors"
+    save_weights(path, model, weights_metadata(ModelConfig(name="thesis", features=8), [0.4] * 3,
+                                               epoch=1, metrics={}, preset="thesis"))
+    return path
+
+
+@pytest.mark.parametrize("flag, precision, expected", [
+    ("1", "auto", "bf16"), ("0", "auto", "fp32"), ("1", "fp32", "fp32")])
+def test_the_estimator_says_its_precision(monkeypatch, weights_file, flag, precision, expected):
+    import hgpose
+
+    monkeypatch.setenv("HGPOSE_CPU_BF16", flag)
+    est = hgpose.load(weights_file, device="cpu", precision=precision)
+    assert est.precision == expected and f"precision={expected}" in repr(est)
+    heatmaps = est.crop_heatmaps(torch.zeros(2, 256, 256, 3, dtype=torch.uint8))
+    assert heatmaps.dtype == torch.float32 and heatmaps.shape == (2, 17, 64, 64)
+
+
+def test_predict_cli_refuses_bf16_on_a_cpu_without_it(monkeypatch, weights_file, tmp_path, capsys):
+    from hgpose.cli import main
+
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    image = tmp_path / "person.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 96), (120, 90, 60)).save(image)
+    code = main(["predict", str(weights_file), str(image), "--out", str(tmp_path / "out"),
+                 "--device", "cpu", "--precision", "bf16"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--precision bf16: this CPU has no native bf16" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "predictions.json").exists()
+
+
+def test_the_latents_cache_is_keyed_by_precision(monkeypatch, weights_file, tmp_path):
+    """Latents computed in bf16 are not reused for an fp32 run, nor the other way round."""
+    from hgpose.explain import latents
+
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
+    (tmp_path / "manifest.json").write_text("{}")
+    keys = {}
+    for precision in ("auto", "fp32"):
+        ckpt = latents.load_checkpoint(weights_file, device="cpu", precision=precision)
+        assert ckpt.describe()["precision"] == ckpt.precision
+        keys[ckpt.precision] = latents.cache_key(ckpt, tmp_path, "train", "hourglass.bottleneck.2", 0)
+    assert keys["bf16"]["precision"] == "bf16" and keys["fp32"]["precision"] == "fp32"
+    assert {k: v for k, v in keys["bf16"].items() if k != "precision"} == \
+        {k: v for k, v in keys["fp32"].items() if k != "precision"}
