@@ -4,15 +4,16 @@
     python benchmarks/inference.py --iters 1 --warmup 1    # quick, on a slow CPU
     python benchmarks/inference.py --features 32           # narrower networks, a smoke test
 
-Modes (each the network alone, from a float input, last stack out; untrained full-size weights
-with BatchNorm statistics away from the identity: speed does not depend on their values):
-    eager fp32 NCHW       the plain PyTorch baseline: model(x) under inference_mode
-    channels-last+fold    hgpose's path with --precision fp32 (what a CPU without bf16 gets)
-    hgpose default        hgpose's path as every command runs it (`prepare_network`, auto
-                          precision): BatchNorm folded, channels-last, bf16 autocast where the
-                          CPU (AMX / AVX-512-BF16) or GPU computes it natively
-    onnxruntime fp32      the graph `hgpose export` writes, in ONNX Runtime's CPU provider
-    compiled (CUDA only)  the default path under torch.compile
+Modes (uint8 crops in, last-stack heatmaps out; untrained full-size weights with BatchNorm
+statistics away from the identity: speed does not depend on their values):
+    eager fp32 NCHW          the plain PyTorch baseline: model(x) under inference_mode
+    torch fp32 cl+fold       hgpose's PyTorch path in fp32: BatchNorm folded, channels-last
+    onnxruntime fp32         hgpose's path with --precision fp32, or on a CPU without native
+                             bf16: ONNX Runtime (where installed) on the folded network
+    hgpose default           `hgpose.load` / predict / evaluate as they run: bf16 autocast in
+                             PyTorch where the CPU (AMX / AVX-512-BF16) or GPU computes it
+                             natively, otherwise the onnxruntime row
+    compiled default (CUDA)  the default path under torch.compile
 Each cell runs in a fresh process, so its peak RSS (CPU) is its own. img/s = batch / median
 seconds of `--iters` timed passes after `--warmup` untimed ones; the ratio is to eager fp32.
 """
@@ -20,18 +21,19 @@ seconds of `--iters` timed passes after `--warmup` untimed ones; the ratio is to
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing
 import os
 import platform
 import resource
 import statistics
 import time
-import warnings
 
 MEAN = (0.410, 0.374, 0.354)
 NETWORKS = ("thesis", "newell-2", "newell-8")
-CPU_MODES = ("eager fp32 NCHW", "channels-last+fold fp32", "hgpose default", "onnxruntime fp32")
+CPU_MODES = ("eager fp32 NCHW", "torch fp32 cl+fold", "onnxruntime fp32", "hgpose default")
+# mode -> (precision, engine) of the estimator
+ESTIMATOR_MODES = {"torch fp32 cl+fold": ("fp32", "torch"), "onnxruntime fp32": ("fp32", "auto"),
+                   "hgpose default": ("auto", "auto"), "compiled default": ("auto", "torch")}
 CUDA_MODES = ("eager fp32 NCHW", "hgpose default", "compiled default")
 
 
@@ -83,43 +85,23 @@ def torch_mode(model, batch: int, device: str, *, channels_last=False, bf16=Fals
     return run
 
 
-def default_mode(model, batch: int, device: str, precision: str = "auto", compile=False):
-    """One forward pass as hgpose's commands run it; returns (callable, precision used)."""
+def estimator_mode(model, batch: int, device: str, mode: str):
+    """One pass of `Estimator.crop_heatmaps` as hgpose runs it; (callable, "precision engine")."""
     import torch
 
-    from hgpose.inference.fast import prepare_network
-    from hgpose.inference.forward import last_stack
+    from hgpose.inference import Estimator
 
-    model, autocast, used = prepare_network(model, device, precision)
-    if compile:
-        model = torch.compile(model)
-    x = torch.rand(batch, 3, 256, 256, device=device).contiguous(memory_format=torch.channels_last)
-
-    def run():
-        with torch.inference_mode():
-            return last_stack(model, x, False, autocast)
-
-    return run, used
-
-
-def onnx_mode(model, batch: int):
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-
-    from hgpose.evaluate.export import ExportedNetwork
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(ExportedNetwork(model, MEAN).eval(), (torch.rand(1, 3, 256, 256),), buffer,
-                          dynamo=False, opset_version=17, input_names=["input"], output_names=["heatmaps"],
-                          dynamic_axes={"input": {0: "batch"}, "heatmaps": {0: "batch"}})
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # the same cores as PyTorch
-    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    x = np.random.rand(batch, 3, 256, 256).astype(np.float32)
-    return lambda: session.run(None, {"input": x})
+    precision, engine = ESTIMATOR_MODES[mode]
+    if engine == "auto" and device == "cpu" and precision == "fp32":
+        from hgpose.inference import onnx_runtime
+        if not onnx_runtime.available():
+            raise RuntimeError("onnxruntime is not installed")
+    est = Estimator(model, None, MEAN, device, precision=precision, engine=engine)
+    if mode.startswith("compiled"):
+        est._network = torch.compile(est.model)
+    crops = torch.randint(0, 256, (batch, 256, 256, 3), dtype=torch.uint8)
+    est.crop_heatmaps(crops[:1])   # ONNX Runtime writes its graph on the first batch: not timed
+    return (lambda: est.crop_heatmaps(crops)), f"{est.precision} {est.engine}"
 
 
 def measure(name: str, mode: str, device: str, batch: int, features: int, iters: int, warmup: int,
@@ -130,21 +112,17 @@ def measure(name: str, mode: str, device: str, batch: int, features: int, iters:
     if threads:
         torch.set_num_threads(threads)
     model = build(name, features)
-    precision = "fp32"
     if mode == "eager fp32 NCHW":
-        run = torch_mode(model, batch, device)
-    elif mode == "onnxruntime fp32":
-        run = onnx_mode(model, batch)
+        run, how = torch_mode(model, batch, device), "fp32 torch"
     else:
-        run, precision = default_mode(model, batch, device, "fp32" if "fp32" in mode else "auto",
-                                      compile=mode.startswith("compiled"))
+        run, how = estimator_mode(model, batch, device, mode)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     img_s = timed(run, batch, iters, warmup, sync)
     if device == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    return {"img_s": img_s, "peak_gib": peak, "precision": precision}
+    return {"img_s": img_s, "peak_gib": peak, "how": how}
 
 
 def in_child(*args) -> dict:
@@ -186,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_machine())
     print(f"batch {args.batch}, features {args.features}, {args.iters} timed pass(es) after "
           f"{args.warmup} warm-up, load average {os.getloadavg()[0]:.1f}\n")
-    print("| network | device | mode | precision | img/s | × eager fp32 | peak memory GiB |")
+    print("| network | device | mode | precision, engine | img/s | × eager fp32 | peak memory GiB |")
     print("|---|---|---|---|---|---|---|")
     for name in args.networks:
         for device in devices:
@@ -199,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 base = r["img_s"] if mode.startswith("eager") else base
                 ratio = f"{r['img_s'] / base:.2f}" if base else ""
-                print(f"| {name} | {device} | {mode} | {r['precision']} | {r['img_s']:.2f} | {ratio} | "
+                print(f"| {name} | {device} | {mode} | {r['how']} | {r['img_s']:.2f} | {ratio} | "
                       f"{r['peak_gib']:.2f} |", flush=True)
     return 0
 

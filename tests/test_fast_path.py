@@ -122,8 +122,10 @@ def test_the_estimator_says_its_precision(monkeypatch, weights_file, flag, preci
     import hgpose
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", flag)
+    monkeypatch.setenv("HGPOSE_ONNXRUNTIME", "0")
     est = hgpose.load(weights_file, device="cpu", precision=precision)
     assert est.precision == expected and f"precision={expected}" in repr(est)
+    assert est.engine == "torch"
     heatmaps = est.crop_heatmaps(torch.zeros(2, 256, 256, 3, dtype=torch.uint8))
     assert heatmaps.dtype == torch.float32 and heatmaps.shape == (2, 17, 64, 64)
 
@@ -158,3 +160,55 @@ def test_the_latents_cache_is_keyed_by_precision(monkeypatch, weights_file, tmp_
     assert keys["bf16"]["precision"] == "bf16" and keys["fp32"]["precision"] == "fp32"
     assert {k: v for k, v in keys["bf16"].items() if k != "precision"} == \
         {k: v for k, v in keys["fp32"].items() if k != "precision"}
+
+
+# --- ONNX Runtime, the fp32 CPU engine -------------------------------------------------------
+
+def test_onnx_runtime_runs_fp32_on_a_cpu_and_matches_pytorch(monkeypatch, weights_file):
+    import hgpose
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    crops = torch.randint(0, 256, (3, 256, 256, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    est = hgpose.load(weights_file, device="cpu")
+    assert (est.precision, est.engine) == ("fp32", "onnxruntime") and "engine=onnxruntime" in repr(est)
+    onnx = est.crop_heatmaps(crops, flip=True)
+    torch_est = hgpose.load(weights_file, device="cpu", engine="torch")
+    assert torch_est.engine == "torch"
+    expected = torch_est.crop_heatmaps(crops, flip=True)
+    assert onnx.shape == expected.shape == (3, 17, 64, 64) and onnx.dtype == torch.float32
+    assert (onnx - expected).abs().max() < 1e-4
+
+
+def test_onnx_runtime_is_not_used_where_bf16_is_faster_or_when_turned_off(monkeypatch, weights_file):
+    import hgpose
+
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
+    assert hgpose.load(weights_file, device="cpu").engine == "torch"           # bf16 in PyTorch
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    monkeypatch.setenv("HGPOSE_ONNXRUNTIME", "0")
+    assert hgpose.load(weights_file, device="cpu").engine == "torch"
+    with pytest.raises(HgposeError, match="engine 'onnx': choose auto or torch"):
+        hgpose.load(weights_file, device="cpu", engine="onnx")
+
+
+def test_predict_leaves_a_few_images_to_pytorch(monkeypatch, weights_file, tmp_path):
+    """Writing the ONNX graph costs seconds: predict on fewer than ONNX_RUNTIME_FROM images
+    runs PyTorch."""
+    from PIL import Image
+
+    from hgpose.evaluate import predict as predict_mod
+    from hgpose.inference import load as real_load
+
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    engines = []
+    monkeypatch.setattr("hgpose.inference.load", lambda *a, **k: engines.append(k["engine"]) or real_load(*a, **k))
+    for n in (1, predict_mod.ONNX_RUNTIME_FROM):
+        folder = tmp_path / f"in{n}"
+        folder.mkdir()
+        for i in range(n):
+            Image.new("RGB", (48, 64), (100 + i, 90, 60)).save(folder / f"p{i}.png")
+        summary = predict_mod.predict(weights_file, [folder], tmp_path / f"out{n}", device="cpu")
+        assert len(summary.outcomes) == n and not summary.failed
+    assert engines == ["torch", "auto"]
+

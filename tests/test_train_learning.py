@@ -91,6 +91,7 @@ def test_the_fast_path_keeps_the_trained_accuracy(trained, synth_store, monkeypa
     eager NCHW fp32 with BatchNorm unfolded. HGPOSE_CPU_BF16 forces the CPU feature flag, so
     both kinds of CPU are checked on any machine.
 
+    Without bf16 the default engine is ONNX Runtime where it is installed (fp32, faster).
     Both: thesis PCK within 0.005 and the mean keypoint error against the ground truth
     within 2 %. Without bf16 (folding alone) the keypoints are the fp32 ones: within 0.5 crop
     px on >= 99 % of joints. bf16 rounds every layer's output to ~3 significant digits, which
@@ -101,6 +102,7 @@ def test_the_fast_path_keeps_the_trained_accuracy(trained, synth_store, monkeypa
     from hgpose.codec import ThesisCodec
     from hgpose.data.store import open_split
     from hgpose.evaluate.pck import thesis_pck
+    from hgpose.inference import onnx_runtime
     from hgpose.inference.forward import to_input
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", bf16)
@@ -108,6 +110,8 @@ def test_the_fast_path_keeps_the_trained_accuracy(trained, synth_store, monkeypa
     crops, keypoints = np.array(split.images), torch.from_numpy(np.array(split.keypoints))
     est = hgpose.load(trained["run"], device="cpu")
     assert est.precision == ("bf16" if bf16 == "1" else "fp32")
+    onnx = est.precision == "fp32" and onnx_runtime.available()
+    assert est.engine == ("onnxruntime" if onnx else "torch")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) and not n.endswith(".bn1")  # bn1: on a sum
                    for n, m in est.model.named_modules())
     fast = est.crop_heatmaps(crops)

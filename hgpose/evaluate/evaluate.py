@@ -337,7 +337,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
     metrics.update(protocol=protocol, protocol_description=protocols.DESCRIPTIONS[protocol],
                    checkpoint=est.checkpoint, split=split, flip=bool(flip),
                    codec=type(est.codec).__name__, refine=getattr(est.codec, "refine", "none"),
-                   precision=est.precision, data_dir=str(Path(data_dir).resolve()),
+                   precision=est.precision, engine=est.engine, data_dir=str(Path(data_dir).resolve()),
                    joints=[name for name, keep in zip(JOINTS, scored) if keep])
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(est.checkpoint, split, protocol, flip)
     write_outputs(out_dir, metrics, rows, results)

@@ -12,9 +12,7 @@ rule, so a consumer can decode the heatmaps the way the network was trained.
 
 from __future__ import annotations
 
-import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +23,10 @@ from hgpose import __version__
 from hgpose.codec import GaussianCodec, ThesisCodec
 from hgpose.errors import HgposeError
 from hgpose.inference.forward import normalise
+from hgpose.inference.onnx_runtime import OPSET, to_onnx
 from hgpose.io import write_bytes
 from hgpose.skeleton import JOINTS
 
-OPSET = 17
 # Opset 9 is the first that can express the hourglass's nearest-neighbour upsampling; the
 # last is the newest the (TorchScript) exporter writes.
 MIN_OPSET = 9
@@ -81,21 +79,10 @@ def export_onnx(source, out_path: str | Path, *, checkpoint=None, opset: int = O
     except ImportError:
         raise HgposeError("ONNX export needs the `onnx` package: pip install onnx onnxruntime") from None
     # fp32: the graph holds fp32 weights (BatchNorm folded in) for any runtime to run
-    est = load(source, checkpoint=checkpoint, device="cpu", precision="fp32")
+    est = load(source, checkpoint=checkpoint, device="cpu", precision="fp32", engine="torch")
     size = est.input_size
     wrapper = ExportedNetwork(est.model, est.mean_rgb).eval()
-    example = torch.rand(1, 3, size, size)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript-based exporter warns about its own deprecation; the dynamo one
-        # would also need onnxscript, which hgpose does not depend on.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper, (example,), buffer, dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["heatmaps"],
-            dynamic_axes={"input": {0: "batch"}, "heatmaps": {0: "batch"}},
-        )
-    graph = onnx.load_from_string(buffer.getvalue())
+    graph = onnx.load_from_string(to_onnx(wrapper, size, opset))
     meta = {
         "hgpose_version": __version__,
         "checkpoint": est.checkpoint,

@@ -85,6 +85,7 @@ def coco_image_id(path: Path) -> int | None:
 
 OUTPUT_SUFFIXES = (".json", ".skeleton.png", ".heatmaps.png")
 SUMMARY_NAME = "predictions.json"
+ONNX_RUNTIME_FROM = 12   # images; fewer run in PyTorch (see `predict`)
 
 
 def _unique_names(paths: list[Path], out_dir: Path | None = None) -> list[str]:
@@ -188,8 +189,11 @@ def predict(source, inputs, out_dir: str | Path = "predictions", *, box=None,
     """Load a run (or weights file) and predict images; see `predict_images`."""
     from hgpose.inference import load
 
+    # ONNX Runtime (the fp32 CPU engine) first writes its graph, 1-4 s: worth it from about
+    # a dozen images on
+    engine = "auto" if len(list_images(inputs)[0]) >= ONNX_RUNTIME_FROM else "torch"
     estimator = load(source, checkpoint=checkpoint, device=device, flip=flip, refine=refine,
-                     precision=precision)
+                     precision=precision, engine=engine)
     return predict_images(estimator, inputs, out_dir, box=box, min_score=min_score, on_image=on_image)
 
 

@@ -25,7 +25,7 @@ import torch
 from hgpose.data.crop import CROP_SIZE, CropBox, cut_crop, thesis_crop_box, to_image
 from hgpose.errors import HgposeError
 from hgpose.images import as_rgb
-from hgpose.inference import forward
+from hgpose.inference import forward, onnx_runtime
 from hgpose.inference.fast import prepare_network
 from hgpose.inference.runs import codec_of, resolve_checkpoint, resolve_device
 from hgpose.inference.weights import load_network
@@ -37,7 +37,8 @@ __all__ = ["Estimator", "Prediction", "box_crop", "decode_to_image", "load", "ta
 # --- loading a run ---------------------------------------------------------------------------
 
 def load(source: str | Path, *, checkpoint: str | Path | None = None, device: str = "auto",
-         flip: bool = False, refine: str | None = None, precision: str = "auto") -> "Estimator":
+         flip: bool = False, refine: str | None = None, precision: str = "auto",
+         engine: str = "auto") -> "Estimator":
     """An `Estimator` from a run directory (best checkpoint by default) or a weights file.
 
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
@@ -46,13 +47,15 @@ def load(source: str | Path, *, checkpoint: str | Path | None = None, device: st
     target.refine).
     precision: "auto" (bf16 where the CPU or GPU computes it natively, else fp32), "bf16",
     "fp32" (see `hgpose.inference.fast`).
+    engine: "auto" (ONNX Runtime for fp32 on a CPU, where installed: faster there; PyTorch
+    otherwise) or "torch".
     """
     weights_path, run_dir = resolve_checkpoint(source, checkpoint)
     device = resolve_device(device)
     model, metadata = load_network(weights_path, device)
     codec = codec_of(run_dir, metadata, weights_path, refine)
     return Estimator(model, codec, metadata["mean_rgb"], device, flip=flip, checkpoint=weights_path,
-                     metadata=metadata, precision=precision)
+                     metadata=metadata, precision=precision, engine=engine)
 
 
 def decode_to_image(codec, heatmaps: torch.Tensor, crop_boxes, input_size: int = CROP_SIZE
@@ -127,16 +130,23 @@ class Estimator:
     Built by `hgpose.load(...)`; construct it directly only for a model you built yourself.
     The model is made ready for fast inference in place (`prepare_network`: eval mode,
     BatchNorm folded into the convolutions, channels-last); pass a copy to keep yours
-    trainable. `precision` as in `load`; `self.precision` says what runs ("bf16" or "fp32").
+    trainable. `precision` and `engine` as in `load`; `self.precision` ("bf16" or "fp32")
+    and `self.engine` ("torch" or "onnxruntime") say what runs.
     """
 
     input_size = CROP_SIZE
 
     def __init__(self, model: torch.nn.Module, codec, mean_rgb, device: str | torch.device = "cpu",
                  *, flip: bool = False, checkpoint: str | Path | None = None, metadata: dict | None = None,
-                 precision: str = "auto"):
+                 precision: str = "auto", engine: str = "auto"):
         self.device = torch.device(device)
         self.model, self._autocast, self.precision = prepare_network(model, self.device, precision)
+        if engine not in ("auto", "torch"):
+            raise HgposeError(f"engine {engine!r}: choose auto or torch")
+        onnx = (engine == "auto" and self.device.type == "cpu" and self.precision == "fp32"
+                and onnx_runtime.available())
+        self.engine = "onnxruntime" if onnx else "torch"
+        self._network = onnx_runtime.OnnxRuntimeNetwork(self.model, self.input_size) if onnx else self.model
         self.codec = codec
         self.mean_rgb = np.asarray(mean_rgb, np.float32).reshape(3)
         self.flip = flip
@@ -147,7 +157,8 @@ class Estimator:
     def __repr__(self) -> str:
         model = self.metadata.get("model", {})
         return (f"Estimator({model.get('name', type(self.model).__name__)}, "
-                f"codec={type(self.codec).__name__}, device={self.device}, precision={self.precision}, flip={self.flip}, "
+                f"codec={type(self.codec).__name__}, device={self.device}, precision={self.precision}, "
+                f"engine={self.engine}, flip={self.flip}, "
                 f"checkpoint={self.checkpoint!r})")
 
     @property
@@ -183,7 +194,7 @@ class Estimator:
     def crop_heatmaps(self, crops, flip: bool | None = None) -> torch.Tensor:
         """Heatmaps float32 [B, 17, 64, 64] (last stack) on the device, for uint8 crops."""
         flip = self.flip if flip is None else flip
-        return forward.last_stack(self.model, self.to_input(crops), flip, self._autocast)
+        return forward.last_stack(self._network, self.to_input(crops), flip, self._autocast)
 
     def decode(self, heatmaps: torch.Tensor, crop_boxes) -> np.ndarray:
         """Heatmaps [B, 17, h, w] of crops cut at crop_boxes ([B, 3]: x0, y0, side, or
