@@ -212,3 +212,41 @@ def test_predict_leaves_a_few_images_to_pytorch(monkeypatch, weights_file, tmp_p
         assert len(summary.outcomes) == n and not summary.failed
     assert engines == ["torch", "auto"]
 
+
+
+def test_a_network_onnx_cannot_take_runs_in_pytorch_with_a_note(monkeypatch, weights_file, capsys):
+    import hgpose
+    from hgpose.inference import onnx_runtime
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Unsupported: ONNX export of operator X\n%1 : Float(...) = ... (a whole graph)")
+
+    monkeypatch.setattr(onnx_runtime, "to_onnx", refuse)
+    crops = torch.zeros(2, 256, 256, 3, dtype=torch.uint8)
+    est = hgpose.load(weights_file, device="cpu")
+    heatmaps = est.crop_heatmaps(crops)
+    note = capsys.readouterr().err.strip().splitlines()
+    assert note == ["hgpose: note: ONNX Runtime could not run this network (RuntimeError: Unsupported: "
+                    "ONNX export of operator X); running it in PyTorch"]
+    assert est.engine == "torch"
+    expected = hgpose.load(weights_file, device="cpu", engine="torch").crop_heatmaps(crops)
+    assert torch.equal(heatmaps, expected)
+
+
+def test_a_network_working_at_128_exports_and_downsamples_as_area_means():
+    from hgpose.inference import onnx_runtime
+    from hgpose.models.blocks import to_resolution
+
+    x = torch.rand(2, 3, 256, 256)
+    assert torch.allclose(to_resolution(x, 128), torch.nn.functional.interpolate(x, size=(128, 128), mode="area"))
+    model = StackedHourglass(num_stacks=1, features=16, resolution=128).eval()
+    if onnx_runtime.available():
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(onnx_runtime.to_onnx(model, 256), providers=["CPUExecutionProvider"])
+        (out,) = session.run(None, {"input": x.numpy()})
+        with torch.inference_mode():
+            assert abs(out - model(x).numpy()).max() < 1e-4

@@ -145,7 +145,6 @@ class Estimator:
             raise HgposeError(f"engine {engine!r}: choose auto or torch")
         onnx = (engine == "auto" and self.device.type == "cpu" and self.precision == "fp32"
                 and onnx_runtime.available())
-        self.engine = "onnxruntime" if onnx else "torch"
         self._network = onnx_runtime.OnnxRuntimeNetwork(self.model, self.input_size) if onnx else self.model
         self.codec = codec
         self.mean_rgb = np.asarray(mean_rgb, np.float32).reshape(3)
@@ -160,6 +159,13 @@ class Estimator:
                 f"codec={type(self.codec).__name__}, device={self.device}, precision={self.precision}, "
                 f"engine={self.engine}, flip={self.flip}, "
                 f"checkpoint={self.checkpoint!r})")
+
+    @property
+    def engine(self) -> str:
+        """What runs the network: "onnxruntime" (fp32 on a CPU, where installed and the
+        network exports) or "torch"."""
+        onnx = isinstance(self._network, onnx_runtime.OnnxRuntimeNetwork) and self._network.failed is None
+        return "onnxruntime" if onnx else "torch"
 
     @property
     def joints(self) -> np.ndarray:

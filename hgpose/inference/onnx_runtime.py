@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import sys
 import warnings
 
 import torch
@@ -58,21 +59,30 @@ class _LastStack(nn.Module):
 class OnnxRuntimeNetwork:
     """A network's last stack run by ONNX Runtime (fp32, CPU), called like the PyTorch
     network on the normalised input: [B, 3, H, W] float32 -> [B, 1, J, H/4, W/4]. The
-    graph is written lazily, on the first call."""
+    graph is written lazily, on the first call. A network the exporter cannot write (or a
+    session ONNX Runtime cannot start) runs in PyTorch instead, with a one-line note."""
 
     def __init__(self, model: nn.Module, size: int):
         self.model, self.size, self.session = model, size, None
+        self.failed: str | None = None   # why ONNX Runtime is not running, once it is known
 
     def _start(self) -> None:
         import onnxruntime as ort
 
-        graph = to_onnx(_LastStack(self.model), self.size)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()   # the same cores as PyTorch
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        try:
+            graph = to_onnx(_LastStack(self.model), self.size)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()   # the same cores as PyTorch
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # the exporter's errors embed the whole graph: keep one line
+            self.failed = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
+            print(f"hgpose: note: ONNX Runtime could not run this network ({self.failed}); "
+                  "running it in PyTorch", file=sys.stderr)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.session is None:
+        if self.session is None and self.failed is None:
             self._start()
+        if self.failed is not None:
+            return self.model(x)
         (out,) = self.session.run(None, {"input": x.detach().float().contiguous().cpu().numpy()})
         return torch.from_numpy(out)

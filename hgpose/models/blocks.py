@@ -77,6 +77,10 @@ def to_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
     can run cheaper than the 256x256 crop it is fed. r = 256 is the identity."""
     if resolution == CROP_SIZE:
         return x
+    if CROP_SIZE % resolution == 0:
+        # the same means as "area" for a whole factor, but with a static kernel: ONNX
+        # export cannot express area interpolation to a size computed from the input
+        return F.avg_pool2d(x, CROP_SIZE // resolution)
     h, w = x.shape[-2] * resolution // CROP_SIZE, x.shape[-1] * resolution // CROP_SIZE
     return F.interpolate(x, size=(h, w), mode="area")
 
