@@ -1,7 +1,7 @@
 """ONNX Runtime: the CPU's fp32 engine, where it beats PyTorch.
 
 On a CPU that runs fp32 (no native bf16, or `--precision fp32`), ONNX Runtime's CPU provider
-ran the hourglass networks 1.4-1.9x faster than PyTorch's channels-last + folded path
+ran the hourglass networks 1.3-1.8x faster than PyTorch's channels-last + folded path
 (benchmarks/inference.py; docs/evaluate.md, "Speed"); where bf16 is native, PyTorch under
 bf16 autocast is faster still, so ONNX Runtime is used only for fp32 on a CPU.
 
