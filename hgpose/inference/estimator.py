@@ -139,10 +139,10 @@ class Estimator:
     def __init__(self, model: torch.nn.Module, codec, mean_rgb, device: str | torch.device = "cpu",
                  *, flip: bool = False, checkpoint: str | Path | None = None, metadata: dict | None = None,
                  precision: str = "auto", engine: str = "auto"):
-        self.device = torch.device(device)
-        self.model, self._autocast, self.precision = prepare_network(model, self.device, precision)
         if engine not in ("auto", "torch"):
             raise HgposeError(f"engine {engine!r}: choose auto or torch")
+        self.device = torch.device(device)
+        self.model, self._autocast, self.precision = prepare_network(model, self.device, precision)
         onnx = (engine == "auto" and self.device.type == "cpu" and self.precision == "fp32"
                 and onnx_runtime.available())
         self._network = onnx_runtime.OnnxRuntimeNetwork(self.model, self.input_size) if onnx else self.model
