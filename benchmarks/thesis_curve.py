@@ -54,18 +54,25 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from hgpose import config as cfg  # noqa: E402
-from hgpose import thesis  # noqa: E402
-from hgpose.data.dataset import CropDataset, make_loader  # noqa: E402
-from hgpose.data.store import mean_rgb  # noqa: E402
-from hgpose.inference import weights  # noqa: E402
-from hgpose.inference.build import build_network  # noqa: E402
-from hgpose.io import write_json  # noqa: E402
-from hgpose.train import checkpoint as ckpt  # noqa: E402
-from hgpose.train.data import ShardSampler  # noqa: E402
-from hgpose.train.loop import (Job, Runtime, TrainingInterrupted, autocast_factory, fit,  # noqa: E402
-                               start_runtime, validate)
-from hgpose.train.recipes import PosePhase  # noqa: E402
+from hgpose import config as cfg
+from hgpose import thesis
+from hgpose.data.dataset import CropDataset, make_loader
+from hgpose.data.store import mean_rgb
+from hgpose.inference import weights
+from hgpose.inference.build import build_network
+from hgpose.io import write_json
+from hgpose.train import checkpoint as ckpt
+from hgpose.train.data import ShardSampler
+from hgpose.train.loop import (
+    Job,
+    Runtime,
+    TrainingInterrupted,
+    autocast_factory,
+    fit,
+    start_runtime,
+    validate,
+)
+from hgpose.train.recipes import PosePhase
 
 RECORD_NAME = "thesis_curve.json"
 # Settings that change what is shown or saved, never what is learned.
@@ -442,8 +449,8 @@ def format_row(row: dict, untrained: dict) -> str:
 def format_report(record: dict) -> str:
     """The curve beside the untrained level and the thesis's curve (SPEC §7)."""
     u, ref = record["untrained"], record["thesis"]
-    lines = [f"thesis preset, width {record['width']}, {record['splits']['train']:,} train / "
-             f"{record['splits']['val']:,} val crops of {record['store']}",
+    lines = [(f"thesis preset, width {record['width']}, {record['splits']['train']:,} train / "
+              f"{record['splits']['val']:,} val crops of {record['store']}"),
              HEADER]
     lines += [format_row(row, u) for row in record["curve"]]
     lines.append(f"untrained network: val PCK {u['val_pck']:.4f}, val loss {u['val_loss']:.4e}; "
@@ -465,8 +472,8 @@ def format_probe(head: dict) -> str:
     rows = head["rows"]
     if not rows:
         return "head probe: no steps recorded"
-    lines = [f"head over the first {len(rows)} steps (|grad| of the final 1x1 conv, its BN, the 1x1 "
-             f"before, the stem; dead ReLU channels; grad elements < eps {head['rmsprop_eps']:g}):",
+    lines = [(f"head over the first {len(rows)} steps (|grad| of the final 1x1 conv, its BN, the 1x1 "
+              f"before, the stem; dead ReLU channels; grad elements < eps {head['rmsprop_eps']:g}):"),
              "   step       loss  conv2.w    bn.w   conv1.w   stem.w  dead  <=0   out max  <eps"]
     marks = sorted({1, 10, 50, len(rows) // 2, len(rows)} & set(range(1, len(rows) + 1)))
     for r in (rows[i - 1] for i in marks):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from builders import make_store
+
 from hgpose import thesis
 from hgpose.codec import ThesisCodec
 
