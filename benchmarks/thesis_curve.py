@@ -5,7 +5,9 @@ RMSprop 2.5e-4, plateau schedule on val PCK, no augmentation, fp32) at a chosen 
 chosen store, for a fixed number of samples, and prints validation thesis-PCK and validation
 loss against samples seen, beside the thesis's curve (SPEC §7, from hgpose.thesis) and the
 untrained level: the PCK and loss of the untrained network, and the loss of predicting
-all-zero maps on the same val split (computed here, never typed in).
+all-zero maps on the same val split (computed here, never typed in). It also prints the prior
+level: the val PCK of a constant prediction, every joint at its median training cell, which a
+network reaches by learning where joints usually lie in a crop, without looking at the person.
 
     python benchmarks/thesis_curve.py STORE --out OUT [--width 16] [--samples 124000]
                                       [--eval-every 8000] [--probe-steps 200]
@@ -56,8 +58,10 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from hgpose import config as cfg
 from hgpose import thesis
+from hgpose.codec import argmax_2d
 from hgpose.data.dataset import CropDataset, make_loader
 from hgpose.data.store import mean_rgb
+from hgpose.evaluate.pck import PCKAccumulator
 from hgpose.inference import weights
 from hgpose.inference.build import build_network
 from hgpose.io import write_json
@@ -205,6 +209,33 @@ def zero_map_loss(ctx: Context) -> float:
     return total / max(count, 1)
 
 
+@torch.no_grad()
+def prior_level(ctx: Context) -> dict:
+    """Val thesis-PCK of a "network" that ignores the image: every joint always at one cell,
+    the median of its training targets' argmax. A run that has learned only where each joint
+    usually lies in a crop scores this; on person-centred COCO crops it is far higher than on
+    LSPET (the face joints sit in nearly the same place in every crop)."""
+    codec = ctx.phase.thesis_codec
+    cells, labelled = [], []
+    for batch in make_loader(ctx.train_set, 256, None, ctx.config.data.workers, ctx.rt.device):
+        _, kps = ctx.phase.inputs(batch, None, train=False)
+        targets, _ = codec.encode_torch(kps)
+        cells.append(argmax_2d(targets).float())
+        labelled.append(targets.flatten(2).amax(-1) > 0)
+    cells, labelled = torch.cat(cells), torch.cat(labelled)
+    median = torch.stack([cells[labelled[:, j], j].median(dim=0).values if labelled[:, j].any()
+                          else torch.zeros(2, device=cells.device) for j in range(cells.shape[1])])
+    pck = PCKAccumulator(ctx.rt.device)
+    for batch in val_loader(ctx):
+        _, kps = ctx.phase.inputs(batch, None, train=False)
+        targets, _ = codec.encode_torch(kps)
+        constant = torch.zeros_like(targets)
+        constant[:, torch.arange(len(median)), median[:, 1].long(), median[:, 0].long()] = 1
+        pck.update(constant, targets, kps[..., 2])
+    summary = pck.summary()
+    return {"val_pck": summary["pck"], "val_pck_limbs": summary["pck_limbs"], "cells": median.tolist()}
+
+
 def untrained_level(ctx: Context) -> dict:
     """The level a run that learned nothing sits at: the untrained network's val PCK and
     loss, and the val loss of all-zero maps."""
@@ -341,7 +372,8 @@ def new_record(ctx: Context, args) -> dict:
     return {"benchmark": "thesis_curve", "width": args.width, "store": str(args.store.resolve()),
             "splits": {"train": ctx.n_train, "val": len(ctx.val_set)}, "samples": 0,
             "samples_target": args.samples, "eval_every": args.eval_every, "probe_steps": args.probe_steps,
-            "seed": args.seed, "config": cfg.to_dict(ctx.config), "untrained": None, "curve": [],
+            "seed": args.seed, "config": cfg.to_dict(ctx.config), "untrained": None, "prior": None,
+            "curve": [],
             "epochs": [], "head": {"rmsprop_eps": rmsprop_eps(), "rows": []}, "sessions": [],
             "thesis": thesis_reference(), "torch": torch.__version__, "cpu": cpu_name(),
             "threads": torch.get_num_threads(), "seconds": 0.0}
@@ -400,6 +432,8 @@ def catch_up(ctx: Context, record: dict, session_start: float) -> tuple[int, int
     last = record["curve"][-1]["samples"] if record["curve"] else -1
     if record["untrained"] is None:
         record["untrained"] = untrained_level(ctx)
+    if record.get("prior") is None:
+        record["prior"] = prior_level(ctx)
     if samples == 0 and last < 0:  # the untrained network is the curve's first point
         scored = {k: v for k, v in record["untrained"].items() if k != "zero_map_loss"}
         add_row(ctx, record, None, 0, 0, 0.0, 0, scored)
@@ -455,6 +489,8 @@ def format_report(record: dict) -> str:
     lines += [format_row(row, u) for row in record["curve"]]
     lines.append(f"untrained network: val PCK {u['val_pck']:.4f}, val loss {u['val_loss']:.4e}; "
                  f"all-zero maps: val loss {u['zero_map_loss']:.4e}")
+    prior = record["prior"]
+    lines.append(f"each joint always at its median training cell (no image): val PCK {prior['val_pck']:.4f}")
     where = record.get("left_untrained_at")
     lines.append(f"left the untrained level (val PCK > untrained + {record['margin']}): "
                  + (f"at {where:,} samples" if where is not None else "not yet"))

@@ -103,3 +103,20 @@ def test_another_width_in_the_same_folder_is_refused(curve, first, store):
     out, _ = first
     with pytest.raises(SystemExit, match="another width"):
         run(curve, store, out, 160, width=16)
+
+
+def test_the_prior_level_is_perfect_when_every_person_stands_alike(curve, tmp_path):
+    """Every crop with the same keypoints: the constant median prediction is always right."""
+    store = make_store(tmp_path / "store", n_train=6, n_val=3, n_test=1)
+    person = np.load(store / "train" / "keypoints.npy")[0]
+    person[:, 2] = 2
+    for split, n in (("train", 6), ("val", 3)):
+        np.save(store / split / "keypoints.npy", np.repeat(person[None], n, axis=0))
+    args = curve.parse_args([str(store), "--out", str(tmp_path / "run"), "--workers", "0"])
+    prior = curve.prior_level(curve.make_context(args))
+    assert prior["val_pck"] == 1.0 and len(prior["cells"]) == 17
+
+
+def test_the_record_holds_the_prior_level(first):
+    _, record = first
+    assert 0 <= record["prior"]["val_pck"] <= 1 and len(record["prior"]["cells"]) == 17
