@@ -58,3 +58,26 @@ COMPONENTS_FOR_95 = {"SHG": 541, "SHG+AE": 16}
 KMEANS_BEST_K = 2
 SILHOUETTE_RANDOM = 0.18
 SILHOUETTE_FULLY_ANNOTATED = 0.107
+
+# --- SPEC §7, the training curve -----------------------------------------------------------
+# Read off the thesis's results figure (full COCO, 256 features, GTX 1070), so each value is
+# approximate ("≈" in SPEC §7). One thesis epoch is TRAIN_CROPS samples at batch 16.
+
+#: Validation thesis-PCK after these (1-based) epochs: ≈ 0.07 after the first, ≈ 0.38 by
+#: epoch 18, a collapse to ≈ 0.02 at epochs 19-20, ≈ 0.2 at 30, ≈ 0.41 at 31, the best at 47.
+CURVE_VAL_PCK = {1: 0.07, 18: 0.38, 19: 0.02, 20: 0.02, 30: 0.2, 31: 0.41,
+                 47: PCK["SHG"]["val"]["all"]}
+#: (lowest, highest) validation PCK over epochs 1-10.
+CURVE_VAL_PCK_EPOCHS_1_TO_10 = (0.05, 0.13)
+#: (lowest, highest) validation loss over the first epochs.
+CURVE_VAL_LOSS_FIRST_EPOCHS = (5.8e-5, 6.1e-5)
+#: The plateau scheduler's one learning-rate drop came after this epoch.
+CURVE_LR_DROP_AFTER_EPOCH = 21
+#: The best epoch (by validation PCK) and its training and validation loss.
+CURVE_BEST_EPOCH = 47
+CURVE_BEST_TRAIN_LOSS = 4.19e-5
+CURVE_BEST_VAL_LOSS = 5.43e-5
+#: The lowest validation loss, its epoch and the validation PCK there.
+CURVE_LOWEST_VAL_LOSS = (5.15e-5, 32, 0.42)
+#: Training was stopped after this epoch.
+CURVE_LAST_EPOCH = 50
