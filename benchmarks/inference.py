@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import resource
 import statistics
 import time
@@ -136,12 +135,10 @@ def in_child(*args) -> dict:
 def describe_machine() -> str:
     import torch
 
-    from hgpose.cpu import bf16_features, cpu_flags
+    from hgpose.cpu import bf16_features, cpu_flags, cpu_model
 
     simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in cpu_flags()]
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                  if line.startswith("model name")), platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    return (f"torch {torch.__version__}; CPU: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} "
+    return (f"torch {torch.__version__}; CPU: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
             f"torch threads; features: {', '.join(simd) or 'none of avx2/avx512'}; native bf16: "
             f"{', '.join(bf16_features()) or 'no (hgpose default = channels-last + fold, fp32)'}"
             + (f"; GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))

@@ -44,7 +44,6 @@ import csv
 import inspect
 import json
 import math
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from hgpose import config as cfg
 from hgpose import thesis
 from hgpose.codec import ABSENT, argmax_2d
+from hgpose.cpu import cpu_model
 from hgpose.data.dataset import CropDataset, make_loader
 from hgpose.data.store import mean_rgb, open_split
 from hgpose.evaluate.pck import PCKAccumulator
@@ -355,16 +355,6 @@ def epoch_rows(ctx: Context) -> list[dict]:
     return rows
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def thesis_reference() -> dict:
     """SPEC §7's curve as hgpose.thesis holds it, with samples per thesis epoch."""
     # [epoch, PCK] pairs rather than a mapping: JSON would turn the epochs into strings.
@@ -383,7 +373,7 @@ def new_record(ctx: Context, args) -> dict:
             "seed": args.seed, "config": cfg.to_dict(ctx.config), "untrained": None, "prior": None,
             "curve": [],
             "epochs": [], "head": {"rmsprop_eps": rmsprop_eps(), "rows": []}, "sessions": [],
-            "thesis": thesis_reference(), "torch": torch.__version__, "cpu": cpu_name(),
+            "thesis": thesis_reference(), "torch": torch.__version__, "cpu": cpu_model(),
             "threads": torch.get_num_threads(), "seconds": 0.0}
 
 

@@ -27,6 +27,21 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (platform's guess elsewhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def bf16_features() -> list[str]:
     """The native-bf16 features present, e.g. ["avx512_bf16"] ([] on a CPU without them)."""
     return [flag for flag in BF16_FLAGS if flag in cpu_flags()]

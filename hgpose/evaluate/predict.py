@@ -145,10 +145,18 @@ def predict_images(estimator: Estimator, inputs, out_dir: str | Path, *, box=Non
     min_score: joints scoring below this fraction of a perfect target's peak are faded.
     on_image: called with each outcome as soon as it is known (the CLI prints them).
     """
+    paths, problems = list_images(inputs)
+    return _predict_listed(estimator, paths, problems, out_dir, box=box, min_score=min_score,
+                           on_image=on_image)
+
+
+def _predict_listed(estimator: Estimator, paths: list[Path], outcomes: list[ImageOutcome],
+                    out_dir: str | Path, *, box, min_score: float,
+                    on_image: Callable[[ImageOutcome], None] | None) -> PredictSummary:
+    """`predict_images` on inputs already expanded by `list_images` (paths, failed outcomes)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the predictions")
-    paths, outcomes = list_images(inputs)
     for outcome in outcomes:
         if on_image:
             on_image(outcome)
@@ -191,10 +199,12 @@ def predict(source, inputs, out_dir: str | Path = "predictions", *, box=None,
 
     # ONNX Runtime (the fp32 CPU engine) first writes its graph, 1-4 s: worth it from about
     # a dozen images on
-    engine = "auto" if len(list_images(inputs)[0]) >= ONNX_RUNTIME_FROM else "torch"
+    paths, problems = list_images(inputs)
+    engine = "auto" if len(paths) >= ONNX_RUNTIME_FROM else "torch"
     estimator = load(source, checkpoint=checkpoint, device=device, flip=flip, refine=refine,
                      precision=precision, engine=engine)
-    return predict_images(estimator, inputs, out_dir, box=box, min_score=min_score, on_image=on_image)
+    return _predict_listed(estimator, paths, problems, out_dir, box=box, min_score=min_score,
+                           on_image=on_image)
 
 
 def describe(outcome: ImageOutcome) -> str:

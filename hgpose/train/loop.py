@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from hgpose.cpu import native_bf16
+from hgpose.inference.fast import autocast_context
 from hgpose.errors import HgposeError
 from hgpose.io import write_bytes
 from hgpose.config import OptimConfig, TrainConfig
@@ -113,9 +114,7 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
 
 def autocast_factory(config: TrainConfig, device: torch.device) -> Callable:
     """A zero-argument factory of the autocast context of `autocast_dtype`."""
-    dtype = autocast_dtype(config, device)
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16,
-                                  enabled=dtype is not None)
+    return autocast_context(device, autocast_dtype(config, device))
 
 
 def cpu_bf16(config: TrainConfig) -> bool:
