@@ -14,8 +14,8 @@ from its saved state and keeps counting its budget from metrics.csv):
    the budget with its best checkpoint;
 3. `evaluate` the held-out LSPET test people (its 12 joints) and the COCO sample's val2017
    people on the 12 body joints (the joints LSP has), cropped by `--protocol` (default
-   gt-box: from each person's box alone): PCK@0.2 by box and by torso, thesis PCK (always
-   on the thesis crops), per joint, OKS AP;
+   gt-box: from each person's box alone), with the flip test when the preset validates with
+   it: PCK@0.2 by box and by torso, thesis PCK (always on the thesis crops), per joint, OKS AP;
 4. `explain` (PCA, K-means, skip ablation, saliency, report) on the LSPET test crops;
 5. with --picture FILE: predictions on COCO-sample val2017 people the network never saw
    (their annotated boxes) above the report's walk along the first principal component.
@@ -115,13 +115,16 @@ def train_within(store: Path, run: Path, minutes: float, overrides: list[str]) -
 
 
 def evaluations(run: Path, lspet: Path, coco: Path, protocol: str) -> dict:
+    """Both held-out sets, with the flip test when the run validated with it (the preset does)."""
     from hgpose.evaluate.evaluate import evaluate
 
+    flip = bool(json.loads((run / "config.json").read_text()).get("flip_test"))
+    tag = f"{protocol}{'-flip' if flip else ''}"
     return {
-        "lspet_test": evaluate(run, lspet, split="test", protocol=protocol,
-                               out_dir=run / "eval" / f"lspet-test-{protocol}", progress=False),
-        "coco_val_body": evaluate(run, coco, split="val", protocol=protocol, joints="body",
-                                  out_dir=run / "eval" / f"coco-val-body-{protocol}", progress=False),
+        "lspet_test": evaluate(run, lspet, split="test", protocol=protocol, flip=flip,
+                               out_dir=run / "eval" / f"lspet-test-{tag}", progress=False),
+        "coco_val_body": evaluate(run, coco, split="val", protocol=protocol, joints="body", flip=flip,
+                                  out_dir=run / "eval" / f"coco-val-body-{tag}", progress=False),
     }
 
 
@@ -209,6 +212,7 @@ def summarise(args, manifest, plan, curve, scores, times, features, bf16) -> dic
         "cpu": {"bf16_features": features, "bf16_used": bf16 and "cpu_amp=none" not in args.set},
         "train_crops": manifest["splits"]["train"],
         "protocol": args.protocol,
+        "flip_test": bool(lsp.get("flip")),
         "epochs": len(curve), "planned_epochs": plan["epochs"],
         "train_minutes": round(train_minutes, 1),
         "img_per_s": round(sum(r["img_per_s"] for r in curve) / max(len(curve), 1), 1),
@@ -230,7 +234,7 @@ def print_result(r: dict) -> None:
     for row in r["curve"]:
         print(f"{row['epoch']:5d}  {row['minutes']:7.1f}  {row['val_pck']:.3f}")
     lsp, cv = r["lspet_test"], r["coco_val_body"]
-    print(f"evaluate --protocol {r['protocol']}")
+    print(f"evaluate --protocol {r['protocol']}{' --flip' if r['flip_test'] else ''}")
     print(f"LSPET test ({lsp['n_images']} people): PCK@0.2 box {lsp['pck@0.2']['bbox']:.3f}  torso "
           f"{lsp['pck@0.2']['torso']:.3f}  thesis PCK {lsp['pck_thesis']['all']:.3f}  OKS AP {lsp['coco']['AP']:.3f}")
     print(f"COCO sample val2017, body joints ({cv['n_images']} people): PCK@0.2 box {cv['pck@0.2']['bbox']:.3f}  "

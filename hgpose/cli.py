@@ -219,7 +219,7 @@ def _add_train(sub) -> None:
             "PCK), 'newell' (8 stacks, Gaussian targets, augmentation, Adam, flip test), "
             "'thesis-ae' (the thesis's autoencoder: pre-trained on latents of an --init thesis "
             "network, then fine-tuned end to end), 'cpu' (real people on a CPU in an hour: "
-            "2 stacks at 128 features working at 128x128, Gaussian targets, augmentation, Adam, "
+            "2 stacks at 128 features working at 128x128, Gaussian targets, light augmentation, Adam on batches of 8, "
             "bf16 where the CPU has it). Ctrl-C saves a resumable state; --resume "
             "continues exactly where the run stopped."
         ),
