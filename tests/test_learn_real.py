@@ -1,0 +1,56 @@
+"""`benchmarks/learn_real.py`: its evaluation stage scores the held-out people with the flip
+test exactly when the run validated with it (the `cpu` preset does), and says so."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from builders import make_run
+
+SCRIPT_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def learn_real():
+    sys.path.insert(0, str(SCRIPT_DIR))
+    try:
+        import learn_real
+    finally:
+        sys.path.remove(str(SCRIPT_DIR))
+    return learn_real
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """A few synthetic people in COCO's layout, prepared (evaluate scores against the files)."""
+    from hgpose import synth
+    from hgpose.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("synth")
+    synth.generate(root / "coco", train_images=6, val_images=3, seed=0, workers=1, progress=False)
+    prepare(root / "coco", root / "store", test_size=0.3, seed=0, workers=1, progress=False)
+    return root / "store"
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_the_held_out_people_are_scored_with_the_runs_flip_test(learn_real, store, tmp_path, flip):
+    from hgpose.data.store import read_manifest
+
+    run = make_run(tmp_path / "run", "cpu")
+    config = json.loads((run / "config.json").read_text())
+    assert config["flip_test"] is True  # the preset's
+    config["flip_test"] = flip
+    (run / "config.json").write_text(json.dumps(config))
+
+    scores = learn_real.evaluations(run, store, store, "thesis")
+
+    assert scores["lspet_test"]["flip"] is flip and scores["coco_val_body"]["flip"] is flip
+    splits = read_manifest(store)["splits"]
+    assert scores["lspet_test"]["n_images"] == splits["test"] > 0
+    assert scores["coco_val_body"]["n_images"] == splits["val"] > 0
+    tag = "thesis-flip" if flip else "thesis"
+    assert json.loads((run / "eval" / f"lspet-test-{tag}" / "metrics.json").read_text())["flip"] is flip
+    assert (run / "eval" / f"coco-val-body-{tag}" / "metrics.json").is_file()
