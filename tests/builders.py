@@ -1,11 +1,13 @@
 """Small on-disk fixtures that several test files share, laid out exactly as the real
 commands leave them: a run directory (`hgpose train`) and a dataset store (`hgpose prepare`).
 
-    from builders import make_run, make_store
+    from builders import import_benchmark, make_run, make_store
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,16 @@ from hgpose.io import save_npy, write_json
 from hgpose.skeleton import JOINTS
 
 MEAN_RGB = [0.41, 0.374, 0.354]
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def import_benchmark(name: str):
+    """A script of benchmarks/ as a module (the folder is not a package)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def make_run(run_dir: Path, preset: str = "thesis", *, checkpoints=("best", "last"),

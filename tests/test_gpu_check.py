@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from builders import import_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
@@ -131,11 +132,7 @@ def test_an_unknown_part_is_a_one_line_error(tmp_path):
 
 def test_the_batch_search_stops_at_memory_and_halves_what_does_not_fit(monkeypatch):
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import gpu_check
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    gpu_check = import_benchmark("gpu_check")
     monkeypatch.setattr(gpu_check, "release_memory", lambda: None)  # nothing was allocated
 
     def speed(fits_up_to: int, rates: dict):

@@ -4,23 +4,15 @@ test exactly when the run validated with it (the `cpu` preset does), and says so
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from builders import make_run
-
-SCRIPT_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+from builders import import_benchmark, make_run
 
 
 @pytest.fixture(scope="module")
 def learn_real():
-    sys.path.insert(0, str(SCRIPT_DIR))
-    try:
-        import learn_real
-    finally:
-        sys.path.remove(str(SCRIPT_DIR))
-    return learn_real
+    return import_benchmark("learn_real")
 
 
 @pytest.fixture(scope="module")

@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import make_store
+from builders import import_benchmark, make_store
 
 from hgpose import thesis
 from hgpose.codec import ThesisCodec
 
-SCRIPT_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
 def curve():
-    sys.path.insert(0, str(SCRIPT_DIR))
-    try:
-        import thesis_curve
-    finally:
-        sys.path.remove(str(SCRIPT_DIR))
-    return thesis_curve
+    return import_benchmark("thesis_curve")
 
 
 @pytest.fixture(scope="module")
