@@ -116,9 +116,10 @@ def train_within(store: Path, run: Path, minutes: float, overrides: list[str]) -
 
 def evaluations(run: Path, lspet: Path, coco: Path, protocol: str) -> dict:
     """Both held-out sets, with the flip test when the run validated with it (the preset does)."""
+    from hgpose import config as cfg
     from hgpose.evaluate.evaluate import evaluate
 
-    flip = bool(json.loads((run / "config.json").read_text()).get("flip_test"))
+    flip = cfg.load(run / "config.json").flip_test
     tag = f"{protocol}{'-flip' if flip else ''}"
     return {
         "lspet_test": evaluate(run, lspet, split="test", protocol=protocol, flip=flip,

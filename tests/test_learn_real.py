@@ -29,13 +29,14 @@ def store(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("flip", [True, False])
 def test_the_held_out_people_are_scored_with_the_runs_flip_test(learn_real, store, tmp_path, flip):
+    from hgpose import config as cfg
     from hgpose.data.store import read_manifest
 
     run = make_run(tmp_path / "run", "cpu")
-    config = json.loads((run / "config.json").read_text())
-    assert config["flip_test"] is True  # the preset's
-    config["flip_test"] = flip
-    (run / "config.json").write_text(json.dumps(config))
+    config = cfg.load(run / "config.json")
+    assert config.flip_test is True  # the preset's
+    config.flip_test = flip
+    cfg.save(config, run / "config.json")
 
     scores = learn_real.evaluations(run, store, store, "thesis")
 
