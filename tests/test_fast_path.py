@@ -250,3 +250,29 @@ def test_a_network_working_at_128_exports_and_downsamples_as_area_means():
         (out,) = session.run(None, {"input": x.numpy()})
         with torch.inference_mode():
             assert abs(out - model(x).numpy()).max() < 1e-4
+
+
+def test_onnx_runtime_copy_pads_the_fed_back_heads_and_computes_the_same_heatmaps():
+    """The 17-channel heads that feed the next stack get zero channels up to a whole block of
+    16 (ONNX Runtime's blocked layout); the copy's heatmaps are the network's, and the
+    network itself is untouched."""
+    from hgpose.inference import onnx_runtime
+
+    torch.manual_seed(0)
+    model = StackedHourglass(num_stacks=3, features=32).eval()
+    blocked = onnx_runtime.with_blocked_heads(model)
+    assert [p.out_channels for p in blocked.predictions] == [32, 32, 17]
+    assert [m.in_channels for m in blocked.merge_predictions] == [32, 32]
+    assert [p.out_channels for p in model.predictions] == [17, 17, 17]
+    x = torch.rand(2, 3, 256, 256)
+    with torch.inference_mode():
+        expected = model(x)
+        assert torch.allclose(blocked(x), expected, atol=1e-5)
+    assert onnx_runtime.with_blocked_heads(ThesisNetwork(features=16).eval()).__class__ is ThesisNetwork
+    if onnx_runtime.available():
+        import onnxruntime as ort
+
+        graph = onnx_runtime.to_onnx(onnx_runtime._LastStack(blocked), 256)
+        (out,) = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})
+        assert out.shape == (2, 1, 17, 64, 64)
+        assert abs(out - expected[:, -1:].numpy()).max() < 1e-4

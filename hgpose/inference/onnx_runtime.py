@@ -1,7 +1,7 @@
 """ONNX Runtime: the CPU's fp32 engine, where it beats PyTorch.
 
 On a CPU that runs fp32 (no native bf16, or `--precision fp32`), ONNX Runtime's CPU provider
-ran the hourglass networks 1.3-1.8x faster than PyTorch's channels-last + folded path
+ran the hourglass networks 1.4-1.7x faster than PyTorch's channels-last + folded path
 (benchmarks/inference.py; docs/evaluate.md, "Speed"); where bf16 is native, PyTorch under
 bf16 autocast is faster still, so ONNX Runtime is used only for fp32 on a CPU.
 
@@ -12,6 +12,7 @@ ONNX Runtime is optional (`pip install onnxruntime`); without it PyTorch runs.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
 import os
@@ -45,6 +46,41 @@ def to_onnx(module: nn.Module, size: int, opset: int = OPSET) -> bytes:
     return buffer.getvalue()
 
 
+# ONNX Runtime's CPU provider runs convolutions in a channel-blocked layout (NCHWc: blocks of
+# 16 channels with AVX-512, 8 with AVX2). A tensor whose channel count is not a whole number of
+# blocks leaves that layout: two reorders and an unfused add each time. In Newell's network the
+# 17 heatmaps of every stack but the last feed the next stack through a 1x1 conv, so the 8-stack
+# left the layout 7 times, and 7 % of its time went to reorders and unfused adds. Zero channels
+# added to those heads (zero weights and bias out, zero weights in) change no number.
+CHANNEL_BLOCK = 16
+
+
+def _zero_padded(conv: nn.Conv2d, out_channels: int, in_channels: int) -> nn.Conv2d:
+    """`conv` with zero output and input channels appended up to the given counts."""
+    padded = nn.Conv2d(in_channels, out_channels, conv.kernel_size, conv.stride, conv.padding)
+    with torch.no_grad():
+        padded.weight.zero_()
+        padded.bias.zero_()
+        padded.weight[: conv.out_channels, : conv.in_channels] = conv.weight
+        padded.bias[: conv.out_channels] = conv.bias
+    return padded
+
+
+def with_blocked_heads(model: nn.Module) -> nn.Module:
+    """A copy of a stacked hourglass whose fed-back heatmap heads have a whole number of
+    channel blocks (see CHANNEL_BLOCK); any other network is returned as it is. The copy
+    computes the same heatmaps: StackedHourglass returns only the first num_joints channels."""
+    merges = getattr(model, "merge_predictions", None)
+    if not merges or model.num_joints % CHANNEL_BLOCK == 0:
+        return model
+    width = -(-model.num_joints // CHANNEL_BLOCK) * CHANNEL_BLOCK
+    model = copy.deepcopy(model)
+    for i, (head, merge) in enumerate(list(zip(model.predictions, model.merge_predictions))):
+        model.predictions[i] = _zero_padded(head, width, head.in_channels)
+        model.merge_predictions[i] = _zero_padded(merge, merge.out_channels, width)
+    return model
+
+
 class _LastStack(nn.Module):
     """The network's last stack only, [B, 1, J, h, w]: the graph computes nothing unused."""
 
@@ -70,7 +106,7 @@ class OnnxRuntimeNetwork:
         import onnxruntime as ort
 
         try:
-            graph = to_onnx(_LastStack(self.model), self.size)
+            graph = to_onnx(_LastStack(with_blocked_heads(self.model)), self.size)
             options = ort.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()   # the same cores as PyTorch
             self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])

@@ -96,7 +96,9 @@ class StackedHourglass(nn.Module):
         ):
             features = features_out(hourglass(x))
             prediction = predict(features)
-            heatmaps.append(prediction)
+            # The slice is a no-op here; ONNX Runtime's copy pads this head with zero
+            # channels (inference/onnx_runtime.py, with_blocked_heads).
+            heatmaps.append(prediction[:, : self.num_joints])
             x = x + merge_features(features) + merge_predictions(prediction)
         features = self.features_out[-1](self.hourglasses[-1](x))
         heatmaps.append(self.predictions[-1](features))
