@@ -232,10 +232,12 @@ def summarise(args, manifest, plan, curve, scores, times, features, bf16) -> dic
     values = {"lspet_box": lsp["pck@0.2"]["bbox"], "lspet_torso": lsp["pck@0.2"]["torso"],
               "coco_box": cv["pck@0.2"]["bbox"]}
     train_minutes = sum(row["seconds"] for row in curve) / 60
+    config = json.loads((args.out / "run" / "config.json").read_text())
+    limit = config["data"]["train_limit"]   # --set data.train_limit=N trains on the first N only
     return {
-        "config": json.loads((args.out / "run" / "config.json").read_text()),
+        "config": config,
         "cpu": {"bf16_features": features, "bf16_used": bf16 and "cpu_amp=none" not in args.set},
-        "train_crops": manifest["splits"]["train"],
+        "train_crops": min(limit, manifest["splits"]["train"]) if limit else manifest["splits"]["train"],
         "protocol": args.protocol,
         "flip_test": bool(lsp.get("flip")),
         "epochs": len(curve), "planned_epochs": plan["epochs"],

@@ -66,3 +66,23 @@ def test_the_plan_fits_the_budget_at_the_pace_measured_so_far(learn_real):
 
     spent = [{"seconds": 4000.0}]   # over budget already: the minimum, 2 epochs
     assert learn_real.plan_epochs(3600, spent) == {"epochs": 2, "step_epochs": [1, 2], "epoch_seconds": 4120.0}
+
+
+@pytest.mark.parametrize("limit, crops", [(0, 30), (12, 12), (99, 30)])
+def test_the_summary_counts_the_crops_the_run_trained_on(learn_real, tmp_path, limit, crops):
+    """`--set data.train_limit=N` trains on the first N crops: the JSON and the printout say N."""
+    import argparse
+
+    from hgpose import config as cfg
+
+    run = make_run(tmp_path / "run", "cpu")
+    config = cfg.load(run / "config.json")
+    config.data.train_limit = limit
+    cfg.save(config, run / "config.json")
+    scores = {"pck@0.2": {"bbox": 0.5, "torso": 0.4}, "pck_thesis": {"all": 0.3}, "pck@0.2_per_joint": {},
+              "coco": {"AP": 0.1}, "n_images": 5, "joints": [], "flip": True}
+    args = argparse.Namespace(out=tmp_path, set=[], protocol="gt-box")
+    result = learn_real.summarise(args, {"splits": {"train": 30}}, {"epochs": 2}, [],
+                                  {"lspet_test": scores, "coco_val_body": scores}, {}, [], True)
+    assert result["train_crops"] == crops
+    assert result["config"]["data"]["train_limit"] == limit
