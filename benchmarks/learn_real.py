@@ -127,13 +127,14 @@ def train_to(store: Path, run: Path, epochs: int, step_epochs: list[int], budget
     """Resume the run up to `epochs`, stopping at `budget` seconds of training in all."""
     from hgpose.train import train
 
-    spent = sum(row["seconds"] for row in history(run))
+    done = history(run)
+    spent = sum(row["seconds"] for row in done)
     started = time.perf_counter()
 
     def out_of_time(_step: dict) -> bool:
         return spent + time.perf_counter() - started > budget
 
-    if history(run) and int(history(run)[-1]["epoch"]) < epochs:
+    if done and int(done[-1]["epoch"]) < epochs:
         train(store, run, resume=True, epochs=epochs,
               overrides=["optim.step_epochs=" + ",".join(map(str, step_epochs))], on_step=out_of_time)
 

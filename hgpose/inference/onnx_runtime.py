@@ -22,6 +22,8 @@ import warnings
 import torch
 from torch import nn
 
+from hgpose.models import StackedHourglass
+
 OPSET = 17
 
 
@@ -70,8 +72,8 @@ def with_blocked_heads(model: nn.Module) -> nn.Module:
     """A copy of a stacked hourglass whose fed-back heatmap heads have a whole number of
     channel blocks (see CHANNEL_BLOCK); any other network is returned as it is. The copy
     computes the same heatmaps: StackedHourglass returns only the first num_joints channels."""
-    merges = getattr(model, "merge_predictions", None)
-    if not merges or model.num_joints % CHANNEL_BLOCK == 0:
+    fed_back = isinstance(model, StackedHourglass) and model.num_stacks > 1
+    if not fed_back or model.num_joints % CHANNEL_BLOCK == 0:
         return model
     width = -(-model.num_joints // CHANNEL_BLOCK) * CHANNEL_BLOCK
     model = copy.deepcopy(model)
