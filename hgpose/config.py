@@ -49,6 +49,7 @@ class AugmentConfig:
     scale_max: float = 1.25
     flip: float = 0.5             # probability of a horizontal flip (left/right joints swapped)
     colour: float = 0.2           # brightness, contrast and saturation factors in 1 ± colour
+    half_body: float = 0.0        # probability of a view of the upper or lower body alone (HRNet)
 
 
 @dataclass
@@ -75,7 +76,7 @@ class OptimConfig:
     alpha: float = 0.99           # rmsprop smoothing
     momentum: float = 0.0         # rmsprop and sgd
     weight_decay: float = 0.0
-    schedule: str = "plateau"     # "plateau" (on the validation metric) | "step" | "none"
+    schedule: str = "plateau"     # "plateau" (on the validation metric) | "step" | "linear" | "none"
     plateau_factor: float = 0.2
     plateau_patience: int = 5
     min_lr: float = 5e-5
@@ -213,7 +214,7 @@ CHOICES = {
     "target.codec": ("thesis", "gaussian"),
     "target.refine": ("auto", "none", "quarter", "dark"),
     "optim.name": ("rmsprop", "adam", "sgd"),
-    "optim.schedule": ("plateau", "step", "none"),
+    "optim.schedule": ("plateau", "step", "linear", "none"),
     "ae.optim.name": ("rmsprop", "adam", "sgd"),
     "ae.optim.schedule": ("step", "none"),
 }

@@ -111,6 +111,15 @@ def test_warmup_and_step_decay_schedule():
     assert scheduled_lr(plateau, 0, 0) is None  # the plateau scheduler owns the lr
 
 
+def test_linear_schedule_falls_to_min_lr_at_the_last_epoch():
+    o = cfg.OptimConfig(lr=1.0, schedule="linear", warmup_steps=2, min_lr=0.1)
+    at = [scheduled_lr(o, int(p), 10**6, position=p, epochs=4) for p in (0, 1, 2.5, 3.6, 4)]
+    assert at == pytest.approx([1.0, 0.75, 0.375, 0.1, 0.1])  # floored at min_lr
+    assert scheduled_lr(o, 0, 0, position=0, epochs=4) == pytest.approx(0.5)  # warm-up on top
+    with pytest.raises(ValueError, match="linear schedule needs"):
+        scheduled_lr(o, 0, 10)
+
+
 def test_thesis_plateau_schedule_drops_lr_by_0_2_after_5_flat_epochs_never_below_5e_5():
     """SPEC §4 on a made-up sequence of validation PCKs, through the scheduler the loop builds."""
     from hgpose.train.loop import plateau_scheduler
@@ -317,6 +326,14 @@ def test_newell_recipe_runs_with_stacks_flip_test_and_augmentation(store, tmp_pa
     assert row["lr"] == pytest.approx(1e-3 / 1000)  # first of 1,000 warm-up steps
     model, meta = load_network(tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert meta["model"]["stacks"] == 2 and model(torch.zeros(1, 3, 256, 256)).shape == (1, 2, 17, 64, 64)
+
+
+def test_linear_schedule_in_the_loop_decays_per_step_over_the_run(store, tmp_path):
+    # 8 crops in batches of 4: 2 steps an epoch; the last steps sit at 0.5 and 1.5 of 2 epochs.
+    summary = train(store, tmp_path / "run", epochs=2, batch_size=4,
+                    overrides=TINY + ["optim.schedule=linear", "data.train_limit=8"])
+    lrs = [row["lr"] for row in summary["history"]]
+    assert lrs == pytest.approx([2.5e-4 * 0.75, 2.5e-4 * 0.25])
 
 
 def test_thesis_ae_pretrains_on_saved_latents_then_fine_tunes(store, tmp_path):

@@ -152,3 +152,66 @@ def test_colour_jitter_stays_in_range():
     y = aug.jitter_colour(x.clone(), p)
     assert y.min() >= 0 and y.max() <= 1
     torch.testing.assert_close(y[2], x[2])  # factors of 1 change nothing
+
+
+def half_body_params(b, half, upper):
+    p = params([0.0] * b, [1.0] * b, [False] * b)
+    p.half_body, p.upper = torch.tensor(half), torch.tensor(upper)
+    return p
+
+
+def standing_person(b=1):
+    """[b, 17, 3]: a person 200 px tall, face at the top, ankles at the bottom, all labelled."""
+    ys = torch.tensor([30, 28, 28, 30, 30, 60, 60, 95, 95, 125, 125, 130, 130, 180, 180, 228, 228.])
+    xs = torch.tensor([128, 124, 132, 118, 138, 100, 156, 90, 166, 86, 170, 112, 144, 110, 146, 108, 148.])
+    kps = torch.stack((xs, ys, torch.full((17,), 2.0)), -1)
+    return kps.expand(b, 17, 3).clone()
+
+
+def test_half_body_view_fills_the_crop_with_one_half_and_drops_the_other():
+    kps = standing_person(3)
+    kps[2, 5:, 2] = 0                         # third: 5 labelled joints, too few for a half view
+    p = half_body_params(3, [True, True, True], [True, False, True])
+    centre, zoom = aug.half_body_views(kps, p)
+    m = aug.matrices(p) * zoom[:, None, None]
+    out = aug.warp_keypoints(kps, m, p.flip, source_centre=centre)
+    up, low = slice(0, aug.UPPER_JOINTS), slice(aug.UPPER_JOINTS, 17)
+    # Upper body: x 86..170, y 28..125 -> centred, its longer side (97 px) x 1.5 = the crop.
+    torch.testing.assert_close(centre[0], torch.tensor([128.0, 76.5]))
+    assert zoom[0].item() == pytest.approx(256 / (97 * 1.5))
+    xy = out[0, up, :2]
+    torch.testing.assert_close((xy.amin(0) + xy.amax(0)) / 2, torch.tensor([127.5, 127.5]))
+    assert (xy.amax(0) - xy.amin(0)).amax().item() == pytest.approx(256 / 1.5, abs=1e-3)
+    assert (out[0, 13:, 2] == 0).all() and (out[0, up, 2] == 2).all()   # knees, ankles: off the crop
+    # Lower body: hips to ankles, 98 px tall -> zoom 256 / 147; the face leaves the crop.
+    assert zoom[1].item() == pytest.approx(256 / 147) and (out[1, :5, 2] == 0).all()
+    assert (out[1, low, 2] == 2).all()
+    # Too few labelled joints: the plain warp about the crop centre.
+    assert zoom[2].item() == 1.0 and centre[2].tolist() == [127.5, 127.5]
+    torch.testing.assert_close(out[2], kps[2])
+
+
+def test_half_body_image_follows_its_keypoints():
+    kps = standing_person(2)
+    images = torch.zeros(2, 1, SIZE, SIZE)
+    joint = JOINT_INDEX["left_wrist"]
+    x, y = (int(v) for v in kps[0, joint, :2])
+    images[:, 0, y - 2:y + 3, x - 2:x + 3] = 1.0
+    p = half_body_params(2, [True, True], [True, True])
+    p.angle, p.flip = torch.tensor([20.0, -10.0]), torch.tensor([False, True])
+    centre, zoom = aug.half_body_views(kps, p)
+    m = aug.matrices(p) * zoom[:, None, None]
+    warped = aug.warp_images(images, m, centre)
+    out = aug.warp_keypoints(kps, m, p.flip, source_centre=centre)
+    for i, where in enumerate((joint, FLIP_INDEX[joint])):
+        assert out[i, where, 2] == 2
+        torch.testing.assert_close(centroid(warped[i, 0]), out[i, where, :2], atol=0.5, rtol=0)
+
+
+def test_half_body_draws_come_after_the_others():
+    """Turning half-body views on leaves every other draw of a seed as it was."""
+    plain = aug.draw(16, AugmentConfig(enabled=True), torch.Generator().manual_seed(5))
+    half = aug.draw(16, AugmentConfig(enabled=True, half_body=0.5), torch.Generator().manual_seed(5))
+    for name in ("angle", "scale", "flip", "brightness", "contrast", "saturation"):
+        torch.testing.assert_close(getattr(plain, name), getattr(half, name))
+    assert not plain.half_body.any() and half.half_body.any() and not half.half_body.all()

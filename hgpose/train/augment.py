@@ -40,9 +40,12 @@ class AugmentParams:
     brightness: torch.Tensor  # multiplicative factors around 1
     contrast: torch.Tensor
     saturation: torch.Tensor
+    half_body: torch.Tensor | None = None  # bool: zoom in on the upper or the lower body ...
+    upper: torch.Tensor | None = None      # bool: ... the upper one if it has 3 joints or more
 
     def to(self, device) -> "AugmentParams":
-        return AugmentParams(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+        return AugmentParams(*(None if getattr(self, f) is None else getattr(self, f).to(device)
+                               for f in self.__dataclass_fields__))
 
 
 def draw(batch: int, config: AugmentConfig, generator: torch.Generator) -> AugmentParams:
@@ -57,6 +60,9 @@ def draw(batch: int, config: AugmentConfig, generator: torch.Generator) -> Augme
         brightness=uniform(1 - config.colour, 1 + config.colour),
         contrast=uniform(1 - config.colour, 1 + config.colour),
         saturation=uniform(1 - config.colour, 1 + config.colour),
+        # Drawn last, so that the draws above are the same with or without half-body views.
+        half_body=torch.rand(batch, generator=generator) < config.half_body,
+        upper=torch.rand(batch, generator=generator) < 0.5,
     )
 
 
@@ -72,23 +78,64 @@ def matrices(params: AugmentParams) -> torch.Tensor:
         (mirror, torch.ones_like(rad)), -1)[:, None, :]
 
 
-def warp_images(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+# HRNet's and mmpose's half-body views: upper = COCO joints 0-10 (face, shoulders, elbows,
+# wrists), lower = 11-16 (hips, knees, ankles); a person needs more than 8 labelled joints,
+# and the chosen half at least 2; the view is the half's extent grown by 1.5.
+UPPER_JOINTS = 11
+HALF_BODY_MIN_JOINTS = 8
+HALF_BODY_PADDING = 1.5
+HALF_BODY_MAX_ZOOM = 3.0  # two joints close together would otherwise fill the crop
+
+
+def half_body_views(keypoints: torch.Tensor, params: AugmentParams, size: int = 256,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each sample's warp is centred, [B, 2], and how far it zooms in, [B].
+
+    A sample drawn for a half-body view (`params.half_body`) with enough labelled joints is
+    centred on the extent of its upper or lower body's labelled joints and zoomed so that
+    the extent x 1.5 fills the crop (never zoomed out, at most 3x): the views of people cut
+    by the image border or occluded below the waist that COCO is full of and whole-body
+    datasets (LSP) lack. Every other sample turns about the crop centre, zoom 1.
+    """
+    centre = torch.full_like(keypoints[:, 0, :2], (size - 1) / 2, dtype=torch.float32)
+    if params.half_body is None:
+        return centre, torch.ones_like(centre[:, 0])
+    labelled = keypoints[..., 2] > 0
+    upper = torch.arange(keypoints.shape[1], device=keypoints.device) < UPPER_JOINTS
+    n_upper, n_lower = (labelled & upper).sum(1), (labelled & ~upper).sum(1)
+    use_upper = (params.upper & (n_upper > 2)) | (n_lower <= 2)
+    chosen = labelled & torch.where(use_upper[:, None], upper, ~upper)
+    ok = params.half_body & (labelled.sum(1) > HALF_BODY_MIN_JOINTS) & (chosen.sum(1) >= 2)
+    xy = keypoints[..., :2].float()
+    low = torch.where(chosen[..., None], xy, torch.inf).amin(1)
+    high = torch.where(chosen[..., None], xy, -torch.inf).amax(1)
+    side = (high - low).amax(1) * HALF_BODY_PADDING
+    zoom = (size / side.clamp(min=1e-3)).clamp(1.0, HALF_BODY_MAX_ZOOM)
+    return torch.where(ok[:, None], (low + high) / 2, centre), torch.where(ok, zoom, torch.ones_like(zoom))
+
+
+def warp_images(images: torch.Tensor, m: torch.Tensor, source_centre: torch.Tensor | None = None,
+                ) -> torch.Tensor:
     """Warp [B, C, H, W] (H = W) by M about the centre; outside the source is filled with 0.
 
     affine_grid maps OUTPUT to INPUT coordinates, so it gets M's inverse. With
     align_corners=False the normalised coordinate of pixel i is (2i + 1) / W - 1 =
     (i - (W-1)/2) / (W/2): centre (W-1)/2 and the image's outer edges at ±1, the same centre
     `warp_keypoints` uses, so image and keypoints move together; a square image keeps the map
-    isotropic.
+    isotropic. With `source_centre` ([B, 2] crop coordinates), that point of the source
+    lands on the centre instead: out = centre + M (in - source_centre).
     """
     inverse = torch.linalg.inv(m.float())
-    theta = torch.cat((inverse, torch.zeros_like(inverse[:, :, :1])), dim=2).to(images.dtype)
+    size = images.shape[-1]
+    shift = torch.zeros_like(inverse[:, :, 0]) if source_centre is None else (
+        (source_centre.to(inverse) - (size - 1) / 2) / (size / 2))
+    theta = torch.cat((inverse, shift[:, :, None]), dim=2).to(images.dtype)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def warp_keypoints(keypoints: torch.Tensor, m: torch.Tensor, flip: torch.Tensor,
-                   size: int = 256) -> torch.Tensor:
+                   size: int = 256, source_centre: torch.Tensor | None = None) -> torch.Tensor:
     """Apply the same warp to [B, J, 3] keypoints (x, y, v); returns a new tensor.
 
     A flipped person's left joints are where the right ones were: the joint axis is
@@ -96,7 +143,7 @@ def warp_keypoints(keypoints: torch.Tensor, m: torch.Tensor, flip: torch.Tensor,
     (the pixel convention), become unlabelled (v = 0); ABSENT joints (v < 0) stay absent.
     """
     centre = (size - 1) / 2
-    xy = keypoints[..., :2] - centre
+    xy = keypoints[..., :2] - (centre if source_centre is None else source_centre[:, None, :].to(keypoints))
     xy = torch.einsum("bij,bkj->bki", m.to(xy.dtype), xy) + centre
     out = torch.cat((xy, keypoints[..., 2:]), dim=-1)
     swapped = out[:, list(FLIP_INDEX)]

@@ -78,9 +78,10 @@ def prepare_batch(images: torch.Tensor, keypoints: torch.Tensor, device: torch.d
     if augment is not None and augment.enabled:
         params = aug.draw(x.shape[0], augment, generator).to(device)
         x = normalise(aug.jitter_colour(x, params), mean_rgb)
-        m = aug.matrices(params)
-        x = aug.warp_images(x, m)
-        kps = aug.warp_keypoints(kps, m, params.flip, size=x.shape[-1])
+        centre, zoom = aug.half_body_views(kps, params, size=x.shape[-1])
+        m = aug.matrices(params) * zoom[:, None, None]
+        x = aug.warp_images(x, m, centre)
+        kps = aug.warp_keypoints(kps, m, params.flip, size=x.shape[-1], source_centre=centre)
     else:
         x = normalise(x, mean_rgb)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

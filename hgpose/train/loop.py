@@ -316,7 +316,10 @@ class _Fit:
     def step(self, epoch: int, batch) -> tuple[float, int]:
         """One optimiser step; (loss, samples)."""
         progress, optimizer = self.progress, self.optimizer
-        lr = scheduled_lr(self.job.optim, epoch, progress["global_step"])
+        # Steps of a whole epoch (the sampler's length before any resume skip).
+        steps = max(math.ceil(len(self.sampler.inner) / self.job.batch_size), 1)
+        lr = scheduled_lr(self.job.optim, epoch, progress["global_step"],
+                          position=epoch + progress["step"] / steps, epochs=self.job.epochs)
         if lr is not None:
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -37,14 +37,23 @@ def make_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
                            weight_decay=config.weight_decay)
 
 
-def scheduled_lr(config: OptimConfig, epoch: int, global_step: int) -> float | None:
-    """The lr for this step from warm-up and step decay; None leaves it to the plateau scheduler.
+def scheduled_lr(config: OptimConfig, epoch: int, global_step: int,
+                 position: float | None = None, epochs: int | None = None) -> float | None:
+    """The lr for this step from warm-up and the schedule; None leaves it to the plateau scheduler.
 
     epoch is 0-based: step_epochs=(70, 90) decays from the 71st and the 91st epoch on.
+    "linear" needs `position`, the epochs done so far including this one's fraction, and
+    `epochs`, the run's length: lr falls in a straight line from `lr` at 0 to `min_lr` at
+    `epochs` (a budgeted run ends exactly when its lr reaches the floor).
     """
     warm = min(1.0, (global_step + 1) / config.warmup_steps) if config.warmup_steps > 0 else 1.0
     if config.schedule == "plateau":
         return config.lr * warm if warm < 1.0 else None
+    if config.schedule == "linear":
+        if position is None or not epochs:
+            raise ValueError("the linear schedule needs the position within the run and its epochs")
+        left = max(0.0, 1.0 - position / epochs)
+        return max(config.lr * warm * left, config.min_lr * warm)
     decays = 0
     if config.schedule == "step":
         decays = sum(epoch >= e for e in config.step_epochs)
