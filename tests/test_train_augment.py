@@ -215,3 +215,43 @@ def test_half_body_draws_come_after_the_others():
     for name in ("angle", "scale", "flip", "brightness", "contrast", "saturation"):
         torch.testing.assert_close(getattr(plain, name), getattr(half, name))
     assert not plain.half_body.any() and half.half_body.any() and not half.half_body.all()
+
+
+def test_augmenting_at_the_working_resolution_matches_the_full_size_path():
+    """A network working at 128 averages its 256 input 2x2; augmentation then runs at 128 and
+    the result is repeated back to 256: what the network sees agrees with augmenting at 256."""
+    import torch.nn.functional as F
+
+    b = 8
+    images = torch.zeros(b, SIZE, SIZE, 3, dtype=torch.uint8)
+    smooth = F.interpolate(torch.rand(b, 3, 16, 16), size=(SIZE, SIZE), mode="bilinear")
+    images[:] = (smooth.permute(0, 2, 3, 1) * 100).to(torch.uint8)  # dark, under the dot
+    joint = JOINT_INDEX["left_wrist"]
+    kps = standing_person(b)                       # enough joints for half-body views
+    images[:, 122:128, 83:89] = 255                # a 6x6 dot on whole 2x2 blocks
+    kps[:, joint, :2] = torch.tensor([85.5, 124.5])
+    config = AugmentConfig(enabled=True, colour=0.1, half_body=0.5)
+    mean = torch.tensor([0.4, 0.37, 0.35])
+
+    def run(resolution):
+        return prepare_batch(images, kps, torch.device("cpu"), mean, augment=config,
+                             generator=torch.Generator().manual_seed(7), resolution=resolution)
+
+    full, kps_full = run(256)
+    low, kps_low = run(128)
+    torch.testing.assert_close(kps_low, kps_full)  # the same draws, the same keypoints
+    seen = F.avg_pool2d(low, 2)                    # what the network works on
+    torch.testing.assert_close(low, seen.repeat_interleave(2, -2).repeat_interleave(2, -1))
+    assert (seen - F.avg_pool2d(full, 2)).abs().mean() < 0.02
+    draws = aug.draw(b, config, torch.Generator().manual_seed(7))
+    flips = draws.flip
+    assert (draws.half_body & draws.upper).any()   # this seed zooms in on an upper body
+    for i in range(b):
+        where = FLIP_INDEX[joint] if flips[i] else joint
+        if kps_low[i, where, 2] == 0:
+            continue
+        grey = seen[i].mean(0)
+        white = grey > grey.max() - 0.2
+        # pixel i of the 128 image covers crop coordinates 2i - 0.5 .. 2i + 1.5: centre 2i + 0.5
+        torch.testing.assert_close(centroid(white.float()) * 2 + 0.5, kps_low[i, where, :2],
+                                   atol=1.0, rtol=0)

@@ -115,18 +115,20 @@ def half_body_views(keypoints: torch.Tensor, params: AugmentParams, size: int = 
 
 
 def warp_images(images: torch.Tensor, m: torch.Tensor, source_centre: torch.Tensor | None = None,
-                ) -> torch.Tensor:
+                size: int | None = None) -> torch.Tensor:
     """Warp [B, C, H, W] (H = W) by M about the centre; outside the source is filled with 0.
 
     affine_grid maps OUTPUT to INPUT coordinates, so it gets M's inverse. With
     align_corners=False the normalised coordinate of pixel i is (2i + 1) / W - 1 =
     (i - (W-1)/2) / (W/2): centre (W-1)/2 and the image's outer edges at ±1, the same centre
     `warp_keypoints` uses, so image and keypoints move together; a square image keeps the map
-    isotropic. With `source_centre` ([B, 2] crop coordinates), that point of the source
-    lands on the centre instead: out = centre + M (in - source_centre).
+    isotropic. With `source_centre` ([B, 2] coordinates of a `size` x `size` crop, by
+    default the images' own size), that point of the source lands on the centre instead:
+    out = centre + M (in - source_centre). Normalised coordinates do not depend on the
+    pixel count, so a crop averaged down to 128 x 128 warps as its 256 x 256 original does.
     """
     inverse = torch.linalg.inv(m.float())
-    size = images.shape[-1]
+    size = images.shape[-1] if size is None else size
     shift = torch.zeros_like(inverse[:, :, 0]) if source_centre is None else (
         (source_centre.to(inverse) - (size - 1) / 2) / (size / 2))
     theta = torch.cat((inverse, shift[:, :, None]), dim=2).to(images.dtype)
