@@ -171,7 +171,7 @@ def newell() -> TrainConfig:
 
 def cpu() -> TrainConfig:
     """Real people on a CPU in an hour (beyond the thesis): a 2-stack Newell hourglass at
-    128 features working at 128x128, Gaussian sigma-3 targets with a peak weight, light
+    128 features working at 128x128, Gaussian sigma-2 targets with a peak weight, light
     augmentation, Adam at 2e-3 on batches of 8 with a step decay, bf16 where the CPU has it,
     flip test. Each choice was measured on LSPET: see docs/training.md, "Training on a CPU"."""
     return TrainConfig(
@@ -184,8 +184,9 @@ def cpu() -> TrainConfig:
         keep_epoch_checkpoints=False,
         model=ModelConfig(name="newell", features=128, stacks=2, resolution=128),
         data=DataConfig(workers=1),
-        # sigma 3 (on the 64x64 grid) learns faster per crop than 2: measured, docs/training.md.
-        target=TargetConfig(codec="gaussian", sigma=3.0, weighted=True, all_stacks=True, foreground=20.0),
+        # sigma 3 learns faster in the first 15,000 crops but was no better after an hour
+        # (docs/training.md, "Target width"), so the preset keeps 2.
+        target=TargetConfig(codec="gaussian", sigma=2.0, weighted=True, all_stacks=True, foreground=20.0),
         # Light: an hour on 7,500 crops underfits, and the crops are tight (joints' extent
         # x 1.1), so a strong zoom pushes limbs out of the frame.
         augment=AugmentConfig(enabled=True, rotation=15.0, scale_min=0.85, scale_max=1.15),
