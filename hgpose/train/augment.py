@@ -1,8 +1,9 @@
 """Augmentation of the `newell` recipe as batched tensor ops on the training device.
 
 Each sample gets one affine warp (rotation, scale, optional horizontal flip about the crop
-centre) applied to the image with `F.affine_grid`/`F.grid_sample` and to its keypoints with
-the same matrix, plus a colour jitter. Doing it on the device, a whole batch at once, keeps
+centre; with `half_body`, about the centre of the upper or lower body, zoomed in) applied to
+the image with `F.affine_grid`/`F.grid_sample` and to its keypoints with the same matrix,
+plus a colour jitter. Doing it on the device, a whole batch at once, keeps
 the DataLoader down to copying uint8 crops out of the memory map, so it is never the
 bottleneck.
 
