@@ -41,12 +41,12 @@ class AugmentParams:
     brightness: torch.Tensor  # multiplicative factors around 1
     contrast: torch.Tensor
     saturation: torch.Tensor
+    # draw() always sets these two; params built by hand for `matrices` alone may leave them out.
     half_body: torch.Tensor | None = None  # bool: zoom in on the upper or the lower body ...
     upper: torch.Tensor | None = None      # bool: ... the upper one if it has 3 joints or more
 
     def to(self, device) -> "AugmentParams":
-        return AugmentParams(*(None if getattr(self, f) is None else getattr(self, f).to(device)
-                               for f in self.__dataclass_fields__))
+        return AugmentParams(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
 def draw(batch: int, config: AugmentConfig, generator: torch.Generator) -> AugmentParams:
@@ -98,9 +98,6 @@ def half_body_views(keypoints: torch.Tensor, params: AugmentParams, size: int = 
     by the image border or occluded below the waist that COCO is full of and whole-body
     datasets (LSP) lack. Every other sample turns about the crop centre, zoom 1.
     """
-    centre = torch.full_like(keypoints[:, 0, :2], (size - 1) / 2, dtype=torch.float32)
-    if params.half_body is None:
-        return centre, torch.ones_like(centre[:, 0])
     labelled = keypoints[..., 2] > 0
     upper = torch.arange(keypoints.shape[1], device=keypoints.device) < UPPER_JOINTS
     n_upper, n_lower = (labelled & upper).sum(1), (labelled & ~upper).sum(1)
@@ -112,24 +109,23 @@ def half_body_views(keypoints: torch.Tensor, params: AugmentParams, size: int = 
     high = torch.where(chosen[..., None], xy, -torch.inf).amax(1)
     side = (high - low).amax(1) * HALF_BODY_PADDING
     zoom = (size / side.clamp(min=1e-3)).clamp(1.0, HALF_BODY_MAX_ZOOM)
-    return torch.where(ok[:, None], (low + high) / 2, centre), torch.where(ok, zoom, torch.ones_like(zoom))
+    centre = torch.where(ok[:, None], (low + high) / 2, torch.full_like(low, (size - 1) / 2))
+    return centre, torch.where(ok, zoom, torch.ones_like(zoom))
 
 
 def warp_images(images: torch.Tensor, m: torch.Tensor, source_centre: torch.Tensor | None = None,
-                size: int | None = None) -> torch.Tensor:
+                ) -> torch.Tensor:
     """Warp [B, C, H, W] (H = W) by M about the centre; outside the source is filled with 0.
 
     affine_grid maps OUTPUT to INPUT coordinates, so it gets M's inverse. With
     align_corners=False the normalised coordinate of pixel i is (2i + 1) / W - 1 =
     (i - (W-1)/2) / (W/2): centre (W-1)/2 and the image's outer edges at ±1, the same centre
     `warp_keypoints` uses, so image and keypoints move together; a square image keeps the map
-    isotropic. With `source_centre` ([B, 2] coordinates of a `size` x `size` crop, by
-    default the images' own size), that point of the source lands on the centre instead:
-    out = centre + M (in - source_centre). Normalised coordinates do not depend on the
-    pixel count, so a crop averaged down to 128 x 128 warps as its 256 x 256 original does.
+    isotropic. With `source_centre` ([B, 2] crop coordinates), that point of the source
+    lands on the centre instead: out = centre + M (in - source_centre).
     """
     inverse = torch.linalg.inv(m.float())
-    size = images.shape[-1] if size is None else size
+    size = images.shape[-1]
     shift = torch.zeros_like(inverse[:, :, 0]) if source_centre is None else (
         (source_centre.to(inverse) - (size - 1) / 2) / (size / 2))
     theta = torch.cat((inverse, shift[:, :, None]), dim=2).to(images.dtype)

@@ -12,10 +12,8 @@ import itertools
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from hgpose.data.store import CROP_SIZE
 from hgpose.inference.forward import normalise, to_unit
 from hgpose.config import AugmentConfig
 from hgpose.train import augment as aug
@@ -68,34 +66,22 @@ def batch_generator(seed: int, *keys: int) -> torch.Generator:
 def prepare_batch(images: torch.Tensor, keypoints: torch.Tensor, device: torch.device,
                   mean_rgb: torch.Tensor, *, augment: AugmentConfig | None = None,
                   generator: torch.Generator | None = None, channels_last: bool = False,
-                  resolution: int = CROP_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [B,H,W,3] crops and [B,17,3] keypoints -> network input [B,3,H,W], keypoints.
 
     Input = crop / 255 - mean RGB (std 1, as the thesis); with `augment`, colour jitter
     happens before the mean subtraction (it works on [0, 1] colours) and the warp after it,
     so the area outside the source crop is filled with the mean colour (0).
-
-    A network that works at `resolution` < 256 first averages the crop down to that size
-    (models/blocks.py, `to_resolution`); augmentation then runs at that size too, where it
-    costs a quarter for 128, and the result is repeated back to 256 x 256 so that the
-    network's own averaging gives back exactly the augmented image. Keypoints stay in crop
-    pixels either way.
     """
     x = to_unit(images, device)
     kps = keypoints.to(device, non_blocking=True).float()
     if augment is not None and augment.enabled:
-        size = x.shape[-1]
-        factor = size // resolution if resolution < size and size % resolution == 0 else 1
-        if factor > 1:
-            x = F.avg_pool2d(x, factor)
         params = aug.draw(x.shape[0], augment, generator).to(device)
         x = normalise(aug.jitter_colour(x, params), mean_rgb)
-        centre, zoom = aug.half_body_views(kps, params, size=size)
+        centre, zoom = aug.half_body_views(kps, params, size=x.shape[-1])
         m = aug.matrices(params) * zoom[:, None, None]
-        x = aug.warp_images(x, m, centre, size=size)
-        kps = aug.warp_keypoints(kps, m, params.flip, size=size, source_centre=centre)
-        if factor > 1:
-            x = x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+        x = aug.warp_images(x, m, centre)
+        kps = aug.warp_keypoints(kps, m, params.flip, size=x.shape[-1], source_centre=centre)
     else:
         x = normalise(x, mean_rgb)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

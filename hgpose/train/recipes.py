@@ -83,8 +83,7 @@ class PosePhase:
         images, keypoints, _ = batch
         augment = self.config.augment if train else None
         return prepare_batch(images, keypoints, self.device, self.mean_rgb, augment=augment,
-                             generator=generator, channels_last=self.channels_last,
-                             resolution=self.config.model.resolution)
+                             generator=generator, channels_last=self.channels_last)
 
     def loss_of(self, heatmaps: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
         """MSE between [B,S,J,64,64] predictions and targets; summed over supervised stacks.
