@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from hgpose.codec import GaussianCodec, ThesisCodec
+from hgpose.codecs import GaussianCodec, ThesisCodec
 from hgpose.skeleton import NUM_JOINTS
 
 CODECS = {

@@ -59,7 +59,6 @@ from train_step import MODELS  # label -> (preset, overrides): the three network
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_KEYS = dict(zip(("thesis", "newell2", "newell8"), MODELS))  # short name -> MODELS label
-MEAN = (0.410, 0.374, 0.354)
 MIN_GAIN = 0.05          # the batch search stops when doubling the batch gains less than this
 MAX_EPOCHS = 1000
 TEN_MINUTES = 600.0
@@ -152,7 +151,7 @@ def model_config(key: str, mode: str, batch: int, s: dict):
     bf16 = mode != "fp32"  # every other mode is bf16 + channels-last, the presets' CUDA setting
     return resolve(preset, overrides + [
         f"device={s['device']}", f"model.features={s['features']}",
-        f"amp={'bf16' if bf16 else 'none'}", f"channels_last={str(bf16).lower()}"],
+        f"precision={'auto' if bf16 else 'fp32'}", f"channels_last={str(bf16).lower()}"],
         batch_size=batch)
 
 
@@ -163,52 +162,48 @@ def maybe_compile(model, mode: str, task: str, s: dict):
 
 
 def measure_training(key: str, mode: str, batch: int, s: dict) -> dict:
-    """One training step as `hgpose train` takes it (PosePhase.train_loss, backward, step)."""
+    """One training step as `hgpose train` takes it (`Trainer.step`: loss, backward, update)."""
     import torch
 
-    from hgpose.train.loop import autocast_factory
-    from hgpose.inference.build import build_network
-    from hgpose.train.recipes import PosePhase, make_optimizer
-    from train_step import _random_batch
+    from hgpose import thesis
+    from hgpose.inference.device import autocast_dtype, precision_name
+    from hgpose.models import build_model
+    from hgpose.train.recipes import PosePhase
+    from hgpose.train.step import Trainer
+    from train_step import random_batch
 
     config = model_config(key, mode, batch, s)
     device = torch.device(s["device"])
     torch.manual_seed(0)
-    model = build_network(config.model).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    optimizer = make_optimizer(model.parameters(), config.optim)
-    phase = PosePhase(config, device, torch.tensor(MEAN))
-    autocast = autocast_factory(config, device)
-    network = maybe_compile(model, mode, "train", s)
-    host_batch = _random_batch(batch)
+    phase = PosePhase(config, device, torch.tensor(thesis.TRAIN_MEAN_RGB))
+    trainer = Trainer.build(phase, build_model(config.model).train(), config.optim, config, device)
+    network = maybe_compile(trainer.model, mode, "train", s)
+    host_batch = random_batch(batch)
     if device.type == "cuda":
         host_batch = tuple(t.pin_memory() for t in host_batch)
 
     def step() -> None:
-        loss, _ = phase.train_loss(network, host_batch, torch.Generator().manual_seed(0), autocast)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        trainer.step(host_batch, torch.Generator().manual_seed(0), network=network)
 
     result = time_and_memory(step, batch, s["train_steps"], s["warmup"], device)
-    amp = config.amp if device.type == "cuda" and config.amp != "none" else "fp32"
-    return {**result, "amp": amp, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+    return {**result, "amp": precision_name(autocast_dtype(config.precision, device)),
+            "params_m": sum(p.numel() for p in trainer.model.parameters()) / 1e6}
 
 
 def measure_inference(key: str, mode: str, batch: int, s: dict) -> dict:
     """Forward passes of the graph `hgpose export` writes, as benchmarks/inference.py runs it."""
     import torch
 
+    from hgpose import thesis
     from hgpose.evaluate.export import ExportedNetwork
-    from hgpose.inference.build import build_network
+    from hgpose.models import build_model
     from inference import torch_mode
 
     config = model_config(key, mode, batch, s)
     torch.manual_seed(0)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = ExportedNetwork(build_network(config.model), MEAN).eval().to(s["device"], memory_format=fmt)
+    network = ExportedNetwork(build_model(config.model), thesis.TRAIN_MEAN_RGB)
+    model = network.eval().to(s["device"], memory_format=fmt)
     run = torch_mode(maybe_compile(model, mode, "inference", s), batch, s["device"],
                      channels_last=config.channels_last, bf16=config.channels_last)
     result = time_and_memory(run, batch, s["inference_iters"], s["warmup"], torch.device(s["device"]))
@@ -680,9 +675,11 @@ def plan_training(check: Check, n_train: int) -> dict:
             "estimated_img_s": row["img_s"]}
 
 
-MODE_SETTINGS = {"fp32": ["amp=none", "channels_last=false"],
-                 "bf16+cl": ["amp=bf16", "channels_last=true"],
-                 "bf16+cl+compile": ["amp=bf16", "channels_last=true", "compile=true"]}
+# "auto" is bf16 on a GPU that has it (every GPU this check is meant for), fp32 in the
+# CPU dry-run; the tables' amp column says which ran.
+MODE_SETTINGS = {"fp32": ["precision=fp32", "channels_last=false"],
+                 "bf16+cl": ["precision=auto", "channels_last=true"],
+                 "bf16+cl+compile": ["precision=auto", "channels_last=true", "compile=true"]}
 
 
 def part_real_train(check: Check, record: dict) -> None:
@@ -713,7 +710,9 @@ def part_real_train(check: Check, record: dict) -> None:
 
 
 def needs_run(check: Check) -> str | None:
-    if not (check.run_dir / "checkpoints" / "last.safetensors").is_file():
+    from hgpose.runs import RunDir
+
+    if not RunDir(check.run_dir).weights("last").is_file():
         return f"needs the trained network of real_train ({check.run_dir})"
     return None
 

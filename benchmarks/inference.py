@@ -27,7 +27,6 @@ import resource
 import statistics
 import time
 
-MEAN = (0.410, 0.374, 0.354)
 NETWORKS = ("thesis", "newell-2", "newell-8")
 CPU_MODES = ("eager fp32 NCHW", "torch fp32 cl+fold", "onnxruntime fp32", "hgpose default")
 # mode -> (precision, engine) of the estimator
@@ -88,6 +87,7 @@ def estimator_mode(model, batch: int, device: str, mode: str):
     """One pass of `Estimator.crop_heatmaps` as hgpose runs it; (callable, "precision engine")."""
     import torch
 
+    from hgpose import thesis
     from hgpose.inference import Estimator
 
     precision, engine = ESTIMATOR_MODES[mode]
@@ -95,7 +95,7 @@ def estimator_mode(model, batch: int, device: str, mode: str):
         from hgpose.inference import onnx_runtime
         if not onnx_runtime.available():
             raise RuntimeError("onnxruntime is not installed")
-    est = Estimator(model, None, MEAN, device, precision=precision, engine=engine)
+    est = Estimator(model, None, thesis.TRAIN_MEAN_RGB, device, precision=precision, engine=engine)
     if mode.startswith("compiled"):
         est._network = torch.compile(est.model)
     crops = torch.randint(0, 256, (batch, 256, 256, 3), dtype=torch.uint8)

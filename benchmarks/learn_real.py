@@ -229,15 +229,17 @@ def main() -> int:
 
 
 def summarise(args, manifest, plan, curve, scores, times, features, bf16) -> dict:
+    from hgpose.runs import RunDir
+
     lsp, cv = scores["lspet_test"], scores["coco_val_body"]
     values = {"lspet_box": lsp["pck@0.2"]["bbox"], "lspet_torso": lsp["pck@0.2"]["torso"],
               "coco_box": cv["pck@0.2"]["bbox"]}
     train_minutes = sum(row["seconds"] for row in curve) / 60
-    config = json.loads((args.out / "run" / "config.json").read_text())
+    config = json.loads(RunDir(args.out / "run").config_path.read_text())
     limit = config["data"]["train_limit"]   # --set data.train_limit=N trains on the first N only
     return {
         "config": config,
-        "cpu": {"bf16_features": features, "bf16_used": bf16 and "cpu_amp=none" not in args.set},
+        "cpu": {"bf16_features": features, "bf16_used": bf16 and config["precision"] != "fp32"},
         "train_crops": min(limit, manifest["splits"]["train"]) if limit else manifest["splits"]["train"],
         "protocol": args.protocol,
         "flip_test": bool(lsp.get("flip")),

@@ -41,6 +41,7 @@ def main() -> int:
     from hgpose.data.prepare import prepare
     from hgpose.evaluate.evaluate import evaluate
     from hgpose.synth import generate
+    from hgpose.runs import RunDir
     from hgpose.train import train
 
     out = args.out
@@ -59,7 +60,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     overrides = [f"seed={args.seed}", *args.set]
-    resume = (run / "checkpoints" / "state.pt").is_file()
+    resume = RunDir(run).state_path.is_file()
     summary = train(store, run, preset="newell", epochs=args.epochs, batch_size=args.batch_size,
                     overrides=overrides, resume=resume)
     times["train"] = time.perf_counter() - t0

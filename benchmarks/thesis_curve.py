@@ -58,26 +58,20 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from hgpose import config as cfg
 from hgpose import thesis
-from hgpose.codec import ABSENT, argmax_2d
+from hgpose.codecs import ABSENT, argmax_2d
 from hgpose.cpu import cpu_model
 from hgpose.data.dataset import CropDataset, make_loader
 from hgpose.data.store import mean_rgb, open_split
 from hgpose.evaluate.pck import PCKAccumulator
-from hgpose.inference import weights
-from hgpose.inference.build import build_network
 from hgpose.io import write_json
-from hgpose.train import checkpoint as ckpt
+from hgpose.models import build_model
+from hgpose.runs import RunDir, weights
+from hgpose.runs import state as ckpt
 from hgpose.train.data import ShardSampler
-from hgpose.train.loop import (
-    Job,
-    Runtime,
-    TrainingInterrupted,
-    autocast_factory,
-    fit,
-    start_runtime,
-    validate,
-)
+from hgpose.train.loop import Runtime, TrainingInterrupted, fit, start_runtime, validate
 from hgpose.train.recipes import PosePhase
+from hgpose.train.run import pose_job
+from hgpose.train.step import autocast_factory
 
 RECORD_NAME = "thesis_curve.json"
 # Settings that change what is shown or saved, never what is learned.
@@ -118,7 +112,7 @@ class Context:
 
     config: cfg.TrainConfig
     store: Path
-    out: Path
+    out: RunDir
     rt: Runtime
     phase: PosePhase
     train_set: CropDataset
@@ -144,7 +138,7 @@ def make_context(args) -> Context:
     config.epochs = max(1, math.ceil(args.samples / max(len(train_set), 1)))
     rt = start_runtime(config)
     mean = torch.from_numpy(mean_rgb(args.store))
-    return Context(config, args.store, args.out, rt, PosePhase(config, rt.device, mean),
+    return Context(config, args.store, RunDir(args.out), rt, PosePhase(config, rt.device, mean),
                    train_set, CropDataset(args.store, "val"), mean)
 
 
@@ -152,7 +146,7 @@ def fresh_network(ctx: Context) -> torch.nn.Module:
     """The network a new run starts from: `hgpose train` seeds torch with the config's seed
     right before building it, so this is the very network it would train."""
     torch.manual_seed(ctx.config.seed)
-    return build_network(ctx.config.model).to(ctx.rt.device)
+    return build_model(ctx.config.model).to(ctx.rt.device)
 
 
 def val_loader(ctx: Context):
@@ -306,18 +300,14 @@ def train_until(ctx: Context, stop_at: int, probe_rows: list, probe_steps: int,
     samples; it saves state.pt there. Returns the network at that point."""
     model = fresh_network(ctx)
     probe = HeadProbe(model, probe_rows, probe_steps, rmsprop_eps(), start_step)
-    config = ctx.config
-    job = Job(phase=ctx.phase, model=model, train_set=ctx.train_set, val_set=ctx.val_set,
-              epochs=config.epochs, batch_size=config.batch_size, optim=config.optim, out_dir=ctx.out,
-              metadata=lambda epoch, metrics: weights.weights_metadata(
-                  config.model, ctx.mean.tolist(), epoch, metrics, config.preset, config.target))
+    job = pose_job(ctx.config, ctx.store, ctx.out, ctx.mean, model, ctx.rt)
 
     def on_step(info: dict) -> bool:
         probe.after_step(info)
         return ctx.samples(info["epoch"], info["step"]) >= stop_at
 
     try:
-        fit(job, config, ctx.rt, resume=True, on_step=on_step)
+        fit(job, ctx.config, ctx.rt, resume=True, on_step=on_step)
     except TrainingInterrupted:
         pass  # the stop we asked for: the state is saved at exactly this step
     finally:
@@ -327,7 +317,7 @@ def train_until(ctx: Context, stop_at: int, probe_rows: list, probe_steps: int,
 
 def saved_position(ctx: Context) -> tuple[int, int]:
     """(samples, global step) of OUT/checkpoints/state.pt; (0, 0) before the first save."""
-    path = ctx.out / "checkpoints" / "state.pt"
+    path = ctx.out.state_path
     if not path.exists():
         return 0, 0
     progress = ckpt.load_state(path)["progress"]
@@ -336,14 +326,14 @@ def saved_position(ctx: Context) -> tuple[int, int]:
 
 def network_at_state(ctx: Context) -> torch.nn.Module:
     model = fresh_network(ctx)
-    path = ctx.out / "checkpoints" / "state.pt"
+    path = ctx.out.state_path
     weights.load_into(model, ckpt.load_state(path)["model"], path)
     return model
 
 
 def epoch_rows(ctx: Context) -> list[dict]:
     """The loop's own per-epoch rows (metrics.csv), with the samples seen at each epoch end."""
-    path = ctx.out / "metrics.csv"
+    path = ctx.out.metrics_path
     if not path.is_file():
         return []
     with path.open() as f:
@@ -380,7 +370,7 @@ def new_record(ctx: Context, args) -> dict:
 def load_record(ctx: Context, args) -> dict:
     """The run's record, or a new one. A record of another recipe/width/store is refused:
     its state.pt would not be the run this command asks for."""
-    path = ctx.out / RECORD_NAME
+    path = ctx.out.path / RECORD_NAME
     if not path.exists():
         return new_record(ctx, args)
     record = json.loads(path.read_text())
@@ -418,7 +408,7 @@ def save(ctx: Context, record: dict, margin: float) -> None:
     record["epochs"] = epoch_rows(ctx)
     record["left_untrained_at"] = left_untrained_at(record, margin)
     record["margin"] = margin
-    write_json(ctx.out / RECORD_NAME, record)
+    write_json(ctx.out.path / RECORD_NAME, record)
 
 
 def catch_up(ctx: Context, record: dict, session_start: float) -> tuple[int, int]:

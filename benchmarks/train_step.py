@@ -4,14 +4,14 @@
     python benchmarks/train_step.py --steps 20 --device cuda
 
 Each (model, mode) runs in its own fresh process (so peak RSS on the CPU is that cell's),
-through the real training code: `PosePhase.train_loss` (uint8 crops -> device -> mean
-subtraction -> augmentation for newell -> targets -> forward -> loss), backward, optimizer
-step. Two modes per model:
-    eager fp32 NCHW   channels_last=false, amp=none, cpu_amp=none: the plain PyTorch baseline
-    hgpose default    what `hgpose train` does with the preset: channels-last, and on the CPU
-                      bf16 autocast where it is native (cpu_amp=auto), on CUDA amp=bf16.
-                      The thesis preset trains in fp32 (its recipe); here it gets the same
-                      `amp=bf16 cpu_amp=auto` as the others, to show what the switch buys.
+through the real training code: `hgpose.train.step.Trainer.step`, the step `hgpose train`
+takes (uint8 crops -> device -> mean subtraction -> augmentation for newell -> targets ->
+forward -> loss, backward, optimizer step). Two modes per model:
+    eager fp32 NCHW   channels_last=false, precision=fp32: the plain PyTorch baseline
+    hgpose default    what `hgpose train` does with the preset: channels-last, and bf16
+                      autocast where the device has it natively (precision=auto). The
+                      thesis preset trains in fp32 (its recipe); here it gets the same
+                      `precision=auto` as the others, to show what the switch buys.
 Weights stay fp32 either way. After `--warmup` untimed steps, `--steps` steps are timed.
 
 The loader line times `DataLoader` over a temporary store plus the on-device batch
@@ -31,13 +31,14 @@ import time
 from pathlib import Path
 
 MODELS = {  # label -> (preset, --set overrides)
-    "thesis (1 hourglass, 256 features)": ("thesis", ["amp=bf16", "cpu_amp=auto"]),
+    "thesis (1 hourglass, 256 features)": ("thesis", ["precision=auto"]),
     "newell 2-stack": ("newell", ["model.stacks=2"]),
     "newell 8-stack": ("newell", ["model.stacks=8"]),
 }
 
 
-def _random_batch(batch: int, seed: int = 0):
+def random_batch(batch: int, seed: int = 0):
+    """A batch as the loader gives it: uint8 crops, keypoints (all visible), row indices."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -52,30 +53,26 @@ def bench_model(preset: str, overrides: list[str], device: str, batch: int, warm
     """Runs in a child process: img/s and peak memory of `steps` training steps."""
     import torch
 
+    from hgpose import thesis
     from hgpose.config import resolve
-    from hgpose.train.loop import autocast_dtype, autocast_factory
-    from hgpose.inference.build import build_network
-    from hgpose.train.recipes import PosePhase, make_optimizer
+    from hgpose.inference.device import autocast_dtype, precision_name
+    from hgpose.models import build_model
+    from hgpose.train.recipes import PosePhase
+    from hgpose.train.step import Trainer
 
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     config = resolve(preset, overrides + [f"device={device}"], batch_size=batch)
     torch.manual_seed(0)
-    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = build_network(config.model).to(dev).to(memory_format=fmt).train()
-    optimizer = make_optimizer(model.parameters(), config.optim)
-    phase = PosePhase(config, dev, torch.tensor([0.41, 0.374, 0.354]))
-    autocast = autocast_factory(config, dev)
-    host_batch = _random_batch(batch)
+    phase = PosePhase(config, dev, torch.tensor(thesis.TRAIN_MEAN_RGB))
+    trainer = Trainer.build(phase, build_model(config.model).train(), config.optim, config, dev)
+    host_batch = random_batch(batch)
     if dev.type == "cuda":
         host_batch = tuple(t.pin_memory() for t in host_batch)
 
     def step(i: int) -> None:
-        loss, _ = phase.train_loss(model, host_batch, torch.Generator().manual_seed(i), autocast)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        trainer.step(host_batch, torch.Generator().manual_seed(i))
 
     for i in range(warmup):
         step(i)
@@ -92,10 +89,9 @@ def bench_model(preset: str, overrides: list[str], device: str, batch: int, warm
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    dtype = autocast_dtype(config, dev)
     return {"img_s": steps * batch / seconds, "step_s": seconds / steps, "peak_gib": peak,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "amp": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32"),
+            "params_m": sum(p.numel() for p in trainer.model.parameters()) / 1e6,
+            "amp": precision_name(autocast_dtype(config.precision, dev)),
             "layout": "NHWC" if config.channels_last else "NCHW"}
 
 
@@ -104,6 +100,7 @@ def bench_loader(device: str, batch: int, workers: int, batches: int, threads: i
     import numpy as np
     import torch
 
+    from hgpose import thesis
     from hgpose.io import save_npy, write_json
     from hgpose.config import resolve
     from hgpose.data.dataset import CropDataset, make_loader
@@ -125,10 +122,10 @@ def bench_loader(device: str, batch: int, workers: int, batches: int, threads: i
             save_npy(root / split / "keypoints.npy", kps)
             save_npy(root / split / "boxes.npy", np.zeros((m, 3), np.float32))
             save_npy(root / split / "ids.npy", np.zeros((m, 2), np.int64))
-        write_json(root / "manifest.json", {"format_version": 1, "mean_rgb": [0.41, 0.374, 0.354]})
+        write_json(root / "manifest.json", {"format_version": 1, "mean_rgb": list(thesis.TRAIN_MEAN_RGB)})
 
         config = resolve("newell", [f"device={device}"], batch_size=batch)
-        phase = PosePhase(config, dev, torch.tensor([0.41, 0.374, 0.354]))
+        phase = PosePhase(config, dev, torch.tensor(thesis.TRAIN_MEAN_RGB))
         dataset = CropDataset(root, "train")
         sampler = ResumableSampler(dataset, shuffle=True, seed=0)
         loader = make_loader(dataset, batch, sampler, workers, dev)
@@ -157,7 +154,7 @@ def _in_child(fn, *args) -> dict:
 
 
 MODES = {  # mode -> overrides on top of the model's
-    "eager fp32 NCHW": ["channels_last=false", "amp=none", "cpu_amp=none"],
+    "eager fp32 NCHW": ["channels_last=false", "precision=fp32"],
     "hgpose default": [],
 }
 

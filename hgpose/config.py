@@ -21,7 +21,7 @@ from hgpose.errors import HgposeError
 
 @dataclass
 class ModelConfig:
-    name: str = "thesis"          # "thesis" (SPEC §3, one hourglass) | "newell" (stacked)
+    name: str = "thesis"          # a key of hgpose.models.MODELS: "thesis" (SPEC §3) | "newell"
     features: int = 256
     stacks: int = 8               # newell only; the thesis network has exactly one hourglass
     autoencoder: bool = False     # thesis only: the 50-dim AE after the 3rd bottleneck residual
@@ -54,7 +54,7 @@ class AugmentConfig:
 
 @dataclass
 class TargetConfig:
-    codec: str = "thesis"         # "thesis" (SPEC §2) | "gaussian" (Newell/MSRA)
+    codec: str = "thesis"         # a key of hgpose.codecs.CODECS: "thesis" (SPEC §2) | "gaussian"
     sigma: float = 1.0            # gaussian codec only, heatmap px
     # How decoding refines the argmax (evaluate, predict, export and the saved weights use
     # it): "auto" = the codec's own rule (thesis: plain argmax, SPEC §2; gaussian: the
@@ -107,13 +107,12 @@ class TrainConfig:
     batch_size: int = 16          # per process under DDP
     flip_test: bool = False       # validate on the average of image and flipped-image heatmaps
     device: str = "auto"          # "auto" | "cpu" | "cuda" | "cuda:N"
-    # CUDA autocast: "bf16" | "fp16" | "none" (fp32). Only the presets beyond the thesis
-    # (newell, cpu) turn it on; the thesis recipe is fp32 (SPEC §4) unless this is set.
-    amp: str = "none"
-    # CPU autocast: "auto" = bf16 where the CPU computes bf16 natively (AMX / AVX-512-BF16,
-    # detected at run time), fp32 elsewhere | "bf16" = the same, with a note where it falls
-    # back | "none" (fp32). Weights stay fp32. The thesis presets set "none" (their recipe).
-    cpu_amp: str = "auto"
+    # Autocast of the forward passes, the one vocabulary of training and inference
+    # (hgpose.inference.device): "auto" = bf16 where the device computes it natively (a CPU
+    # with AMX / AVX-512-BF16, read at run time; a CUDA GPU with bf16), fp32 elsewhere |
+    # "bf16" (refused where not native) | "fp16" (CUDA, with loss scaling) | "fp32".
+    # Weights stay fp32. The thesis presets are fp32 (SPEC §4).
+    precision: str = "auto"
     channels_last: bool = True    # NHWC memory layout (faster with cuDNN and with oneDNN on CPU)
     compile: bool = False         # torch.compile the model (CUDA)
     deterministic: bool = False   # torch.use_deterministic_algorithms (slower; exact reruns)
@@ -139,8 +138,7 @@ def thesis() -> TrainConfig:
         preset="thesis",
         epochs=100,
         batch_size=16,
-        amp="none",               # fp32 as in the thesis, on CUDA too; --set amp=bf16 to speed up
-        cpu_amp="none",           # and on the CPU; --set cpu_amp=auto to speed up
+        precision="fp32",         # as in the thesis, on every device; --precision auto to speed up
         model=ModelConfig(name="thesis", features=256, stacks=1),
         target=TargetConfig(codec="thesis", weighted=False),
         augment=AugmentConfig(enabled=False),
@@ -158,7 +156,7 @@ def newell() -> TrainConfig:
         epochs=100,
         batch_size=16,
         flip_test=True,
-        amp="bf16",
+        precision="auto",
         model=ModelConfig(name="newell", features=256, stacks=8),
         target=TargetConfig(codec="gaussian", sigma=1.0, weighted=True, all_stacks=True),
         augment=AugmentConfig(enabled=True),
@@ -179,8 +177,7 @@ def cpu() -> TrainConfig:
         epochs=24,
         batch_size=8,      # twice the optimiser steps per crop: learns faster per CPU minute
         flip_test=True,
-        amp="bf16",
-        cpu_amp="auto",
+        precision="auto",
         keep_epoch_checkpoints=False,
         model=ModelConfig(name="newell", features=128, stacks=2, resolution=128),
         data=DataConfig(workers=1),
@@ -207,14 +204,23 @@ def thesis_ae() -> TrainConfig:
 
 PRESETS = {"thesis": thesis, "newell": newell, "thesis-ae": thesis_ae, "cpu": cpu}
 
-# Allowed values of the string fields, checked after overrides.
+# How decoding refines the heatmap argmax (target.refine, --refine): the vocabulary every
+# codec chooses from (each lists the ones it knows: hgpose.codecs).
+REFINEMENTS = {
+    "auto": "the codec's own rule",
+    "none": "plain argmax",
+    "quarter": "a quarter pixel toward the higher neighbour",
+    "dark": "DARK's Taylor step",
+}
+# Autocast of the forward passes, for training and inference alike (hgpose.inference.device).
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+# Allowed values of the string fields, checked after overrides. Model and codec names are
+# checked against their registries (hgpose.models.MODELS, hgpose.codecs.CODECS).
 CHOICES = {
     "recipe": ("pose", "thesis-ae"),
-    "amp": ("bf16", "fp16", "none"),
-    "cpu_amp": ("auto", "bf16", "none"),
-    "model.name": ("thesis", "newell"),
-    "target.codec": ("thesis", "gaussian"),
-    "target.refine": ("auto", "none", "quarter", "dark"),
+    "precision": PRECISIONS,
+    "target.refine": tuple(REFINEMENTS),
     "optim.name": ("rmsprop", "adam", "sgd"),
     "optim.schedule": ("plateau", "step", "linear", "none"),
     "ae.optim.name": ("rmsprop", "adam", "sgd"),
@@ -321,14 +327,6 @@ def _get(config, key: str):
     return config
 
 
-def refine_problem(codec: str, refine: str) -> str | None:
-    """Why a codec cannot decode with `refine` (None when it can): the thesis codec knows only
-    plain argmax. Checked for a config (`--set target.refine`) and for `--refine` at inference."""
-    if codec == "thesis" and refine not in ("auto", "none"):
-        return "decodes by plain argmax (SPEC §2); refinement needs target.codec=gaussian"
-    return None
-
-
 def validate(config: TrainConfig) -> None:
     # Types first (a config.json edited by hand may hold "features": "eight"), so that the
     # range checks below compare numbers with numbers.
@@ -375,20 +373,26 @@ def validate(config: TrainConfig) -> None:
             raise HgposeError(f"config {key}={_get(config, key)}: must be at least 1")
     if config.ae.epochs < 0:
         raise HgposeError(f"config ae.epochs={config.ae.epochs}: must be at least 0")
-    if config.model.name == "newell" and config.model.stacks < 1:
-        raise HgposeError(f"config model.stacks={config.model.stacks}: must be at least 1")
-    if config.model.resolution not in (64, 128, 192, 256):
-        raise HgposeError(f"config model.resolution={config.model.resolution}: choose 64, 128, 192 or 256 "
-                          "(the hourglass halves it five times)")
-    problem = refine_problem(config.target.codec, config.target.refine)
-    if problem:
-        raise HgposeError(f"config target.refine={config.target.refine}: the thesis codec {problem}")
-    if config.model.autoencoder and config.model.name != "thesis":
-        raise HgposeError("config model.autoencoder=true needs model.name=thesis")
+    _check_registered(config)
     if config.recipe == "thesis-ae" and not config.model.autoencoder:
         raise HgposeError("config recipe=thesis-ae needs model.autoencoder=true")
     if not config.augment.scale_min <= config.augment.scale_max:
         raise HgposeError("config augment.scale_min must not exceed augment.scale_max")
+
+
+def _check_registered(config: TrainConfig) -> None:
+    """The model and the codec check their own settings (their registries own the names)."""
+    from hgpose.codecs import CODECS, refine_problem
+    from hgpose.models import model_problem
+
+    model = model_problem(config.model)
+    if model:
+        raise HgposeError(f"config {model}")
+    if config.target.codec not in CODECS:
+        raise HgposeError(f"config target.codec={config.target.codec!r}: choose one of {', '.join(CODECS)}")
+    problem = refine_problem(config.target.codec, config.target.refine)
+    if problem:
+        raise HgposeError(f"config target.refine={config.target.refine}: the {config.target.codec} codec {problem}")
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -401,6 +405,8 @@ def from_dict(data: dict, cls=TrainConfig, where: str = "config"):
     """Inverse of `to_dict`; missing keys keep their defaults, unknown keys are an error."""
     if not isinstance(data, dict):
         raise HgposeError(f"{where}: expected an object, got {type(data).__name__}")
+    if cls is TrainConfig:
+        data = _migrated(data)
     hints = _hints(cls)
     unknown = set(data) - set(hints)
     if unknown:
@@ -417,6 +423,20 @@ def from_dict(data: dict, cls=TrainConfig, where: str = "config"):
         else:
             values[name] = value
     return cls(**values)
+
+
+def _migrated(data: dict) -> dict:
+    """A config written before training and inference shared one precision vocabulary, when
+    it said `amp` (CUDA: bf16 | fp16 | none) and `cpu_amp` (auto | bf16 | none): fp16 stays
+    fp16, none on both devices is fp32, anything else was bf16 where native, i.e. auto."""
+    if "amp" not in data and "cpu_amp" not in data:
+        return data
+    data = dict(data)
+    amp, cpu_amp = data.pop("amp", "none"), data.pop("cpu_amp", "auto")
+    if "precision" not in data:
+        data["precision"] = ("fp16" if amp == "fp16" else
+                             "fp32" if (amp, cpu_amp) == ("none", "none") else "auto")
+    return data
 
 
 def save(config: TrainConfig, path: str | Path) -> None:

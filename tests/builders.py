@@ -35,12 +35,12 @@ def make_run(run_dir: Path, preset: str = "thesis", *, checkpoints=("best", "las
     each of `checkpoints`. random_batchnorm: non-trivial BatchNorm statistics, so that a
     normalisation slip shows in a comparison."""
     from hgpose import config as cfg
-    from hgpose.inference import weights
-    from hgpose.inference.build import build_network
+    from hgpose.runs import weights
+    from hgpose.models import build_model
 
     config = cfg.resolve(preset, [f"model.{k}={v}" for k, v in {"features": 8, **model}.items()])
     torch.manual_seed(0)
-    network = build_network(config.model)
+    network = build_model(config.model)
     if random_batchnorm:
         for m in network.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

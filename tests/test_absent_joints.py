@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from builders import write_lsp_folder
-from hgpose.codec import ABSENT, GaussianCodec, ThesisCodec
+from hgpose.codecs import ABSENT, GaussianCodec, ThesisCodec
 from hgpose.data.prepare import prepare
 from hgpose.data.store import open_split
 from hgpose.evaluate.evaluate import load_annotations, annotation_files, predict_split, score
@@ -144,10 +144,11 @@ def test_absent_joints_are_in_no_metric(coco_sample, tmp_path):
 
 # ----------------------------------------------------------------------------- resolution
 def test_a_network_at_128_sees_the_area_downscaled_crop_and_returns_the_64_grid():
+    from hgpose.config import ModelConfig
     from hgpose.models import build_model
 
     torch.manual_seed(0)
-    net = build_model("thesis", features=8, resolution=128).eval()
+    net = build_model(ModelConfig(name="thesis", features=8, resolution=128)).eval()
     x = torch.randn(2, 3, 256, 256)
     with torch.no_grad():
         out = net(x)
@@ -161,7 +162,7 @@ def test_a_network_at_128_sees_the_area_downscaled_crop_and_returns_the_64_grid(
 
 # ----------------------------------------------------------------------------- CPU bf16
 def test_cpu_bf16_is_used_only_where_the_cpu_has_it(monkeypatch):
-    from hgpose.train.loop import autocast_factory
+    from hgpose.train.step import autocast_factory
 
     config = cfg.resolve("cpu")
     monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
@@ -170,18 +171,18 @@ def test_cpu_bf16_is_used_only_where_the_cpu_has_it(monkeypatch):
     monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
     with autocast_factory(config, torch.device("cpu"))():
         assert torch.is_autocast_enabled('cpu')
-    config.cpu_amp = "none"
+    config.precision = "fp32"
     with autocast_factory(config, torch.device("cpu"))():
         assert not torch.is_autocast_enabled('cpu')
-    assert cfg.resolve("thesis").cpu_amp == "none"   # the thesis recipe stays fp32
+    assert cfg.resolve("thesis").precision == "fp32"   # the thesis recipe stays fp32
 
 
 def test_a_few_bf16_steps_follow_the_fp32_loss(monkeypatch):
     """Same data, same initial weights: under bf16 autocast the first loss is within 2 % of
     fp32's and a few Adam steps stay close to fp32's (each within 15 %, their mean within 5 %;
     a batch of 4 random images makes single steps noisy in either precision)."""
-    from hgpose.train.loop import autocast_factory
-    from hgpose.inference.build import build_network
+    from hgpose.train.step import autocast_factory
+    from hgpose.models import build_model
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
     config = cfg.resolve("cpu", ["model.features=16"])
@@ -189,10 +190,10 @@ def test_a_few_bf16_steps_follow_the_fp32_loss(monkeypatch):
     x = torch.randn(4, 3, 256, 256, generator=g)
     kps = _keypoints(4)
     losses = {}
-    for amp in ("none", "bf16"):
-        config.cpu_amp = amp
+    for amp in ("fp32", "bf16"):
+        config.precision = amp
         torch.manual_seed(0)
-        net = build_network(config.model)
+        net = build_model(config.model)
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)  # small steps: a bf16 rounding must not flip an early Adam step
         phase = PosePhase(config, torch.device("cpu"), torch.zeros(3))
         autocast = autocast_factory(config, torch.device("cpu"))
@@ -205,7 +206,7 @@ def test_a_few_bf16_steps_follow_the_fp32_loss(monkeypatch):
             loss.backward()
             opt.step()
             losses[amp].append(loss.item())
-    bf16, fp32 = np.array(losses["bf16"]), np.array(losses["none"])
+    bf16, fp32 = np.array(losses["bf16"]), np.array(losses["fp32"])
     assert abs(bf16[0] - fp32[0]) < 0.02 * fp32[0]
     np.testing.assert_allclose(bf16, fp32, rtol=0.15)
     assert abs(bf16.mean() - fp32.mean()) < 0.05 * fp32.mean()

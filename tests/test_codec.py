@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hgpose.codec import GaussianCodec, ThesisCodec, argmax_2d, flip_back
+from hgpose.codecs import GaussianCodec, ThesisCodec, argmax_2d, flip_back
 from hgpose.skeleton import FLIP_INDEX, NUM_JOINTS
 
 J = NUM_JOINTS

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from hgpose import config as cfg
-from hgpose.codec import GaussianCodec, ThesisCodec
+from hgpose.codecs import GaussianCodec, ThesisCodec, build_codec
 from hgpose.errors import HgposeError
+from hgpose.inference.device import autocast_dtype
 from hgpose.skeleton import NUM_JOINTS
-from hgpose.inference.build import build_codec
+from hgpose.train.step import autocast_factory
 
 
 # --- target.refine: how the argmax of a heatmap is refined ----------------------------------
@@ -68,15 +71,12 @@ def test_bad_refine_is_a_one_line_error(preset, assignment, message):
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
-# --- precision: amp (CUDA) and cpu_amp ------------------------------------------------------
+# --- precision: one vocabulary for training and inference -----------------------------------
 
 @pytest.fixture
 def bf16_cpu(monkeypatch):
-    """The loop module on a CPU that computes bf16 natively, so only the config decides."""
-    from hgpose.train import loop
-
+    """A CPU that computes bf16 natively, so only the config decides."""
     monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
-    return loop
 
 
 CUDA, CPU = torch.device("cuda", 0), torch.device("cpu")
@@ -85,23 +85,50 @@ CUDA, CPU = torch.device("cuda", 0), torch.device("cpu")
 @pytest.mark.parametrize("preset", ["thesis", "thesis-ae"])
 def test_thesis_presets_train_in_fp32_on_cuda_and_cpu(bf16_cpu, preset):
     config = cfg.preset(preset)
-    assert (config.amp, config.cpu_amp) == ("none", "none")
-    assert bf16_cpu.autocast_dtype(config, CUDA) is None
-    assert bf16_cpu.autocast_dtype(config, CPU) is None
-    with bf16_cpu.autocast_factory(config, CPU)():
+    assert config.precision == "fp32"
+    assert autocast_dtype(config.precision, CUDA) is None
+    assert autocast_dtype(config.precision, CPU) is None
+    with autocast_factory(config, CPU)():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
-def test_mixed_precision_is_what_the_config_sets(bf16_cpu):
-    assert bf16_cpu.autocast_dtype(cfg.resolve("thesis", ["amp=bf16"]), CUDA) == torch.bfloat16
-    assert bf16_cpu.autocast_dtype(cfg.resolve("thesis", ["amp=fp16"]), CUDA) == torch.float16
-    with_cpu_bf16 = cfg.resolve("thesis", ["cpu_amp=bf16"])
-    assert bf16_cpu.autocast_dtype(with_cpu_bf16, CPU) == torch.bfloat16
-    with bf16_cpu.autocast_factory(with_cpu_bf16, CPU)():
+def test_mixed_precision_is_what_the_config_sets(bf16_cpu, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast_dtype(cfg.resolve("thesis", ["precision=bf16"]).precision, CUDA) == torch.bfloat16
+    assert autocast_dtype(cfg.resolve("thesis", ["precision=fp16"]).precision, CUDA) == torch.float16
+    with_bf16 = cfg.resolve("thesis", ["precision=bf16"])
+    assert autocast_dtype(with_bf16.precision, CPU) == torch.bfloat16
+    with autocast_factory(with_bf16, CPU)():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
-    # The presets beyond the thesis keep their documented defaults: bf16 on CUDA; the cpu
-    # preset also on a CPU with native bf16.
-    assert bf16_cpu.autocast_dtype(cfg.preset("newell"), CUDA) == torch.bfloat16
-    assert bf16_cpu.autocast_dtype(cfg.preset("newell"), CPU) == torch.bfloat16
-    assert bf16_cpu.autocast_dtype(cfg.preset("cpu"), CUDA) == torch.bfloat16
-    assert bf16_cpu.autocast_dtype(cfg.preset("cpu"), CPU) == torch.bfloat16
+    # The presets beyond the thesis run bf16 where the device has it natively.
+    for preset in ("newell", "cpu"):
+        assert cfg.preset(preset).precision == "auto"
+    assert autocast_dtype("auto", CUDA) == torch.bfloat16
+    assert autocast_dtype("auto", CPU) == torch.bfloat16
+
+
+def test_precision_follows_one_policy_in_training_and_inference(monkeypatch):
+    """auto falls back to fp32 where bf16 is not native; an explicit bf16 there is a one-line
+    error, the same for `--precision bf16` and `--set precision=bf16`; fp16 is CUDA's."""
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    assert autocast_dtype("auto", CPU) is None
+    with pytest.raises(HgposeError, match=r"precision bf16: this CPU has no native bf16.*use auto or fp32"):
+        autocast_factory(cfg.resolve("cpu", ["precision=bf16"]), CPU)
+    with pytest.raises(HgposeError, match=r"precision fp16: runs on CUDA only"):
+        autocast_dtype("fp16", CPU)
+    with pytest.raises(HgposeError, match="config precision='fp8': choose one of auto, bf16, fp16, fp32"):
+        cfg.resolve("cpu", ["precision=fp8"])
+
+
+@pytest.mark.parametrize("old, new", [
+    ({"amp": "none", "cpu_amp": "none"}, "fp32"),      # the thesis presets
+    ({"amp": "bf16", "cpu_amp": "auto"}, "auto"),      # newell, cpu
+    ({"amp": "fp16", "cpu_amp": "auto"}, "fp16"),
+    ({"amp": "none", "cpu_amp": "bf16"}, "auto"),
+])
+def test_a_config_from_before_the_precision_vocabulary_still_loads(tmp_path, old, new):
+    data = cfg.to_dict(cfg.preset("cpu"))
+    del data["precision"]
+    data.update(old)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert cfg.load(tmp_path / "config.json").precision == new

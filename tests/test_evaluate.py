@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from hgpose.codec import GaussianCodec, ThesisCodec
+from hgpose.codecs import GaussianCodec, ThesisCodec
 from hgpose.data.crop import to_image
 from hgpose.data.store import Split, open_split
 from hgpose.errors import HgposeError
-from hgpose.codec import flip_back
+from hgpose.codecs import flip_back
 from hgpose.evaluate.evaluate import (
     annotation_file, evaluate, ground_truth, load_annotations, predict_split, score,
 )

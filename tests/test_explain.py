@@ -177,7 +177,7 @@ def test_nearest_to_centroids_are_members_sorted_by_distance():
 def tiny_run(root: Path, features: int = 8, seed: int = 0) -> Path:
     """A run directory holding an untrained reduced-width thesis network's weights."""
     from hgpose.models import ThesisNetwork
-    from hgpose.inference.weights import save_weights, weights_metadata
+    from hgpose.runs.weights import save_weights, weights_metadata
     from hgpose.config import ModelConfig
 
     torch.manual_seed(seed)
@@ -223,7 +223,7 @@ def test_latents_are_cached_and_rebuilt_when_the_checkpoint_changes(tmp_path):
 def test_latents_match_a_direct_forward_pass(tmp_path, monkeypatch, precision):
     """The cached latents are the layer's output of a plain fp32 pass: to float rounding under
     --precision fp32, to bf16's ~3 significant digits under bf16 (the default where native)."""
-    from hgpose.inference.weights import load_network
+    from hgpose.inference import load_network
     from hgpose.models import capture
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
@@ -283,7 +283,7 @@ def explained_val(tmp_path_factory):
     from hgpose.config import ModelConfig
     from hgpose.explain import explain
     from hgpose.models import ThesisNetwork
-    from hgpose.inference.weights import save_weights, weights_metadata
+    from hgpose.runs.weights import save_weights, weights_metadata
 
     root = tmp_path_factory.mktemp("explained")
     store = make_store(root / "store", 8, 8, 2, first_fully_annotated=True)

@@ -82,7 +82,7 @@ def single_person_coco(root: Path, n_train: int, n_val: int, seed: int = 0) -> P
 def untrained_ae_run(root: Path) -> Path:
     """A run directory with an (untrained) SHG+AE network of the same width: `--compare`."""
     from hgpose.models import ThesisNetwork
-    from hgpose.inference.weights import save_weights, weights_metadata
+    from hgpose.runs.weights import save_weights, weights_metadata
     from hgpose.config import ModelConfig
 
     torch.manual_seed(0)

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from hgpose.errors import HgposeError
-from hgpose.inference.fast import fold_batchnorm, inference_dtype, prepare_network
+from hgpose.inference.device import autocast_dtype
+from hgpose.inference.fast import fold_batchnorm, prepare_network
 from hgpose.models import StackedHourglass, ThesisNetwork
 
 CPU = torch.device("cpu")
@@ -72,20 +73,20 @@ def test_a_folded_bn_keeps_its_name_for_capture_hooks():
 
 def test_auto_is_bf16_only_on_a_cpu_that_has_it(monkeypatch):
     monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
-    assert inference_dtype("auto", CPU) == torch.bfloat16
-    assert inference_dtype("bf16", CPU) == torch.bfloat16
-    assert inference_dtype("fp32", CPU) is None
+    assert autocast_dtype("auto", CPU) == torch.bfloat16
+    assert autocast_dtype("bf16", CPU) == torch.bfloat16
+    assert autocast_dtype("fp32", CPU) is None
     monkeypatch.setenv("HGPOSE_CPU_BF16", "0")       # the fallback: fp32, silently
-    assert inference_dtype("auto", CPU) is None
-    assert inference_dtype("fp32", CPU) is None
+    assert autocast_dtype("auto", CPU) is None
+    assert autocast_dtype("fp32", CPU) is None
 
 
 def test_bf16_on_a_cpu_without_it_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
-    with pytest.raises(HgposeError, match=r"--precision bf16: this CPU has no native bf16.*auto or fp32"):
-        inference_dtype("bf16", CPU)
-    with pytest.raises(HgposeError, match="choose one of auto, bf16, fp32"):
-        inference_dtype("fp16", CPU)
+    with pytest.raises(HgposeError, match=r"precision bf16: this CPU has no native bf16.*auto or fp32"):
+        autocast_dtype("bf16", CPU)
+    with pytest.raises(HgposeError, match="choose one of auto, bf16, fp16, fp32"):
+        autocast_dtype("fp8", CPU)
 
 
 @pytest.mark.parametrize("flag, expected", [("1", "bf16"), ("0", "fp32")])
@@ -106,7 +107,7 @@ def test_prepare_network_runs_in_the_precision_it_reports(monkeypatch, flag, exp
 @pytest.fixture
 def weights_file(tmp_path):
     from hgpose.config import ModelConfig
-    from hgpose.inference.weights import save_weights, weights_metadata
+    from hgpose.runs.weights import save_weights, weights_metadata
 
     torch.manual_seed(0)
     model = _with_trained_looking_batchnorm(ThesisNetwork(features=8))
@@ -141,7 +142,7 @@ def test_predict_cli_refuses_bf16_on_a_cpu_without_it(monkeypatch, weights_file,
     code = main(["predict", str(weights_file), str(image), "--out", str(tmp_path / "out"),
                  "--device", "cpu", "--precision", "bf16"])
     err = capsys.readouterr().err
-    assert code != 0 and "--precision bf16: this CPU has no native bf16" in err
+    assert code != 0 and "precision bf16: this CPU has no native bf16" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "predictions.json").exists()
 

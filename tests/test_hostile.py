@@ -362,12 +362,13 @@ def test_pickles_and_nan_weights_are_named_as_such(run, tmp_path, capsys):
     assert main(["export", str(pickled), "--onnx", str(tmp_path / "m.onnx")]) == 2
     one_error_line(capsys, f"{pickled}: a Python pickle, not a safetensors weights file", "never unpickles")
 
-    from hgpose.inference import weights as weights_file
+    from hgpose.inference import load_network
+    from hgpose.runs import weights as weights_file
 
     state, meta = weights_file.load_weights(weights)
     key = next(k for k, v in state.items() if v.is_floating_point())
     state[key] = state[key] * float("nan")
-    model = weights_file.load_network(weights)[0]
+    model = load_network(weights)[0]
     model.load_state_dict(state)
     broken = tmp_path / "nan.safetensors"
     weights_file.save_weights(broken, model, meta)

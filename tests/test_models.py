@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from hgpose.config import ModelConfig
 from hgpose.errors import HgposeError
 from hgpose.models import (
     Hourglass,
@@ -184,11 +185,56 @@ def test_channels_last_and_bf16_autocast():
 
 
 def test_build_model():
-    assert isinstance(build_model("thesis", features=8), ThesisNetwork)
-    model = build_model("newell", num_stacks=2, features=8)
+    assert isinstance(build_model(ModelConfig(name="thesis", features=8)), ThesisNetwork)
+    model = build_model(ModelConfig(name="newell", stacks=2, features=8))
     assert isinstance(model, StackedHourglass) and model.num_stacks == 2
-    with pytest.raises(ValueError, match="thesis, newell"):
-        build_model("hrnet")
+    with pytest.raises(ValueError, match="choose one of thesis, newell"):
+        build_model(ModelConfig(name="hrnet"))
+
+
+class ToyNetwork(torch.nn.Module):
+    """A network a contributor adds: one module and one line in MODELS."""
+
+    name = "toy"
+    num_stacks = 1
+    num_joints = 17
+    latent_layer = "conv"
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, features, 4, stride=4)
+        self.head = torch.nn.Conv2d(features, 17, 1)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.features)
+
+    @staticmethod
+    def config_problem(config):
+        return None if config.features <= 64 else f"model.features={config.features}: the toy takes at most 64"
+
+    def forward(self, x):
+        return self.head(self.conv(x)).unsqueeze(1)
+
+
+def test_a_registered_model_is_validated_built_trained_and_reloaded(tmp_path, monkeypatch):
+    """Adding a model = one class + one registry line: config validation, training and
+    every reader of its weights files find it through MODELS alone."""
+    from hgpose import config as cfg
+    from hgpose.inference import load_network
+    from hgpose.models import MODELS
+    from hgpose.train import train
+    from builders import make_store
+
+    monkeypatch.setitem(MODELS, "toy", ToyNetwork)
+    with pytest.raises(HgposeError, match="config model.features=128: the toy takes at most 64"):
+        cfg.resolve("thesis", ["model.name=toy", "model.features=128"])
+    store = make_store(tmp_path / "store", n_train=6, n_val=2)
+    summary = train(store, tmp_path / "run", preset="thesis", epochs=1, batch_size=3,
+                    overrides=["model.name=toy", "model.features=8", "data.workers=0", "progress=false",
+                               "tensorboard=false"])
+    model, metadata = load_network(summary["last"])
+    assert isinstance(model, ToyNetwork) and metadata["model"]["name"] == "toy"
 
 
 # --- latent capture ---------------------------------------------------------------------

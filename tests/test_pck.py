@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hgpose.codec import argmax_2d
+from hgpose.codecs import argmax_2d
 from hgpose.evaluate.pck import THRESHOLD, PCKAccumulator, thesis_pck
 from hgpose.skeleton import LIMB_JOINTS
 

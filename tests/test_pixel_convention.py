@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hgpose.codec import GaussianCodec, flip_back
+from hgpose.codecs import GaussianCodec, flip_back
 from hgpose.data.crop import CROP_SIZE, CropBox, cut_crop, to_crop, to_image
 from hgpose.skeleton import NUM_JOINTS
 from hgpose.train import augment as aug

@@ -15,7 +15,8 @@ import torch
 import hgpose
 from hgpose.data.crop import thesis_crop_box, to_image
 from hgpose.errors import HgposeError
-from hgpose.inference import box_crop, resolve_checkpoint
+from hgpose.inference import box_crop
+from hgpose.runs import RunDir, resolve_checkpoint
 from hgpose.evaluate.predict import predict_images
 from builders import make_run
 
@@ -98,9 +99,11 @@ def test_the_input_is_normalised_as_in_training(run):
 
 
 def test_checkpoint_resolution(run, tmp_path):
-    assert resolve_checkpoint(run) == (run / "checkpoints" / "last.safetensors", run)
+    assert resolve_checkpoint(run) == (run / "checkpoints" / "last.safetensors", RunDir(run))
     # one rule for every command: "best" falls back to last while the run has no best
-    assert resolve_checkpoint(run, "best") == (run / "checkpoints" / "last.safetensors", run)
+    assert resolve_checkpoint(run, "best") == (run / "checkpoints" / "last.safetensors", RunDir(run))
+    # a weights file knows its run folder by the same rule
+    assert resolve_checkpoint(run / "checkpoints" / "last.safetensors")[1] == RunDir(run)
     (run / "checkpoints" / "last.safetensors").rename(run / "checkpoints" / "epoch_001.safetensors")
     with pytest.raises(HgposeError, match="no last.safetensors"):
         resolve_checkpoint(run, "last")
@@ -186,7 +189,7 @@ def test_refine_chooses_the_decoding_of_a_gaussian_run(tmp_path):
     """`hgpose.load(..., refine=...)` (the CLI's --refine) swaps only the argmax refinement;
     a thesis-codec run refuses any refinement in one line."""
     import hgpose
-    from hgpose.codec import GaussianCodec, ThesisCodec
+    from hgpose.codecs import GaussianCodec, ThesisCodec
 
     newell = make_run(tmp_path / "newell", "newell", stacks=1, checkpoints=("last",))
     own = hgpose.load(newell, device="cpu").codec

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hgpose.codec import GaussianCodec, ThesisCodec
+from hgpose.codecs import GaussianCodec, ThesisCodec
 from hgpose.data.crop import CropBox, box_centred_crop, cut_crop, cut_padded_crop, to_crop
 from hgpose.data.prepare import prepare
 from hgpose.data.store import open_split

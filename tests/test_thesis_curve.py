@@ -12,7 +12,7 @@ import pytest
 from builders import import_benchmark, make_store
 
 from hgpose import thesis
-from hgpose.codec import ThesisCodec
+from hgpose.codecs import ThesisCodec
 
 
 @pytest.fixture(scope="module")

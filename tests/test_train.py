@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from hgpose.errors import HgposeError
-from hgpose.inference import weights as weights_file
-from hgpose.inference.weights import load_network
+from hgpose.runs import weights as weights_file
+from hgpose.inference import load_network
 from hgpose.train import TrainingInterrupted, train
-from hgpose.train import checkpoint as ckpt
+from hgpose.runs import state as ckpt
 from hgpose import config as cfg
-from hgpose.inference.build import build_network
+from hgpose.models import build_model
 from hgpose.train.recipes import PosePhase, make_optimizer, scheduled_lr
 from builders import make_store
 
@@ -69,11 +69,11 @@ def test_thesis_preset_is_spec_section_4():
 
 def test_overrides_parse_to_field_types_and_round_trip(tmp_path):
     c = cfg.resolve("newell", ["model.stacks=2", "optim.lr=1e-3", "augment.enabled=no",
-                               "optim.step_epochs=5,9", "amp=none", "ae.optim.momentum=0.5"],
+                               "optim.step_epochs=5,9", "precision=fp32", "ae.optim.momentum=0.5"],
                     epochs=3, batch_size=4)
     assert c.model.stacks == 2 and isinstance(c.model.stacks, int)
     assert c.optim.lr == 1e-3 and c.augment.enabled is False
-    assert c.optim.step_epochs == (5, 9) and c.amp == "none" and c.ae.optim.momentum == 0.5
+    assert c.optim.step_epochs == (5, 9) and c.precision == "fp32" and c.ae.optim.momentum == 0.5
     assert (c.epochs, c.batch_size) == (3, 4)
     cfg.save(c, tmp_path / "config.json")
     assert cfg.load(tmp_path / "config.json") == c
@@ -154,7 +154,7 @@ def test_one_step_on_real_coco_crops_lowers_the_loss(coco_sample_store):
     images = torch.from_numpy(np.array(split.images[:8]))
     keypoints = torch.from_numpy(np.array(split.keypoints[:8]))
     phase = PosePhase(config, torch.device("cpu"), torch.from_numpy(mean_rgb(coco_sample_store)))
-    model = build_network(config.model)
+    model = build_model(config.model)
     optimizer = make_optimizer(model.parameters(), config.optim)
     x, kps = phase.inputs((images, keypoints, None), None, train=False)
 
@@ -263,7 +263,7 @@ def test_state_loading_never_runs_pickled_code(tmp_path):
 
 
 def test_init_loads_weights_strictly_and_explains_a_mismatch(store, tmp_path):
-    model = build_network(cfg.ModelConfig(name="thesis", features=8))
+    model = build_model(cfg.ModelConfig(name="thesis", features=8))
     path = tmp_path / "init.safetensors"
     weights_file.save_weights(path, model, weights_file.weights_metadata(cfg.ModelConfig(features=8), [0, 0, 0], 0, {}, "x"))
     rebuilt, meta = load_network(path)

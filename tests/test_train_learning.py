@@ -18,13 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-from hgpose.inference import load_network
-from hgpose.train import train
+from hgpose.codecs import ThesisCodec, argmax_2d
 from hgpose.config import resolve
 from hgpose.data.dataset import CropDataset, make_loader
+from hgpose.data.store import open_split
+from hgpose.evaluate.pck import thesis_pck
+from hgpose.inference import load_network
+from hgpose.train import train
 from hgpose.train.data import ShardSampler
-from hgpose.train.loop import Runtime, autocast_factory, validate
-from hgpose.inference.build import build_network
+from hgpose.train.loop import Runtime, validate
+from hgpose.train.step import autocast_factory
+from hgpose.models import build_model
 from hgpose.train.recipes import PosePhase
 
 OVERRIDES = [
@@ -64,7 +68,7 @@ def trained(synth_store, tmp_path_factory):
     try:
         config = resolve("thesis", OVERRIDES, epochs=2, batch_size=4)
         torch.manual_seed(config.seed)  # the initial weights of the training run
-        untrained = val_pck(build_network(config.model), synth_store, config)
+        untrained = val_pck(build_model(config.model), synth_store, config)
         start = time.perf_counter()
         summary = train(synth_store, run, config=config)
         seconds = time.perf_counter() - start
@@ -89,21 +93,24 @@ def test_reduced_width_thesis_network_learns_synthetic_people(trained, synth_sto
 def test_the_fast_path_keeps_the_trained_accuracy(trained, synth_store, monkeypatch, bf16):
     """The default path (BatchNorm folded, channels-last, bf16 where native) against plain
     eager NCHW fp32 with BatchNorm unfolded. HGPOSE_CPU_BF16 forces the CPU feature flag, so
-    both kinds of CPU are checked on any machine.
+    both kinds of CPU are checked on any machine (forced bf16 is emulated where the CPU lacks
+    it: slower, the same numbers).
 
     Without bf16 the default engine is ONNX Runtime where it is installed (fp32, faster).
-    Both: thesis PCK within 0.005 and the mean keypoint error against the ground truth
-    within 2 %. Without bf16 (folding alone) the keypoints are the fp32 ones: within 0.5 crop
-    px on >= 99 % of joints. bf16 rounds every layer's output to ~3 significant digits, which
-    moves the argmax between cells the fp32 network scores alike (near a sigma-2 peak two
-    cells often differ by < 0.5 %): it must only ever pick a cell within 5 % of the fp32
-    maximum (docs/evaluate.md, "Speed")."""
+    The criterion (the owner's, for every CPU kind) is tie-aware, so no tolerance depends on
+    the machine:
+    - fp32 gives the fp32 keypoints exactly, wherever the reference's decision is not a tie
+      within the float rounding of folding: with d the largest heatmap difference measured,
+      a joint whose argmax (and quarter-pixel neighbours) differ by more than 2d cannot
+      change, and must not; d itself stays at float-rounding size.
+    - bf16 rounds every layer's output to ~3 significant digits, which moves the argmax between
+      cells the fp32 network scores alike: it may only ever pick a cell within 5 % of the fp32
+      maximum (docs/evaluate.md, "Speed").
+    - Both: the mean keypoint error against the ground truth within 2 %, and the thesis PCK
+      differing by no more than the share of joints whose cell moved (a joint's correctness
+      can only change with its cell)."""
     import hgpose
-    from hgpose.codec import ThesisCodec
-    from hgpose.data.store import open_split
-    from hgpose.evaluate.pck import thesis_pck
     from hgpose.inference import onnx_runtime
-    from hgpose.inference.forward import to_input
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", bf16)
     split = open_split(synth_store, "val")
@@ -114,30 +121,53 @@ def test_the_fast_path_keeps_the_trained_accuracy(trained, synth_store, monkeypa
     assert est.engine == ("onnxruntime" if onnx else "torch")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) and not n.endswith(".bn1")  # bn1: on a sum
                    for n, m in est.model.named_modules())
-    fast = est.crop_heatmaps(crops)
+    fast, reference = est.crop_heatmaps(crops), _eager_fp32(trained["run"], crops, est.mean_rgb)
 
-    plain, _ = load_network(trained["run"] / "checkpoints" / "best.safetensors")
-    with torch.inference_mode():
-        x = to_input(torch.from_numpy(crops), torch.tensor(est.mean_rgb), "cpu", channels_last=False)
-        reference = plain.eval()(x)[:, -1].float()
     targets, _ = ThesisCodec().encode_torch(keypoints)        # thesis PCK compares argmaxes
-    pck_fast, pck_ref = (_mean_pck(thesis_pck(h, targets, keypoints[..., 2])) for h in (fast, reference))
+    pck_fast, pck_ref = (thesis_pck(h, targets, keypoints[..., 2])["all"] for h in (fast, reference))
+    moved = argmax_2d(fast).ne(argmax_2d(reference)).any(-1)                   # [N, 17]
+    counted = keypoints[..., 2] > 0
+    moved_share = (moved & counted).sum(1) / counted.sum(1).clamp(min=1)       # per image
     (xy_fast, _), (xy_ref, _) = est.codec.decode_torch(fast), est.codec.decode_torch(reference)
-    close = ((xy_fast - xy_ref).norm(dim=-1) <= 0.5).float().mean().item()
-    labelled = keypoints[..., 2] > 0
-    err_fast, err_ref = ((xy - keypoints[..., :2]).norm(dim=-1)[labelled].mean().item() for xy in (xy_fast, xy_ref))
-    print(f"precision {est.precision}: PCK {pck_fast:.4f} vs fp32 {pck_ref:.4f}; {close:.2%} of "
-          f"{labelled.numel()} joints within 0.5 crop px; error to truth {err_fast:.2f} vs {err_ref:.2f} px")
-    assert abs(pck_fast - pck_ref) <= 0.005
+    err_fast, err_ref = ((xy - keypoints[..., :2]).norm(dim=-1)[counted].mean().item() for xy in (xy_fast, xy_ref))
+    print(f"precision {est.precision}: PCK {_mean(pck_fast):.4f} vs fp32 {_mean(pck_ref):.4f}; cells moved "
+          f"{moved[counted].float().mean():.2%}; error to truth {err_fast:.2f} vs {err_ref:.2f} px")
+    assert abs(_mean(pck_fast) - _mean(pck_ref)) <= moved_share[pck_ref[1]].mean().item() + 1e-9
     assert err_fast == pytest.approx(err_ref, rel=0.02)
     if est.precision == "fp32":
-        assert close >= 0.99
+        d = (fast - reference).abs().max().item()
+        assert d <= 1e-3 * reference.abs().max().item()          # float rounding, not bf16's 1e-2
+        decided = _decision_margin(reference) > 2 * d            # [N, 17]: no tie within d
+        assert torch.equal(xy_fast[decided], xy_ref[decided])
     else:
         cell = fast.flatten(2).argmax(-1, keepdim=True)
         picked, best = reference.flatten(2).gather(-1, cell).squeeze(-1), reference.flatten(2).amax(-1)
         assert ((best - picked) <= 0.05 * best.abs()).all()
 
 
-def _mean_pck(per_image: dict) -> float:
-    values, valid = per_image["all"]
+def _eager_fp32(run, crops: np.ndarray, mean_rgb) -> torch.Tensor:
+    """The plain network: eager, NCHW, fp32, BatchNorm unfolded; last-stack heatmaps."""
+    from hgpose.inference.forward import to_input
+
+    plain, _ = load_network(run / "checkpoints" / "best.safetensors")
+    with torch.inference_mode():
+        x = to_input(torch.from_numpy(crops), torch.tensor(mean_rgb), "cpu", channels_last=False)
+        return plain.eval()(x)[:, -1].float()
+
+
+def _decision_margin(heatmaps: torch.Tensor) -> torch.Tensor:
+    """[N, J]: how far each map is from changing its decoded keypoint: the gap between its
+    best and second-best cell, and (the quarter-pixel shift) between the argmax's left and
+    right and its upper and lower neighbours."""
+    n, j, h, w = heatmaps.shape
+    top2 = heatmaps.flatten(2).topk(2, dim=-1).values
+    margin = top2[..., 0] - top2[..., 1]
+    x, y = argmax_2d(heatmaps).unbind(-1)
+    padded = torch.nn.functional.pad(heatmaps, (1, 1, 1, 1))
+    at = lambda dx, dy: padded.flatten(2).gather(-1, ((y + 1 + dy) * (w + 2) + x + 1 + dx)[..., None])[..., 0]
+    return torch.minimum(margin, torch.minimum((at(1, 0) - at(-1, 0)).abs(), (at(0, 1) - at(0, -1)).abs()))
+
+
+def _mean(pck: tuple) -> float:
+    values, valid = pck
     return float(values[valid].mean())

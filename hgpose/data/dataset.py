@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from hgpose.codec import ABSENT
+from hgpose.codecs import ABSENT
 from hgpose.data.store import open_split
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hgpose.codec import ThesisCodec, argmax_2d
+from hgpose.codecs import ThesisCodec, argmax_2d
 from hgpose.data.crop import to_image
 from hgpose.data.store import Split, old_pixel_convention, open_split, read_manifest
 from hgpose.data.store import sources as store_sources
@@ -44,6 +44,7 @@ from hgpose.evaluate import protocols
 from hgpose.evaluate.pck import SUBSETS, THRESHOLD, counted_joints, thesis_pck
 from hgpose.inference.estimator import decode_to_image, target_peak
 from hgpose.io import atomic_path, write_json
+from hgpose.runs import default_eval_dir
 from hgpose.skeleton import JOINTS, NUM_JOINTS
 from hgpose.thesis import PCK as THESIS_PCK
 
@@ -339,7 +340,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
                    codec=type(est.codec).__name__, refine=getattr(est.codec, "refine", "none"),
                    precision=est.precision, engine=est.engine, data_dir=str(Path(data_dir).resolve()),
                    joints=[name for name, keep in zip(JOINTS, scored) if keep])
-    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(est.checkpoint, split, protocol, flip)
+    out_dir = Path(out_dir) if out_dir is not None else default_eval_dir(Path(est.checkpoint), est.run, split,
+                                                                         protocol, flip)
     write_outputs(out_dir, metrics, rows, results)
     return {**metrics, "out_dir": str(out_dir)}
 
@@ -357,14 +359,6 @@ def _annotated_split(data_dir, split: str, annotations, scored: np.ndarray, prot
     cocos = {s: load_annotations(path) for s, path in files.items()}
     check_annotated(data, cocos)
     return data, files, cocos
-
-
-def default_out_dir(checkpoint: str | Path, split: str, protocol: str, flip: bool) -> Path:
-    """RUN_DIR/eval/<split>-<protocol>-<checkpoint name>[-flip]: one folder per protocol,
-    so runs of different protocols never overwrite each other."""
-    ckpt = Path(checkpoint)
-    base = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    return base / "eval" / f"{split}-{protocol}-{ckpt.stem}{'-flip' if flip else ''}"
 
 
 @dataclass

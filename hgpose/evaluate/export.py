@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from hgpose import __version__
-from hgpose.codec import GaussianCodec, ThesisCodec
 from hgpose.errors import HgposeError
 from hgpose.inference.forward import normalise
 from hgpose.inference.onnx_runtime import OPSET, to_onnx
@@ -46,18 +45,6 @@ class ExportedNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(normalise(x, self.mean))[:, -1]
-
-
-def codec_description(codec) -> dict:
-    # heatmap cell (column) j is centred on crop pixel u = stride * j + (stride - 1) / 2
-    cell = f"u = {codec.stride} * column + {codec.cell_offset:g}" if hasattr(codec, "cell_offset") else None
-    if isinstance(codec, ThesisCodec):
-        return {"name": "thesis", "decode": "argmax", "sigma_visible": codec.sigma_visible,
-                "sigma_occluded": codec.sigma_occluded, "stride": codec.stride, "cell_centre": cell}
-    if isinstance(codec, GaussianCodec):
-        return {"name": "gaussian", "decode": f"argmax+{codec.refine}", "sigma": codec.sigma,
-                "stride": codec.stride, "cell_centre": cell}
-    return {"name": type(codec).__name__}
 
 
 def export_onnx(source, out_path: str | Path, *, checkpoint=None, opset: int = OPSET,
@@ -91,7 +78,7 @@ def export_onnx(source, out_path: str | Path, *, checkpoint=None, opset: int = O
                  "is subtracted inside the graph",
         "output": "float32 [batch, 17, 64, 64] heatmaps (last stack)",
         "mean_rgb": json.dumps([float(v) for v in est.mean_rgb]),
-        "codec": json.dumps(codec_description(est.codec)),
+        "codec": json.dumps(est.codec.describe()),
         "joints": json.dumps(list(JOINTS)),
         "crop_rule": "thesis (SPEC §1): square on the person box's longer side, centred, x1.1, "
                      "fitted into the image, resized to 256x256; x = x0 + (u + 0.5) * side / 256 - 0.5 "

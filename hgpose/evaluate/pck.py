@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hgpose.codec import argmax_2d
+from hgpose.codecs import argmax_2d
 from hgpose.skeleton import LIMB_JOINTS, NUM_JOINTS
 
 THRESHOLD = 0.5 * 6.4  # heatmap px: a fixed normaliser, not a per-person size

@@ -42,15 +42,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hgpose.codec import ThesisCodec
+from hgpose.codecs import ThesisCodec
 from hgpose.data.dataset import CropDataset, make_loader
 from hgpose.data.store import open_split
 from hgpose.errors import HgposeError
 from hgpose.evaluate.pck import SUBSETS, thesis_pck
 from hgpose.inference.forward import to_input
 from hgpose.inference.fast import prepare_network
-from hgpose.inference.runs import resolve_checkpoint
-from hgpose.inference.weights import load_network
+from hgpose.inference.load import load_run
 from hgpose.io import atomic_path, file_sha256, write_json
 from hgpose.models import capture, skips_disabled
 
@@ -112,12 +111,12 @@ class Latents:
 
 def load_checkpoint(run: str | Path, which: str | None = None, device: str | torch.device = "cpu",
                     precision: str = "auto") -> Checkpoint:
-    """A run's weights by the inference core's one rule (best, else last; "last"; a path),
-    made ready for the fast path (`prepare_network`; `precision` auto | bf16 | fp32)."""
-    path, _ = resolve_checkpoint(run, which)
-    model, metadata = load_network(path, device)
-    model, autocast, used = prepare_network(model, device, precision)
-    return Checkpoint(path, model, metadata, file_sha256(path), path.stat().st_mtime, used, autocast)
+    """A run's weights by the one best/last rule (`hgpose.runs`), made ready for the fast
+    path (`prepare_network`; `precision` auto | bf16 | fp16 | fp32)."""
+    loaded = load_run(run, which, device)
+    model, autocast, used = prepare_network(loaded.model, device, precision)
+    path = loaded.weights
+    return Checkpoint(path, model, loaded.metadata, file_sha256(path), path.stat().st_mtime, used, autocast)
 
 
 def input_mean(checkpoint: Checkpoint) -> torch.Tensor:

@@ -29,8 +29,8 @@ from hgpose.errors import HgposeError
 from hgpose.explain import ablation, clusters, compare, factors, figures, latents as latents_mod, pca as pca_mod
 from hgpose.explain import saliency
 from hgpose.inference.forward import to_input
-from hgpose.inference.fast import PRECISIONS
-from hgpose.inference.runs import resolve_device
+from hgpose.config import PRECISIONS
+from hgpose.inference.device import resolve_device
 from hgpose.io import write_json
 from hgpose.skeleton import JOINT_INDEX, JOINTS
 

@@ -26,9 +26,10 @@ from hgpose.data.crop import CROP_SIZE, CropBox, cut_crop, thesis_crop_box, to_i
 from hgpose.errors import HgposeError
 from hgpose.images import as_rgb
 from hgpose.inference import forward, onnx_runtime
+from hgpose.inference.device import resolve_device
 from hgpose.inference.fast import prepare_network
-from hgpose.inference.runs import codec_of, resolve_checkpoint, resolve_device
-from hgpose.inference.weights import load_network
+from hgpose.inference.load import load_run
+from hgpose.runs import RunDir
 from hgpose.skeleton import JOINTS, NUM_JOINTS
 
 __all__ = ["Estimator", "Prediction", "box_crop", "decode_to_image", "load", "target_peak"]
@@ -46,16 +47,14 @@ def load(source: str | Path, *, checkpoint: str | Path | None = None, device: st
     refine: how the argmax is refined when decoding (none, quarter, dark; default: the run's
     target.refine).
     precision: "auto" (bf16 where the CPU or GPU computes it natively, else fp32), "bf16",
-    "fp32" (see `hgpose.inference.fast`).
+    "fp16" (CUDA), "fp32" (see `hgpose.inference.device`).
     engine: "auto" (ONNX Runtime for fp32 on a CPU, where installed: faster there; PyTorch
     otherwise) or "torch".
     """
-    weights_path, run_dir = resolve_checkpoint(source, checkpoint)
     device = resolve_device(device)
-    model, metadata = load_network(weights_path, device)
-    codec = codec_of(run_dir, metadata, weights_path, refine)
-    return Estimator(model, codec, metadata["mean_rgb"], device, flip=flip, checkpoint=weights_path,
-                     metadata=metadata, precision=precision, engine=engine)
+    run = load_run(source, checkpoint, device, refine)
+    return Estimator(run.model, run.codec, run.mean_rgb, device, flip=flip, checkpoint=run.weights,
+                     metadata=run.metadata, precision=precision, engine=engine, run=run.run)
 
 
 def decode_to_image(codec, heatmaps: torch.Tensor, crop_boxes, input_size: int = CROP_SIZE
@@ -138,7 +137,7 @@ class Estimator:
 
     def __init__(self, model: torch.nn.Module, codec, mean_rgb, device: str | torch.device = "cpu",
                  *, flip: bool = False, checkpoint: str | Path | None = None, metadata: dict | None = None,
-                 precision: str = "auto", engine: str = "auto"):
+                 precision: str = "auto", engine: str = "auto", run: RunDir | None = None):
         if engine not in ("auto", "torch"):
             raise HgposeError(f"engine {engine!r}: choose auto or torch")
         self.device = torch.device(device)
@@ -150,6 +149,7 @@ class Estimator:
         self.mean_rgb = np.asarray(mean_rgb, np.float32).reshape(3)
         self.flip = flip
         self.checkpoint = None if checkpoint is None else str(checkpoint)
+        self.run = run   # the run folder the weights belong to, when there is one
         self.metadata = metadata or {}
         self._mean = torch.from_numpy(self.mean_rgb).to(self.device)
 

@@ -12,55 +12,18 @@ Why each piece pays on a CPU (benchmarks/inference.py; docs/evaluate.md, "Speed"
   Residual the BN after conv1 and conv2 fold; the first BN (on the sum) cannot.
 - bf16: AMX / AVX-512-BF16 run bf16 convolutions at about twice the fp32 rate and halve the
   memory traffic. Without them bf16 is emulated and slower than fp32, so "auto" means fp32
-  there (`hgpose.cpu.native_bf16`, read at run time).
+  there (`hgpose.inference.device`, the one precision rule of training and inference).
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from hgpose.cpu import native_bf16
-from hgpose.errors import HgposeError
-
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of `precision` on `device`; None = fp32 (no autocast).
-
-    auto: bf16 where it is native (a CPU with AMX / AVX-512-BF16, a CUDA GPU that supports
-    bf16), fp32 elsewhere. bf16: the same, but a CPU without native bf16 is an error rather
-    than a silent, slow emulation.
-    """
-    if precision not in PRECISIONS:
-        raise HgposeError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    device = torch.device(device)
-    if precision == "fp32":
-        return None
-    if device.type == "cpu":
-        if native_bf16():
-            return torch.bfloat16
-        if precision == "bf16":
-            raise HgposeError("--precision bf16: this CPU has no native bf16 (AMX or AVX-512-BF16), "
-                              "where bf16 is slower than fp32; use --precision auto or fp32")
-        return None
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if precision == "bf16":
-        raise HgposeError(f"--precision bf16: {device} does not support bf16; use --precision auto or fp32")
-    return None
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Callable:
-    """A zero-argument factory of the autocast context for `dtype` (None: a no-op context)."""
-    if dtype is None:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+from hgpose.inference.device import autocast_context, autocast_dtype, precision_name
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -98,9 +61,9 @@ def prepare_network(model: nn.Module, device: torch.device | str, precision: str
                     ) -> tuple[nn.Module, Callable, str]:
     """A loaded network made ready for fast inference, in place: eval mode, BatchNorm folded,
     channels-last on `device`. Returns (model, autocast factory, the precision that runs:
-    "bf16" or "fp32")."""
+    "bf16", "fp16" or "fp32"; `hgpose.inference.device` says how `precision` is chosen)."""
     device = torch.device(device)
-    dtype = inference_dtype(precision, device)
+    dtype = autocast_dtype(precision, device)
     model = fold_batchnorm(model.eval())
     model = model.to(device, memory_format=torch.channels_last)
-    return model, autocast_context(device, dtype), "fp32" if dtype is None else "bf16"
+    return model, autocast_context(device, dtype), precision_name(dtype)

@@ -6,7 +6,7 @@ feed the network through these functions, so a crop means the same thing everywh
     input = crop / 255 - mean RGB of the training crops     float32 [B, 3, H, W], std 1 (thesis)
 
 The flip test averages a crop's heatmaps with the flipped-back heatmaps of its mirror image
-(`hgpose.codec.flip_back` undoes the mirror in heatmap space).
+(`hgpose.codecs.flip_back` undoes the mirror in heatmap space).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from hgpose.codec import flip_back
+from hgpose.codecs import flip_back
 
 
 def to_unit(crops: torch.Tensor, device: torch.device | str) -> torch.Tensor:

@@ -4,33 +4,53 @@ Newell's stacked hourglass.
 Every network maps [B, 3, H, W] to heatmaps [B, S, J, H/4, W/4] (S stacks, J joints;
 S = 1 for the thesis network) and has `num_stacks`, `num_joints` and `latent_layer`
 (a name for `capture`). See docs/models.md.
+
+`MODELS` is the registry: the `model.name` config value -> the class. Every class has
+`name`, `from_config(ModelConfig)` and `config_problem(ModelConfig)` (why a config cannot
+build it, or None). Adding a network is one module and one line in `MODELS`: config
+validation, training and every reader of a weights file build through `build_model`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
 from .autoencoder import LatentAutoencoder
-from .blocks import Residual
+from .blocks import RESOLUTIONS, Residual
 from .capture import UnknownNameError, capture
 from .hourglass import Hourglass, skips_disabled
 from .newell import StackedHourglass
 from .thesis import ThesisNetwork
 
-MODEL_NAMES = ("thesis", "newell")
+if TYPE_CHECKING:
+    from hgpose.config import ModelConfig
+
+MODELS: dict[str, type[nn.Module]] = {"thesis": ThesisNetwork, "newell": StackedHourglass}
 
 
-def build_model(name: str, **kwargs) -> nn.Module:
-    """build_model("thesis", autoencoder=True) or build_model("newell", num_stacks=2)."""
-    if name == "thesis":
-        return ThesisNetwork(**kwargs)
-    if name == "newell":
-        return StackedHourglass(**kwargs)
-    raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
+def model_problem(config: "ModelConfig") -> str | None:
+    """Why `config` cannot build a network (a "key=value: what to do" line), None when it can."""
+    if config.name not in MODELS:
+        return f"model.name={config.name!r}: choose one of {', '.join(MODELS)}"
+    if config.resolution not in RESOLUTIONS:
+        return (f"model.resolution={config.resolution}: choose {', '.join(map(str, RESOLUTIONS[:-1]))} "
+                f"or {RESOLUTIONS[-1]} (the hourglass halves it five times)")
+    return MODELS[config.name].config_problem(config)
+
+
+def build_model(config: "ModelConfig") -> nn.Module:
+    """The network a model config describes (training builds it so, and so does every reader
+    of a weights file, from the config stored in it)."""
+    problem = model_problem(config)
+    if problem:
+        raise UnknownNameError(f"cannot build the network: {problem}")
+    return MODELS[config.name].from_config(config)
 
 
 __all__ = [
-    "MODEL_NAMES",
+    "MODELS",
     "Hourglass",
     "LatentAutoencoder",
     "Residual",
@@ -39,5 +59,6 @@ __all__ = [
     "UnknownNameError",
     "build_model",
     "capture",
+    "model_problem",
     "skips_disabled",
 ]

@@ -69,6 +69,10 @@ def xavier_init(model: nn.Module) -> None:
 
 
 CROP_SIZE = 256  # the crop every network is fed (data/crop.py)
+# The working sizes a network may have (model.resolution): the hourglass halves its input
+# five times (stem /4, then four levels), so it must stay a multiple of 64 ... and divide
+# into the 64x64 heatmap grid cleanly.
+RESOLUTIONS = (64, 128, 192, 256)
 
 
 def to_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:

@@ -15,12 +15,16 @@ Default PyTorch init, as the reference.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .blocks import Residual, to_heatmap_grid, to_resolution
 from .hourglass import Hourglass
+
+if TYPE_CHECKING:
+    from hgpose.config import ModelConfig
 
 
 class StackedHourglass(nn.Module):
@@ -30,6 +34,20 @@ class StackedHourglass(nn.Module):
     `out[:, -1]`. `latent_layer` is the last stack's deepest Residual (Fx4x4 for a 256 input).
     `resolution`: the size the network works at (see ThesisNetwork); 256 = Newell's.
     """
+
+    name = "newell"
+
+    @classmethod
+    def from_config(cls, config: "ModelConfig") -> "StackedHourglass":
+        return cls(num_stacks=config.stacks, features=config.features, resolution=config.resolution)
+
+    @staticmethod
+    def config_problem(config: "ModelConfig") -> str | None:
+        if config.stacks < 1:
+            return f"model.stacks={config.stacks}: must be at least 1"
+        if config.autoencoder:
+            return "model.autoencoder=true needs model.name=thesis (the AE sits in the thesis's bottleneck)"
+        return None
 
     def __init__(self, num_stacks: int = 8, features: int = 256, num_joints: int = 17,
                  resolution: int = 256):

@@ -7,6 +7,7 @@ Full size (features=256, 17 joints, 256x256 input): 14,526,053 parameters and ab
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,6 +15,9 @@ from torch import nn
 from .autoencoder import LatentAutoencoder
 from .blocks import Residual, to_heatmap_grid, to_resolution, xavier_init
 from .hourglass import Hourglass
+
+if TYPE_CHECKING:
+    from hgpose.config import ModelConfig
 
 # Output of the 3rd bottleneck Residual: 256x4x4 = 4,096 values for a 256x256 input.
 BOTTLENECK_LAYER = "hourglass.bottleneck.2"
@@ -38,7 +42,16 @@ class ThesisNetwork(nn.Module):
     and everything around it (codecs, losses, metrics) is unchanged.
     """
 
+    name = "thesis"
     num_stacks = 1
+
+    @classmethod
+    def from_config(cls, config: "ModelConfig") -> "ThesisNetwork":
+        return cls(features=config.features, autoencoder=config.autoencoder, resolution=config.resolution)
+
+    @staticmethod
+    def config_problem(config: "ModelConfig") -> str | None:
+        return None   # every width, resolution and AE choice builds; stacks is not its setting
 
     def __init__(
         self,

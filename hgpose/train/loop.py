@@ -28,17 +28,16 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hgpose.cpu import native_bf16
-from hgpose.inference.fast import autocast_context
-from hgpose.errors import HgposeError
-from hgpose.io import write_bytes
 from hgpose.config import OptimConfig, TrainConfig
-from hgpose.inference import weights
-from hgpose.inference.runs import resolve_device
-from hgpose.train import checkpoint as ckpt
 from hgpose.data.dataset import make_loader
+from hgpose.errors import HgposeError
+from hgpose.inference.device import resolve_device
+from hgpose.io import write_bytes
+from hgpose.runs import RunDir, weights
+from hgpose.runs import state as ckpt
 from hgpose.train.data import ResumableSampler, ShardSampler, batch_generator
-from hgpose.train.recipes import make_optimizer, scheduled_lr
+from hgpose.train.recipes import scheduled_lr
+from hgpose.train.step import Trainer
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -100,28 +99,6 @@ def stop_runtime(rt: Runtime) -> None:
         dist.destroy_process_group()
 
 
-def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast precision of a run on `device`; None = fp32 (no autocast).
-
-    Mixed precision is only ever what the config says: `amp` on CUDA ("none" in the thesis
-    presets, whose recipe is fp32), `cpu_amp` on the CPU, and there only where the CPU
-    computes bf16 natively.
-    """
-    if device.type == "cuda":
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
-    return torch.bfloat16 if cpu_bf16(config) else None
-
-
-def autocast_factory(config: TrainConfig, device: torch.device) -> Callable:
-    """A zero-argument factory of the autocast context of `autocast_dtype`."""
-    return autocast_context(device, autocast_dtype(config, device))
-
-
-def cpu_bf16(config: TrainConfig) -> bool:
-    """Whether a CPU run trains under bf16 autocast (fp32 master weights either way)."""
-    return config.cpu_amp in ("auto", "bf16") and native_bf16()
-
-
 def plateau_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig,
                       mode: str) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
     """The "plateau" schedule (SPEC §4: on validation PCK, mode max, factor 0.2, patience 5,
@@ -180,7 +157,7 @@ class Job:
     epochs: int
     batch_size: int
     optim: OptimConfig
-    out_dir: Path
+    run: RunDir                   # where its files go (thesis-ae's autoencoder: RUN_DIR/ae)
     metadata: Callable[[int, dict], dict]   # (epoch, metrics) -> weights-file metadata
     on_start: Callable[[], None] | None = None  # called once the saved state (if any) fits
     progress: dict = field(default_factory=lambda: {
@@ -207,15 +184,11 @@ class _Fit:
     def __init__(self, job: Job, config: TrainConfig, rt: Runtime):
         self.job, self.config, self.rt = job, config, rt
         self.phase, self.device = job.phase, rt.device
-        self.ckpt_dir = job.out_dir / "checkpoints"
-        self.state_path = self.ckpt_dir / "state.pt"
-        self.model = job.model.to(self.device)
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = make_optimizer(self.model.parameters(), job.optim)
+        self.state_path = job.run.state_path
+        self.trainer = Trainer.build(job.phase, job.model, job.optim, config, self.device)
+        self.model, self.optimizer, self.scaler = self.trainer.model, self.trainer.optimizer, self.trainer.scaler
+        self.autocast = self.trainer.autocast
         self.plateau = plateau_scheduler(self.optimizer, job.optim, self.phase.mode)
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.device.type == "cuda" and config.amp == "fp16")
         self.progress = job.progress
 
     def restore(self) -> None:
@@ -274,16 +247,12 @@ class _Fit:
     def run(self, resume: bool, on_step) -> dict:
         job, config, rt, progress = self.job, self.config, self.rt, self.progress
         self.train_model = self.training_model()
-        self.autocast = autocast_factory(config, self.device)
-        if rt.main and self.device.type == "cpu" and config.cpu_amp == "bf16" and not cpu_bf16(config):
-            print("hgpose train: note: cpu_amp=bf16 but this CPU has no native bf16 (AMX or "
-                  "AVX-512-BF16); training in fp32", file=sys.stderr)
         self.sampler = ResumableSampler(job.train_set, config.data.shuffle, config.seed, rt.rank, rt.world)
         self.loader = make_loader(job.train_set, job.batch_size, self.sampler, config.data.workers, self.device)
         self.val_loader = make_loader(job.val_set, config.data.val_batch_size,
                                       ShardSampler(len(job.val_set), rt.rank, rt.world),
                                       config.data.workers, self.device)
-        self.log = RunLog(job.out_dir, config, rt, progress["global_step"] if resume else None)
+        self.log = RunLog(job.run, config, rt, progress["global_step"] if resume else None)
         with StopRequests() as stop:
             try:
                 for epoch in range(progress["epoch"], job.epochs):
@@ -324,13 +293,8 @@ class _Fit:
             for group in optimizer.param_groups:
                 group["lr"] = lr
         generator = batch_generator(self.config.seed, self.rt.rank, epoch, progress["step"])
-        loss, n = self.phase.train_loss(self.train_model, batch, generator, self.autocast)
-        value = loss.item()
-        check_finite(value, self.rt, epoch, progress["step"], self.state_path)
-        optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        value, n = self.trainer.step(batch, generator, network=self.train_model, check=lambda loss: check_finite(
+            loss, self.rt, epoch, progress["step"], self.state_path))
         progress["step"] += 1
         progress["global_step"] += 1
         progress["loss_sum"] += value * n
@@ -380,12 +344,12 @@ class _Fit:
         self.log.epoch(phase.name, progress["history"], improved, progress["global_step"])
 
     def save_weights(self, epoch: int, metrics: dict, improved: bool) -> None:
-        meta = self.job.metadata(epoch + 1, metrics)
+        meta, run = self.job.metadata(epoch + 1, metrics), self.job.run
         if self.config.keep_epoch_checkpoints:
-            weights.save_weights(self.ckpt_dir / f"epoch_{epoch + 1:03d}.safetensors", self.model, meta)
+            weights.save_weights(run.epoch_weights(epoch + 1), self.model, meta)
         if improved:
-            weights.save_weights(self.ckpt_dir / "best.safetensors", self.model, meta)
-        weights.save_weights(self.ckpt_dir / "last.safetensors", self.model, meta)
+            weights.save_weights(run.weights("best"), self.model, meta)
+        weights.save_weights(run.weights("last"), self.model, meta)
 
     def summary(self) -> dict:
         progress = self.progress
@@ -395,8 +359,8 @@ class _Fit:
             "metric": self.phase.metric,
             "best": progress["best"],
             "best_epoch": progress["best_epoch"],
-            "last": str(self.ckpt_dir / "last.safetensors"),
-            "best_checkpoint": (str(self.ckpt_dir / "best.safetensors")
+            "last": str(self.job.run.weights("last")),
+            "best_checkpoint": (str(self.job.run.weights("best"))
                                 if progress["best"] is not None else None),
             "history": progress["history"],
         }
@@ -418,7 +382,7 @@ def check_finite(value: float, rt: Runtime, epoch: int, step: int, state_path: P
 def _stopped(state_path: Path) -> str:
     kept = f"the last good state is {state_path}" if state_path.exists() else "no state was saved yet"
     return (f"training stopped and {kept} (weights: {state_path.parent}/last.safetensors). Lower the "
-            "learning rate (--set optim.lr=...) or turn mixed precision off (--set amp=none), then --resume")
+            "learning rate (--set optim.lr=...) or turn mixed precision off (--precision fp32), then --resume")
 
 
 def check_weights(model: nn.Module, state_path: Path) -> None:
@@ -433,7 +397,7 @@ def require_crops(job: Job) -> None:
     """An empty split would "train" nothing and save an untrained network as best."""
     for name, dataset in (("train", job.train_set), ("val", job.val_set)):
         if len(dataset) == 0:
-            where = getattr(dataset, "data_dir", job.out_dir)
+            where = getattr(dataset, "data_dir", job.run.path)
             raise HgposeError(
                 f"{where}: the {name} split holds no crops; training needs both train and val crops "
                 "(see the counts `hgpose prepare` printed, and data.train_limit/data.val_limit)")
@@ -463,8 +427,8 @@ def validate(phase, model: nn.Module, loader, autocast, rt: Runtime) -> dict:
 class RunLog:
     """Per-epoch CSV (rewritten atomically) and TensorBoard scalars; rank 0 only."""
 
-    def __init__(self, out_dir: Path, config: TrainConfig, rt: Runtime, purge_step: int | None):
-        self.out_dir = out_dir
+    def __init__(self, run: RunDir, config: TrainConfig, rt: Runtime, purge_step: int | None):
+        self.run = run
         self.enabled = rt.main
         self.verbose = rt.main and config.progress
         self.writer = None
@@ -472,7 +436,7 @@ class RunLog:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops events a crashed run logged past the resumed position.
-            self.writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=purge_step)
+            self.writer = SummaryWriter(log_dir=str(run.tensorboard_dir), purge_step=purge_step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
@@ -488,7 +452,7 @@ class RunLog:
         writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
-        write_bytes(self.out_dir / "metrics.csv", text.getvalue().encode())
+        write_bytes(self.run.metrics_path, text.getvalue().encode())
         for key, value in row.items():
             if key != "epoch" and value is not None:
                 self.scalar(f"{phase}/{key}", value, global_step)

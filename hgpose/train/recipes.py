@@ -15,10 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from hgpose.codec import ThesisCodec
+from hgpose.codecs import ThesisCodec, build_codec
 from hgpose.evaluate.pck import PCKAccumulator
 from hgpose.io import atomic_path
-from hgpose.inference.build import build_codec
 from hgpose.inference.forward import flip_test
 from hgpose.models import ThesisNetwork, capture
 from hgpose.config import OptimConfig, TrainConfig

@@ -26,14 +26,13 @@ from hgpose import __version__
 from hgpose.data.store import joints_present, mean_rgb, old_pixel_convention, read_manifest
 from hgpose.errors import HgposeError
 from hgpose.io import run_lock, write_json
-from hgpose.models import LatentAutoencoder
+from hgpose.models import LatentAutoencoder, build_model
 from hgpose.skeleton import JOINTS
 from hgpose import config as cfg
-from hgpose.inference import weights
-from hgpose.inference.build import build_network
-from hgpose.inference.runs import resolve_checkpoint
+from hgpose.runs import RunDir, weights
 from hgpose.data.dataset import CropDataset, make_loader
 from hgpose.train.loop import Job, Runtime, fit, start_runtime, stop_runtime
+from hgpose.train.step import autocast_factory
 from hgpose.train.recipes import AE_PREFIX, AEPhase, LatentDataset, PosePhase, extract_latents
 
 
@@ -61,7 +60,7 @@ def train(
 
     Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 writes all files.
     """
-    run_dir = Path(run_dir)
+    run_dir = RunDir(run_dir)
     config = _resolve(run_dir, preset, config, overrides, epochs, batch_size, resume)
     rt = start_runtime(config)
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -69,7 +68,7 @@ def train(
     # it stops with one line instead of both writing checkpoints.
     with ExitStack() as held:
         if rt.main:
-            held.enter_context(run_lock(run_dir, "hgpose train", "run directory (--out)"))
+            held.enter_context(run_lock(run_dir.path, "hgpose train", "run directory (--out)"))
         try:
             return _train(run_dir, data_dir, config, rt, resume, init, on_step)
         finally:
@@ -77,11 +76,12 @@ def train(
             stop_runtime(rt)
 
 
-def _train(run_dir: Path, data_dir, config, rt: Runtime, resume: bool, init, on_step) -> dict:
-    if not resume and _has_progress(run_dir):
+def _train(run_dir: RunDir, data_dir, config, rt: Runtime, resume: bool, init, on_step) -> dict:
+    if not resume and run_dir.has_progress():
         raise HgposeError(
-            f"{run_dir} already holds a run (checkpoints); add --resume to continue it, "
+            f"{run_dir.path} already holds a run (checkpoints); add --resume to continue it, "
             "or choose another --out")
+    autocast_factory(config, rt.device)  # a precision this device cannot run stops here, before any write
     rt.barrier()  # every rank has looked before rank 0 writes
     run_info = _run_info(run_dir, data_dir, init, resume, rt)
     init = run_info["init"]
@@ -91,8 +91,8 @@ def _train(run_dir: Path, data_dir, config, rt: Runtime, resume: bool, init, on_
         if rt.main and note:  # once the run starts: a failing command prints its error alone
             print(f"hgpose train: note: {note}", file=sys.stderr)
         if rt.main:
-            cfg.save(config, run_dir / "config.json")
-            write_json(run_dir / "run.json", run_info)
+            cfg.save(config, run_dir.config_path)
+            write_json(run_dir.run_info_path, run_info)
 
     # config.json is written only once the data, --init and a resumed state have been
     # found usable (fit's on_start): a command that fails before that leaves RUN_DIR as it
@@ -106,31 +106,24 @@ def _train(run_dir: Path, data_dir, config, rt: Runtime, resume: bool, init, on_
         summary = _pose(config, data_dir, run_dir, mean, init, resume, rt, on_step,
                         write_run_files)
     rt.barrier()  # rank 0 has written its last file when anyone returns
-    return {"run_dir": str(run_dir), **summary}
+    return {"run_dir": str(run_dir.path), **summary}
 
 
-def _has_progress(run_dir: Path) -> bool:
-    """Whether RUN_DIR holds training worth keeping: a saved state or weights. A run that
-    failed before its first save left at most config.json, which a new run may replace."""
-    return any(any((run_dir / sub).glob(pattern)) for sub in ("checkpoints", "ae/checkpoints")
-               for pattern in ("state.pt", "*.safetensors"))
-
-
-def _resolve(run_dir, preset, config, overrides, epochs, batch_size, resume) -> cfg.TrainConfig:
+def _resolve(run_dir: RunDir, preset, config, overrides, epochs, batch_size, resume) -> cfg.TrainConfig:
     if resume:
-        saved = run_dir / "config.json"
-        if not saved.exists():
-            raise HgposeError(f"{saved}: not found; {run_dir} holds no run to resume (drop --resume)")
-        return cfg.update(cfg.load(saved), overrides, epochs=epochs, batch_size=batch_size)
+        if not run_dir.is_run():
+            raise HgposeError(f"{run_dir.config_path}: not found; {run_dir.path} holds no run to resume "
+                              "(drop --resume)")
+        return cfg.update(run_dir.load_config(), overrides, epochs=epochs, batch_size=batch_size)
     if config is None:
         return cfg.resolve(preset, overrides, epochs=epochs, batch_size=batch_size)
     return cfg.update(cfg.from_dict(cfg.to_dict(config)), overrides, epochs=epochs, batch_size=batch_size)
 
 
-def _run_info(run_dir: Path, data_dir, init, resume: bool, rt: Runtime) -> dict:
+def _run_info(run_dir: RunDir, data_dir, init, resume: bool, rt: Runtime) -> dict:
     previous = {}
-    if resume and (run_dir / "run.json").exists():
-        previous = json.loads((run_dir / "run.json").read_text())
+    if resume and run_dir.run_info_path.exists():
+        previous = json.loads(run_dir.run_info_path.read_text())
     if init is None:
         init = previous.get("init")
     return {
@@ -153,8 +146,11 @@ def _make_reproducible(config: cfg.TrainConfig) -> None:
     torch.backends.cudnn.benchmark = not config.deterministic
 
 
-def _pose_job(config, data_dir, out_dir: Path, mean: torch.Tensor, model, rt: Runtime,
-              on_start) -> Job:
+def pose_job(config: cfg.TrainConfig, data_dir, run: RunDir, mean: torch.Tensor, model, rt: Runtime,
+             on_start=None) -> Job:
+    """What `hgpose train` fits for a pose network: `model` on the store's train split,
+    validated on its val split, its weights files in `run` (public, so that a benchmark
+    trains exactly what `hgpose train` trains)."""
     return Job(
         phase=PosePhase(config, rt.device, mean),
         model=model,
@@ -163,7 +159,7 @@ def _pose_job(config, data_dir, out_dir: Path, mean: torch.Tensor, model, rt: Ru
         epochs=config.epochs,
         batch_size=config.batch_size,
         optim=config.optim,
-        out_dir=out_dir,
+        run=run,
         metadata=lambda epoch, metrics: weights.weights_metadata(
             config.model, mean.tolist(), epoch, metrics, config.preset, config.target,
             trained_joints(data_dir)),
@@ -177,20 +173,20 @@ def trained_joints(data_dir) -> list[str]:
     return [name for name, has in zip(JOINTS, present) if has]
 
 
-def _pose(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_start) -> dict:
-    model = build_network(config.model)
-    resuming = resume and (run_dir / "checkpoints" / "state.pt").exists()
+def _pose(config, data_dir, run_dir: RunDir, mean, init, resume, rt, on_step, on_start) -> dict:
+    model = build_model(config.model)
+    resuming = resume and run_dir.state_path.exists()
     if init is not None and not resuming:
         state, _ = weights.load_weights(init)
         weights.load_into(model, state, init)
-    job = _pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
+    job = pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
     return fit(job, config, rt, resume, on_step)
 
 
-def _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_start) -> dict:
+def _thesis_ae(config, data_dir, run_dir: RunDir, mean, init, resume, rt, on_step, on_start) -> dict:
     """Latents from the --init thesis network -> AE pre-training -> SHG+AE fine-tuning."""
-    ae_dir = run_dir / "ae"
-    finetune_state = run_dir / "checkpoints" / "state.pt"
+    ae_dir = run_dir.autoencoder
+    finetune_state = run_dir.state_path
     ae_summary = None
     if not (resume and finetune_state.exists()):
         if init is None:
@@ -200,23 +196,23 @@ def _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_st
         _save_latents(config, data_dir, ae_dir, mean, thesis_state, init, rt)
         ae_summary = _pretrain_ae(config, ae_dir, resume, rt, on_step, on_start)
 
-    model = build_network(config.model)  # ThesisNetwork(autoencoder=True)
+    model = build_model(config.model)  # ThesisNetwork(autoencoder=True)
     if not (resume and finetune_state.exists()):
         weights.load_into(model, thesis_state, init, allow_missing=(AE_PREFIX,))
-        ae_weights, _ = weights.load_weights(resolve_checkpoint(ae_dir)[0])  # best, else last
+        ae_weights, _ = weights.load_weights(ae_dir.resolve())  # best, else last
         model.hourglass.autoencoder.load_state_dict(ae_weights)
-    job = _pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
+    job = pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
     summary = fit(job, config, rt, resume, on_step)
     return {**summary, "ae": ae_summary}
 
 
-def _save_latents(config, data_dir, ae_dir: Path, mean, thesis_state, init, rt: Runtime) -> None:
+def _save_latents(config, data_dir, ae_dir: RunDir, mean, thesis_state, init, rt: Runtime) -> None:
     """Bottleneck latents of every train and val crop, once (rank 0; the others wait)."""
-    paths = {split: ae_dir / "latents" / f"{split}.npy" for split in ("train", "val")}
+    paths = {split: ae_latents(ae_dir, split) for split in ("train", "val")}
     if rt.main and not all(p.exists() for p in paths.values()):
         thesis_config = cfg.ModelConfig(name="thesis", features=config.model.features,
                                         resolution=config.model.resolution)
-        network = build_network(thesis_config)
+        network = build_model(thesis_config)
         weights.load_into(network, thesis_state, init)
         network.to(rt.device)
         limits = {"train": config.data.train_limit, "val": config.data.val_limit}
@@ -229,18 +225,23 @@ def _save_latents(config, data_dir, ae_dir: Path, mean, thesis_state, init, rt: 
     rt.barrier()
 
 
-def _pretrain_ae(config, ae_dir: Path, resume: bool, rt: Runtime, on_step, on_start) -> dict:
+def ae_latents(ae_dir: RunDir, split: str) -> Path:
+    """thesis-ae's saved bottleneck latents of a split: RUN_DIR/ae/latents/<split>.npy."""
+    return ae_dir.path / "latents" / f"{split}.npy"
+
+
+def _pretrain_ae(config, ae_dir: RunDir, resume: bool, rt: Runtime, on_step, on_start) -> dict:
     torch.manual_seed(config.seed)
     ae = LatentAutoencoder(channels=config.model.features)
     job = Job(
         phase=AEPhase(config, rt.device),
         model=ae,
-        train_set=LatentDataset(ae_dir / "latents" / "train.npy"),
-        val_set=LatentDataset(ae_dir / "latents" / "val.npy"),
+        train_set=LatentDataset(ae_latents(ae_dir, "train")),
+        val_set=LatentDataset(ae_latents(ae_dir, "val")),
         epochs=config.ae.epochs,
         batch_size=config.ae.batch_size,
         optim=config.ae.optim,
-        out_dir=ae_dir,
+        run=ae_dir,
         metadata=lambda epoch, metrics: {
             "autoencoder": {"channels": config.model.features, "code": 50},
             "epoch": epoch, "metrics": metrics, "preset": config.preset},

@@ -1,15 +1,8 @@
-"""The resumable training state (state.pt) and the RNG states it carries.
+"""The resumable training state (RUN_DIR/checkpoints/state.pt) and the RNG states it carries.
 
-RUN_DIR/checkpoints/
-    state.pt                 everything `--resume` needs: weights, optimizer, scheduler,
-                             epoch and step within it, history, best metric, RNG states
-    last.safetensors         weights after the latest finished epoch
-    best.safetensors         weights of the best validation metric so far
-    epoch_NNN.safetensors    weights after epoch NNN (1-based), if kept
-
-The weights files are the inference core's format (hgpose/inference/weights.py): training
-writes them, everything else reads them. Every write is atomic (temporary file + rename).
-Loading never unpickles code: the state goes through `torch.load(weights_only=True)`, which
+state.pt holds everything `--resume` needs: weights, optimizer, scheduler, epoch and step
+within it, history, best metric, RNG states. The weights files beside it are `weights.py`'s.
+Every write is atomic (temporary file + rename). Loading never unpickles code: the state goes through `torch.load(weights_only=True)`, which
 only accepts tensors and plain containers (the numpy RNG state is stored as a tensor for
 that reason).
 """

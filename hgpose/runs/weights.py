@@ -3,8 +3,9 @@
 RUN_DIR/checkpoints/{best,last,epoch_NNN}.safetensors are weights files. Their metadata
 (safetensors header, key "hgpose") holds the model config, the mean RGB of the training
 crops, the epoch and metrics, the preset, the codec config ("target") and the joints the
-network was trained on, so `load_network(path)` rebuilds the network without the run
-directory. Loading never unpickles code. Every write is atomic (temporary file + rename).
+network was trained on, so `hgpose.inference.load_network(path)` rebuilds the network
+without the run directory. Training writes these files, everything else reads them.
+Loading never unpickles code. Every write is atomic (temporary file + rename).
 """
 
 from __future__ import annotations
@@ -108,25 +109,6 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str | Pa
             "check model.name/model.features/model.stacks against the checkpoint's config"
         )
     model.load_state_dict(state, strict=not allow_missing)
-
-
-def load_network(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the network a weights file was saved from; returns (model in eval mode, metadata).
-
-    metadata holds "model" (ModelConfig fields), "mean_rgb", "epoch", "metrics", "preset",
-    and in newer files "target" (the codec config) and "joints" (those trained on).
-    """
-    from hgpose.config import ModelConfig, from_dict
-    from hgpose.inference.build import build_network
-
-    state, metadata = load_weights(path)
-    for key in ("model", "mean_rgb"):  # the network, and how its input is normalised
-        if key not in metadata:
-            raise HgposeError(f"{path}: has no {key!r} in its hgpose metadata; "
-                              "it was not written by `hgpose train`")
-    model = build_network(from_dict(metadata["model"], ModelConfig, f"{path} model"))
-    load_into(model, state, path)
-    return model.to(device).eval(), metadata
 
 
 def weights_metadata(model_config, mean_rgb, epoch: int, metrics: dict, preset: str,
