@@ -97,7 +97,7 @@ def estimator_mode(model, batch: int, device: str, mode: str):
             raise RuntimeError("onnxruntime is not installed")
     est = Estimator(model, None, thesis.TRAIN_MEAN_RGB, device, precision=precision, engine=engine)
     if mode.startswith("compiled"):
-        est._network = torch.compile(est.model)
+        est.network = torch.compile(est.model)
     crops = torch.randint(0, 256, (batch, 256, 256, 3), dtype=torch.uint8)
     est.crop_heatmaps(crops[:1])   # ONNX Runtime writes its graph on the first batch: not timed
     return (lambda: est.crop_heatmaps(crops)), f"{est.precision} {est.engine}"

@@ -81,6 +81,31 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 # --- output folders ------------------------------------------------------------------------
 
+@contextmanager
+def npy_rows(path: str | os.PathLike, n: int, empty_shape: tuple[int, ...] = (0,)):
+    """Write an array of `n` rows to a .npy piece by piece, atomically: yields
+    `write(rows, values)`, which puts float32 `values` [k, ...] at `rows` of a memory-mapped
+    file created at the first call (its row shape from those values), so an array larger
+    than the RAM never sits in it. The file appears under `path` only when the block ends
+    without an error; with no write at all it holds float32 [0, *empty_shape[1:]] rows."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        out = None
+
+        def write(rows, values) -> None:
+            nonlocal out
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *values.shape[1:]))
+            out[np.asarray(rows)] = values
+
+        yield write
+        if out is None:
+            with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a path
+                np.save(f, np.zeros((0, *empty_shape[1:]), np.float32))
+        else:
+            out.flush()
+            del out  # close the map before the rename
+
+
 def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Create `path` (and its parents) or raise one line saying why it cannot be used:
     a file in the way, or no permission to write there."""

@@ -28,9 +28,14 @@ def subset(split: Split, keep: np.ndarray) -> Split:
     return Split(split.name, *(np.asarray(a)[keep] for a in (split.images, split.keypoints, split.boxes, split.ids)))
 
 
+def heatmaps_forward(heatmaps_of):
+    """A split pass's `Forward` from heatmaps of the crops' rows: (no stacks, heatmaps)."""
+    return lambda crops, rows: (None, torch.from_numpy(heatmaps_of(rows.numpy())))
+
+
 def gt_source(split: Split, codec):
     """Heatmaps of the ground truth itself, as if from a perfect network."""
-    return lambda a, b: torch.from_numpy(codec.encode(np.asarray(split.keypoints[a:b]))[0])
+    return heatmaps_forward(lambda rows: codec.encode(np.asarray(split.keypoints[rows]))[0])
 
 
 # --- the thesis PCK, exactly -----------------------------------------------------------------
@@ -59,7 +64,7 @@ def test_known_shift_gives_known_thesis_pck():
     predicted[..., 0] += np.where(wrong, 16, 12)
     split = synthetic_split(kps)
     codec = ThesisCodec()
-    pred = predict_split(split, lambda a, b: torch.from_numpy(codec.encode(predicted[a:b])[0]),
+    pred = predict_split(split, heatmaps_forward(lambda rows: codec.encode(predicted[rows])[0]),
                          codec, batch_size=3)  # batches must not matter
 
     labelled, visible = kps[..., 2] > 0, kps[..., 2] == 2
@@ -85,7 +90,7 @@ def test_distance_is_euclidean_on_the_grid():
     predicted[0, :, :2] += 12     # (3, 3) heatmap px: 4.24 >= 3.2 although each axis is < 3.2
     split = synthetic_split(kps)
     codec = ThesisCodec()
-    pred = predict_split(split, lambda a, b: torch.from_numpy(codec.encode(predicted[a:b])[0]), codec)
+    pred = predict_split(split, heatmaps_forward(lambda rows: codec.encode(predicted[rows])[0]), codec)
     assert pred.thesis["all"][0] == 0
 
 

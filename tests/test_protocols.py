@@ -122,9 +122,10 @@ def _nearest_annotation(coco, person) -> np.ndarray:
     return np.asarray(best["keypoints"], np.float64).reshape(17, 3)
 
 
-def thesis_store_heatmaps(split):
+def thesis_store_forward(split):
+    """The store's crops "run" through a perfect network: their own thesis targets."""
     codec = ThesisCodec()
-    return lambda a, b: torch.from_numpy(codec.encode(np.asarray(split.keypoints[a:b]))[0])
+    return lambda crops, rows: (None, torch.from_numpy(codec.encode(np.asarray(split.keypoints[rows.numpy()]))[0]))
 
 
 def scoring(store: Path, split_name: str, **options) -> tuple[Scoring, dict]:
@@ -132,7 +133,7 @@ def scoring(store: Path, split_name: str, **options) -> tuple[Scoring, dict]:
     files = annotation_files(store, split_name)
     cocos = {s: load_annotations(path) for s, path in files.items()}
     codec = GaussianCodec(refine="dark")  # sub-pixel decoding: OKS needs it for small people
-    run = Scoring(split, cocos, codec, store_heatmaps=thesis_store_heatmaps(split),
+    run = Scoring(split, cocos, codec, store_forward=thesis_store_forward(split),
                   crop_heatmaps=perfect_crop_heatmaps(cocos, codec), batch_size=3, **options)
     return run, protocols.image_folders(store, split_name, files)
 
@@ -219,7 +220,7 @@ def test_ground_truth_heatmaps_give_ap_1_under_gt_box_on_real_coco(coco_sample_s
     from test_evaluate import subset
 
     run.split = subset(split, np.array(inside))
-    run.store_heatmaps = thesis_store_heatmaps(run.split)
+    run.store_forward = thesis_store_forward(run.split)
     assert len(run.split) >= 30
     metrics, _, _ = score_split_people(run, folders)
     assert metrics["coco"]["AP"] == pytest.approx(1.0)

@@ -28,20 +28,19 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from hgpose.codecs import ThesisCodec, argmax_2d
 from hgpose.data.crop import to_image
 from hgpose.data.store import Split, old_pixel_convention, open_split, read_manifest
 from hgpose.data.store import sources as store_sources
 from hgpose.errors import HgposeError
 from hgpose.evaluate import metrics as std
 from hgpose.evaluate import protocols
-from hgpose.evaluate.pck import SUBSETS, THRESHOLD, counted_joints, thesis_pck
+from hgpose.evaluate.pck import SUBSETS
+from hgpose.evaluate.split_pass import Forward, network_forward, split_pass, store_batches
 from hgpose.inference.estimator import decode_to_image, target_peak
 from hgpose.io import atomic_path, write_json
 from hgpose.runs import default_eval_dir
@@ -50,11 +49,6 @@ from hgpose.thesis import PCK as THESIS_PCK
 
 # SPEC §7: the thesis's own numbers for its 1-stack SHG, printed beside ours for reference.
 THESIS_REFERENCE = THESIS_PCK["SHG"]
-
-# Receives (start, stop) indices of a batch of the split, returns its heatmaps
-# float [B, 17, 64, 64] (any device). The network in `evaluate`; the ground truth in tests.
-HeatmapSource = Callable[[int, int], torch.Tensor]
-
 
 @dataclass
 class SplitPredictions:
@@ -70,37 +64,28 @@ class SplitPredictions:
     image_read: np.ndarray | None = None
 
 
-def predict_split(split: Split, heatmaps_of: HeatmapSource, codec, *, batch_size: int = 32,
+def predict_split(split: Split, forward: Forward, codec, *, batch_size: int = 32,
                   progress: bool = False) -> SplitPredictions:
-    """Run `heatmaps_of` over the split in batches and score what it returns.
-
-    The thesis PCK is computed on the heatmaps' device with the shared implementation
-    (the one training validates with), so evaluate and training cannot disagree.
-    """
+    """Run `forward` over the split's crops in batches (the one pass, `split_pass`) and score
+    what it returns. The thesis PCK is computed on the heatmaps' device with the
+    implementation training validates with, so evaluate and training cannot disagree."""
     n = len(split)
     if n == 0:
         raise HgposeError(f"split {split.name!r} is empty: nothing to evaluate")
-    thesis_codec = ThesisCodec()
     coords, scores, correct, labelled = [], [], [], []
     per_image = {name: [] for name in SUBSETS}
+    boxes = np.asarray(split.boxes)
     with tqdm(total=n, unit="img", desc=f"evaluate {split.name}", disable=not progress,
-              dynamic_ncols=True, file=sys.stderr) as bar:
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            heatmaps = heatmaps_of(start, stop).float()
-            kps = torch.from_numpy(np.array(split.keypoints[start:stop])).to(heatmaps.device)
-            targets, _ = thesis_codec.encode_torch(kps)
-            for name, (values, valid) in thesis_pck(heatmaps, targets, kps[..., 2]).items():
+              dynamic_ncols=True, file=sys.stderr) as bar, torch.inference_mode():
+        for batch in split_pass(store_batches(split, batch_size), forward):
+            for name, (values, valid) in batch.pck.items():
                 per_image[name].append(torch.where(valid, values, torch.nan).cpu())
-            # per joint: the same distances, kept per joint instead of averaged per image
-            dist = (argmax_2d(heatmaps) - argmax_2d(targets)).float().norm(dim=-1)
-            counted = counted_joints(targets, kps[..., 2])["all"]
-            correct.append(((dist < THRESHOLD) & counted).cpu())
-            labelled.append(counted.cpu())
-            xy, s = decode_to_image(codec, heatmaps, np.asarray(split.boxes[start:stop]))
+            correct.append(batch.correct.cpu())
+            labelled.append(batch.counted.cpu())
+            xy, s = decode_to_image(codec, batch.heatmaps, boxes[batch.rows.numpy()])
             coords.append(xy)
             scores.append(s)
-            bar.update(stop - start)
+            bar.update(len(batch.rows))
     return SplitPredictions(
         coords=np.concatenate(coords),
         scores=np.concatenate(scores),
@@ -369,7 +354,7 @@ class Scoring:
     split: Split
     cocos: dict                             # source index -> the split's COCO annotations
     codec: object                           # decodes heatmaps (the run's codec)
-    store_heatmaps: HeatmapSource           # (start, stop) -> heatmaps of the store's crops
+    store_forward: Forward                  # the store's crops -> heatmaps (split_pass)
     crop_heatmaps: protocols.CropHeatmaps   # (crops, people, crop boxes) -> heatmaps
     names: list[str] | None = None          # source names (default "0", "1", ...)
     joints: np.ndarray | None = None        # bool [17] scored joints (default all)
@@ -381,7 +366,8 @@ class Scoring:
     def of(cls, est, split: Split, cocos: dict, **options) -> "Scoring":
         """Scoring with a loaded network (`hgpose.load`)."""
         return cls(split, cocos, est.codec,
-                   store_heatmaps=lambda start, stop: est.crop_heatmaps(np.array(split.images[start:stop])),
+                   store_forward=network_forward(est.network, est.mean_rgb, est.device, autocast=est.autocast,
+                                                 flip=est.flip),
                    crop_heatmaps=lambda crops, *_: est.crop_heatmaps(crops),
                    input_size=est.input_size, **options)
 
@@ -395,7 +381,7 @@ def score_split_people(run: Scoring, folders: dict | None = None) -> tuple[dict,
     one prediction per person of the split. (metrics, per-person rows, results files).
     The thesis PCK always comes from the store's thesis crops."""
     data = run.split
-    predictions = predict_split(data, run.store_heatmaps, run.codec, batch_size=run.batch_size,
+    predictions = predict_split(data, run.store_forward, run.codec, batch_size=run.batch_size,
                                 progress=run.progress)
     by_box = None
     if folders is not None:

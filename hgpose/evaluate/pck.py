@@ -84,7 +84,10 @@ class PCKAccumulator:
 
     def update(self, pred_heatmaps: torch.Tensor, target_heatmaps: torch.Tensor,
                visibility: torch.Tensor) -> None:
-        results = thesis_pck(pred_heatmaps, target_heatmaps, visibility)
+        self.add(thesis_pck(pred_heatmaps, target_heatmaps, visibility))
+
+    def add(self, results: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Add one batch's `thesis_pck` results."""
         for i, name in enumerate(SUBSETS):
             values, valid = results[name]
             self.totals[i, 0] += values[valid].sum().double()

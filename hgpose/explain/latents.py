@@ -46,12 +46,12 @@ from hgpose.codecs import ThesisCodec
 from hgpose.data.dataset import CropDataset, make_loader
 from hgpose.data.store import open_split
 from hgpose.errors import HgposeError
-from hgpose.evaluate.pck import SUBSETS, thesis_pck
-from hgpose.inference.forward import to_input
+from hgpose.evaluate.pck import SUBSETS
+from hgpose.evaluate.split_pass import network_forward, split_pass
 from hgpose.inference.fast import prepare_network
 from hgpose.inference.load import load_run
-from hgpose.io import atomic_path, file_sha256, write_json
-from hgpose.models import capture, skips_disabled
+from hgpose.io import atomic_path, file_sha256, npy_rows, write_json
+from hgpose.models import skips_disabled
 
 CACHE_FORMAT = 1
 
@@ -145,31 +145,24 @@ def forward_pass(
     progress: bool = True,
     desc: str = "forward",
 ):
-    """Run the network over a split in order; yields per batch
-    (index array, latent [B, D] float32 numpy or None, pred [B,17,3], pck [B,3]).
+    """Run the network over a split in order (evaluate's one pass, `split_pass`); yields per
+    batch (index array, latent [B, D] float32 numpy or None, pred [B,17,3], pck [B,3]).
 
     With `layer` the named module's output is captured; `skips=False` runs the hourglass
     skip-connection ablation. Shared by the latents store and the ablation.
     """
     model = checkpoint.model.to(device).eval()
-    mean = input_mean(checkpoint).to(device)
+    forward = network_forward(model, input_mean(checkpoint), device, autocast=checkpoint.autocast)
     codec = ThesisCodec()
     loader, n = _loader(data_dir, split, limit, batch_size, workers, device)
-    names = [layer] if layer else []
-    with capture(model, names) as outputs, (nullcontext() if skips else skips_disabled(model)):
+    with nullcontext() if skips else skips_disabled(model):
         bar = tqdm(total=n, desc=desc, unit="crop", disable=not progress, leave=False)
-        for images, keypoints, index in loader:
-            x, kps = to_input(images, mean, device), keypoints.to(device).float()
-            with checkpoint.autocast():
-                heatmaps = model(x)[:, -1].float()   # the last stack's output
-            xy, peak = codec.decode_torch(heatmaps)
-            targets, _ = codec.encode_torch(kps)
-            result = thesis_pck(heatmaps, targets, kps[..., 2])
-            pck = torch.stack([torch.where(result[s][1], result[s][0], torch.nan) for s in SUBSETS], 1)
-            latent = outputs[layer].flatten(1).float().cpu().numpy() if layer else None
+        for batch in split_pass(loader, forward, layer=(model, layer) if layer else None):
+            xy, peak = codec.decode_torch(batch.heatmaps)
+            latent = batch.layer.flatten(1).float().cpu().numpy() if layer else None
             pred = torch.cat([xy, peak[..., None]], -1).cpu().numpy()
-            yield index.numpy(), latent, pred, pck.cpu().numpy()
-            bar.update(len(index))
+            yield batch.rows.numpy(), latent, pred, batch.pck_table()
+            bar.update(len(batch.rows))
         bar.close()
 
 
@@ -246,19 +239,14 @@ def _compute(checkpoint, data_dir, split, layer, limit, key, paths, batch_size, 
     v = np.array(keypoints[:n, :, 2])
     pred = np.zeros((n, v.shape[1], 3), np.float32)
     pck = np.full((n, len(SUBSETS)), np.nan, np.float32)
-    with atomic_path(paths["npy"], suffix=".npy") as tmp:
-        out = None
+    dim = 0
+    with npy_rows(paths["npy"], n) as write:
         for index, latent, p, q in forward_pass(
                 checkpoint, data_dir, split, layer=layer, limit=limit, batch_size=batch_size,
                 workers=workers, device=device, progress=progress, desc=f"latents ({split})"):
-            if out is None:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                                shape=(n, latent.shape[1]))
-            out[index] = latent
+            write(index, latent)
+            dim = latent.shape[1]
             pred[index], pck[index] = p, q
-        out.flush()
-        dim = out.shape[1]
-        del out  # close the map before the rename
     with atomic_path(paths["npz"], suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, ids=ids, labelled=(v > 0).sum(1).astype(np.int16),
                  present=store.joints_present(slice(0, n)).sum(1).astype(np.int16),

@@ -141,10 +141,11 @@ class Estimator:
         if engine not in ("auto", "torch"):
             raise HgposeError(f"engine {engine!r}: choose auto or torch")
         self.device = torch.device(device)
-        self.model, self._autocast, self.precision = prepare_network(model, self.device, precision)
+        self.model, self.autocast, self.precision = prepare_network(model, self.device, precision)
         onnx = (engine == "auto" and self.device.type == "cpu" and self.precision == "fp32"
                 and onnx_runtime.available())
-        self._network = onnx_runtime.OnnxRuntimeNetwork(self.model, self.input_size) if onnx else self.model
+        # What runs: ONNX Runtime's session or the prepared model, called alike on the input.
+        self.network = onnx_runtime.OnnxRuntimeNetwork(self.model, self.input_size) if onnx else self.model
         self.codec = codec
         self.mean_rgb = np.asarray(mean_rgb, np.float32).reshape(3)
         self.flip = flip
@@ -164,7 +165,7 @@ class Estimator:
     def engine(self) -> str:
         """What runs the network: "onnxruntime" (fp32 on a CPU, where installed and the
         network exports) or "torch"."""
-        onnx = isinstance(self._network, onnx_runtime.OnnxRuntimeNetwork) and self._network.failed is None
+        onnx = isinstance(self.network, onnx_runtime.OnnxRuntimeNetwork) and self.network.failed is None
         return "onnxruntime" if onnx else "torch"
 
     @property
@@ -200,7 +201,7 @@ class Estimator:
     def crop_heatmaps(self, crops, flip: bool | None = None) -> torch.Tensor:
         """Heatmaps float32 [B, 17, 64, 64] (last stack) on the device, for uint8 crops."""
         flip = self.flip if flip is None else flip
-        return forward.last_stack(self._network, self.to_input(crops), flip, self._autocast)
+        return forward.last_stack(self.network, self.to_input(crops), flip, self.autocast)
 
     def decode(self, heatmaps: torch.Tensor, crop_boxes) -> np.ndarray:
         """Heatmaps [B, 17, h, w] of crops cut at crop_boxes ([B, 3]: x0, y0, side, or

@@ -15,7 +15,6 @@ from contextlib import nullcontext
 from typing import Callable
 
 import torch
-from torch import nn
 
 from hgpose.codecs import flip_back
 
@@ -41,7 +40,7 @@ def to_input(crops: torch.Tensor, mean_rgb: torch.Tensor, device: torch.device |
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def flip_test(model: nn.Module, x: torch.Tensor, heatmaps: torch.Tensor,
+def flip_test(model: Callable, x: torch.Tensor, heatmaps: torch.Tensor,
               autocast: Callable = nullcontext) -> torch.Tensor:
     """The last stack's heatmaps of x, averaged with those of x mirrored (then flipped back)."""
     with autocast():
@@ -50,10 +49,18 @@ def flip_test(model: nn.Module, x: torch.Tensor, heatmaps: torch.Tensor,
     return (heatmaps + flip_back(mirrored, stride)) / 2
 
 
-def last_stack(model: nn.Module, x: torch.Tensor, flip: bool = False,
+def run_network(model: Callable, x: torch.Tensor, flip: bool = False,
+                autocast: Callable = nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network input [B, 3, H, W] -> (every stack's output [B, S, J, h, w] as the network
+    returns it, the last stack's heatmaps float32 [B, J, h, w], flip-averaged with `flip`)."""
+    with autocast():
+        outputs = model(x)
+    heatmaps = outputs[:, -1].float()
+    return outputs, flip_test(model, x, heatmaps, autocast) if flip else heatmaps
+
+
+def last_stack(model: Callable, x: torch.Tensor, flip: bool = False,
                autocast: Callable = nullcontext) -> torch.Tensor:
     """Network input [B, 3, H, W] -> float32 heatmaps [B, J, h, w] of the last stack
     (flip-averaged with `flip`)."""
-    with autocast():
-        heatmaps = model(x)[:, -1].float()
-    return flip_test(model, x, heatmaps, autocast) if flip else heatmaps
+    return run_network(model, x, flip, autocast)[1]

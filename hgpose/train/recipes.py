@@ -17,9 +17,9 @@ from torch.utils.data import Dataset
 
 from hgpose.codecs import ThesisCodec, build_codec
 from hgpose.evaluate.pck import PCKAccumulator
-from hgpose.io import atomic_path
-from hgpose.inference.forward import flip_test
-from hgpose.models import ThesisNetwork, capture
+from hgpose.evaluate.split_pass import network_forward, split_pass
+from hgpose.io import npy_rows
+from hgpose.models import ThesisNetwork
 from hgpose.config import OptimConfig, TrainConfig
 from hgpose.train.data import prepare_batch
 
@@ -111,20 +111,18 @@ class PosePhase:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, loader, autocast) -> tuple[dict, torch.Tensor]:
-        """Returns metrics and [loss sum, samples] (for the DDP all-reduce); PCK accumulated."""
+        """Returns metrics and [loss sum, samples] (for the DDP all-reduce); PCK accumulated.
+        The pass over the split is evaluate's (`split_pass`), with this phase's input layout
+        and flip test."""
         pck = PCKAccumulator(self.device)
         loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for batch in loader:
-            x, kps = self.inputs(batch, None, train=False)
-            with autocast():
-                heatmaps = model(x)
-            loss_sum[0] += self.loss_of(heatmaps, kps).double() * x.shape[0]
-            loss_sum[1] += x.shape[0]
-            final = heatmaps[:, -1].float()
-            if self.config.flip_test:
-                final = flip_test(model, x, final, autocast)
-            targets, _ = self.thesis_codec.encode_torch(kps)
-            pck.update(final, targets, kps[..., 2])
+        forward = network_forward(model, self.mean_rgb, self.device, autocast=autocast,
+                                  flip=self.config.flip_test, channels_last=self.channels_last)
+        for batch in split_pass(loader, forward):
+            n = len(batch.rows)
+            loss_sum[0] += self.loss_of(batch.outputs, batch.keypoints).double() * n
+            loss_sum[1] += n
+            pck.add(batch.pck)
         return pck, loss_sum
 
 
@@ -188,25 +186,11 @@ def extract_latents(model: ThesisNetwork, loader, device: torch.device, mean_rgb
                     out_path: Path, n: int) -> None:
     """Save the bottleneck latent (3rd bottleneck residual) of every crop to a .npy, atomically.
 
-    Written through a memory map, so the latents of full COCO (~2 GB) never sit in RAM.
+    Written through a memory map (`io.npy_rows`), so the latents of full COCO (~2 GB) never
+    sit in RAM.
     """
     model.eval()
-    layer = model.bottleneck_layer
-    mean_rgb = mean_rgb.to(device)
-    with atomic_path(out_path, suffix=".npy") as tmp:
-        out = None
-        with capture(model, [layer]) as outputs:
-            for images, keypoints, index in loader:
-                x, _ = prepare_batch(images, keypoints, device, mean_rgb)
-                model(x)
-                latent = outputs[layer].float().cpu().numpy()
-                if out is None:
-                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                                    shape=(n, *latent.shape[1:]))
-                out[index.numpy()] = latent
-        if out is None:  # empty split
-            with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a path
-                np.save(f, np.zeros((0, model.features, 4, 4), np.float32))
-        else:
-            out.flush()
-            del out
+    forward = network_forward(model, mean_rgb, device, channels_last=False)
+    with npy_rows(out_path, n, empty_shape=(0, model.features, 4, 4)) as write:
+        for batch in split_pass(loader, forward, layer=(model, model.bottleneck_layer)):
+            write(batch.rows.cpu().numpy(), batch.layer.float().cpu().numpy())
