@@ -23,11 +23,10 @@ import numpy as np
 import torch
 
 from hgpose import __version__
-from hgpose.data.store import joints_present, mean_rgb, old_pixel_convention, read_manifest
+from hgpose.data.store import Store
 from hgpose.errors import HgposeError
 from hgpose.io import run_lock, write_json
 from hgpose.models import LatentAutoencoder
-from hgpose.skeleton import JOINTS
 from hgpose import config as cfg
 from hgpose.inference import weights
 from hgpose.inference.build import build_network
@@ -87,7 +86,7 @@ def _train(run_dir: Path, data_dir, config, rt: Runtime, resume: bool, init, on_
     init = run_info["init"]
 
     def write_run_files() -> None:
-        note = old_pixel_convention(read_manifest(data_dir))
+        note = store.old_pixel_convention
         if rt.main and note:  # once the run starts: a failing command prints its error alone
             print(f"hgpose train: note: {note}", file=sys.stderr)
         if rt.main:
@@ -98,12 +97,13 @@ def _train(run_dir: Path, data_dir, config, rt: Runtime, resume: bool, init, on_
     # found usable (fit's on_start): a command that fails before that leaves RUN_DIR as it
     # was, and a rejected `--resume --batch-size ...` leaves config.json untouched.
     _make_reproducible(config)
-    mean = torch.from_numpy(mean_rgb(data_dir))
+    store = Store.open(data_dir)
+    mean = torch.from_numpy(store.mean_rgb)
     if config.recipe == "thesis-ae":
-        summary = _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step,
+        summary = _thesis_ae(config, store, run_dir, mean, init, resume, rt, on_step,
                              write_run_files)
     else:
-        summary = _pose(config, data_dir, run_dir, mean, init, resume, rt, on_step,
+        summary = _pose(config, store, run_dir, mean, init, resume, rt, on_step,
                         write_run_files)
     rt.barrier()  # rank 0 has written its last file when anyone returns
     return {"run_dir": str(run_dir), **summary}
@@ -153,41 +153,35 @@ def _make_reproducible(config: cfg.TrainConfig) -> None:
     torch.backends.cudnn.benchmark = not config.deterministic
 
 
-def _pose_job(config, data_dir, out_dir: Path, mean: torch.Tensor, model, rt: Runtime,
+def _pose_job(config, store: Store, out_dir: Path, mean: torch.Tensor, model, rt: Runtime,
               on_start) -> Job:
     return Job(
         phase=PosePhase(config, rt.device, mean),
         model=model,
-        train_set=CropDataset(data_dir, "train", config.data.train_limit),
-        val_set=CropDataset(data_dir, "val", config.data.val_limit),
+        train_set=CropDataset(store, "train", config.data.train_limit),
+        val_set=CropDataset(store, "val", config.data.val_limit),
         epochs=config.epochs,
         batch_size=config.batch_size,
         optim=config.optim,
         out_dir=out_dir,
         metadata=lambda epoch, metrics: weights.weights_metadata(
             config.model, mean.tolist(), epoch, metrics, config.preset, config.target,
-            trained_joints(data_dir)),
+            store.trained_joints),
         on_start=on_start,
     )
 
 
-def trained_joints(data_dir) -> list[str]:
-    """The joints some source of the training store annotates (COCO order)."""
-    present = joints_present(read_manifest(data_dir)).any(axis=0)
-    return [name for name, has in zip(JOINTS, present) if has]
-
-
-def _pose(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_start) -> dict:
+def _pose(config, store, run_dir, mean, init, resume, rt, on_step, on_start) -> dict:
     model = build_network(config.model)
     resuming = resume and (run_dir / "checkpoints" / "state.pt").exists()
     if init is not None and not resuming:
         state, _ = weights.load_weights(init)
         weights.load_into(model, state, init)
-    job = _pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
+    job = _pose_job(config, store, run_dir, mean, model, rt, on_start)
     return fit(job, config, rt, resume, on_step)
 
 
-def _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_start) -> dict:
+def _thesis_ae(config, store, run_dir, mean, init, resume, rt, on_step, on_start) -> dict:
     """Latents from the --init thesis network -> AE pre-training -> SHG+AE fine-tuning."""
     ae_dir = run_dir / "ae"
     finetune_state = run_dir / "checkpoints" / "state.pt"
@@ -197,7 +191,7 @@ def _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_st
             raise HgposeError("preset thesis-ae needs --init CKPT: the weights of a trained thesis "
                               "network (e.g. RUN_DIR/checkpoints/best.safetensors of a thesis run)")
         thesis_state, _ = weights.load_weights(init)
-        _save_latents(config, data_dir, ae_dir, mean, thesis_state, init, rt)
+        _save_latents(config, store, ae_dir, mean, thesis_state, init, rt)
         ae_summary = _pretrain_ae(config, ae_dir, resume, rt, on_step, on_start)
 
     model = build_network(config.model)  # ThesisNetwork(autoencoder=True)
@@ -205,12 +199,12 @@ def _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step, on_st
         weights.load_into(model, thesis_state, init, allow_missing=(AE_PREFIX,))
         ae_weights, _ = weights.load_weights(resolve_checkpoint(ae_dir)[0])  # best, else last
         model.hourglass.autoencoder.load_state_dict(ae_weights)
-    job = _pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
+    job = _pose_job(config, store, run_dir, mean, model, rt, on_start)
     summary = fit(job, config, rt, resume, on_step)
     return {**summary, "ae": ae_summary}
 
 
-def _save_latents(config, data_dir, ae_dir: Path, mean, thesis_state, init, rt: Runtime) -> None:
+def _save_latents(config, store, ae_dir: Path, mean, thesis_state, init, rt: Runtime) -> None:
     """Bottleneck latents of every train and val crop, once (rank 0; the others wait)."""
     paths = {split: ae_dir / "latents" / f"{split}.npy" for split in ("train", "val")}
     if rt.main and not all(p.exists() for p in paths.values()):
@@ -223,7 +217,7 @@ def _save_latents(config, data_dir, ae_dir: Path, mean, thesis_state, init, rt: 
         for split, path in paths.items():
             if path.exists():
                 continue
-            dataset = CropDataset(data_dir, split, limits[split])
+            dataset = CropDataset(store, split, limits[split])
             loader = make_loader(dataset, config.data.val_batch_size, None, config.data.workers, rt.device)
             extract_latents(network, loader, rt.device, mean, path, len(dataset))
     rt.barrier()
