@@ -430,3 +430,11 @@ def test_evaluate_api_defaults_to_gt_box(small_store, tmp_path):
     m = evaluate(run, small_store, split="val", batch_size=8, progress=False, out_dir=tmp_path / "ev")
     assert m["protocol"] == "gt-box" and m["skipped"]["images_unreadable"] == 0
 
+
+def test_evaluate_reads_the_stores_manifest_once(mixed_store, tmp_path, manifest_reads):
+    """The split, its annotation files, the image folders, the source names and the
+    pixel-convention note all come from one reading of manifest.json (two sources here)."""
+    run = make_run(tmp_path / "run")
+    m = evaluate(run, mixed_store, split="test", batch_size=8, progress=False, out_dir=tmp_path / "ev")
+    assert m["protocol"] == "gt-box" and set(m["by_source"]) == {"coco", "lsp"}
+    assert manifest_reads == [str(mixed_store / "manifest.json")]
