@@ -22,13 +22,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hgpose.data import coco as coco_io
+from hgpose.data.formats import coco as coco_io
 from hgpose.data.prepare import prepare
 
 
 def repeated_root(coco_root: Path, repeat: int, into: Path) -> Path:
     (into / "annotations").mkdir(parents=True)
-    for source in coco_io.SOURCES:
+    for source in coco_io.PARTS:
         data = json.loads(coco_io.annotation_path(coco_root, source).read_text())
         (into / source).mkdir()
         images, anns = [], []
@@ -64,7 +64,7 @@ def main() -> int:
     try:
         root = repeated_root(args.coco_root, args.repeat, tmp / "coco")
         paths = []
-        for source in coco_io.SOURCES:
+        for source in coco_io.PARTS:
             tasks, _ = coco_io.person_tasks(coco_io.load_coco(coco_io.annotation_path(root, source)), root / source)
             paths += [t.path for t in tasks]
 

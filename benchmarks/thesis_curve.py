@@ -61,7 +61,7 @@ from hgpose import thesis
 from hgpose.codecs import ABSENT, argmax_2d
 from hgpose.cpu import cpu_model
 from hgpose.data.dataset import CropDataset, make_loader
-from hgpose.data.store import mean_rgb, open_split
+from hgpose.data.store import Store
 from hgpose.evaluate.pck import PCKAccumulator
 from hgpose.io import write_json
 from hgpose.models import build_model
@@ -111,7 +111,7 @@ class Context:
     """What every stage of a run shares: the config, the data and the phase that scores it."""
 
     config: cfg.TrainConfig
-    store: Path
+    store: Store
     out: RunDir
     rt: Runtime
     phase: PosePhase
@@ -133,13 +133,14 @@ def make_context(args) -> Context:
     if args.workers is not None:
         overrides.append(f"data.workers={args.workers}")
     config = cfg.resolve("thesis", overrides)
-    train_set = CropDataset(args.store, "train")
+    store = Store.open(args.store)
+    train_set = CropDataset(store, "train")
     # Enough epochs for the loop never to end on its own: it is stopped at --samples.
     config.epochs = max(1, math.ceil(args.samples / max(len(train_set), 1)))
     rt = start_runtime(config)
-    mean = torch.from_numpy(mean_rgb(args.store))
-    return Context(config, args.store, RunDir(args.out), rt, PosePhase(config, rt.device, mean),
-                   train_set, CropDataset(args.store, "val"), mean)
+    mean = torch.from_numpy(store.mean_rgb)
+    return Context(config, store, RunDir(args.out), rt, PosePhase(config, rt.device, mean),
+                   train_set, CropDataset(store, "val"), mean)
 
 
 def fresh_network(ctx: Context) -> torch.nn.Module:
@@ -207,7 +208,7 @@ def zero_map_loss(ctx: Context) -> float:
 def split_keypoints(ctx: Context, split: str) -> torch.Tensor:
     """[N, 17, 3] keypoints of a split as training sees them (absent joints: v = ABSENT),
     read without the crops: the prior needs only where the joints are."""
-    rows = open_split(ctx.store, split)
+    rows = ctx.store.split(split)
     kps = np.array(rows.keypoints, dtype=np.float32)
     kps[~rows.joints_present(slice(None)), 2] = ABSENT
     return torch.from_numpy(kps).to(ctx.rt.device)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real COCO sample (skipped where absent) and small COCO roots."""
+"""Shared fixtures: the real COCO sample and LSPET (skipped where absent), small COCO roots,
+and a counter of manifest.json reads."""
 
 from __future__ import annotations
 
@@ -56,3 +57,23 @@ def coco_sample_store(coco_sample, tmp_path_factory) -> Path:
 
 def load_json(path: Path):
     return json.loads(Path(path).read_text())
+
+
+@pytest.fixture
+def manifest_reads(monkeypatch) -> list[str]:
+    """Every opening of a file named manifest.json from here on, however it is opened
+    (open(), Path.read_text/read_bytes, numpy): for tests that a store is read once."""
+    import builtins
+    import io
+
+    reads = []
+    original = io.open
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, Path)) and Path(file).name == "manifest.json":
+            reads.append(str(file))
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)
+    return reads

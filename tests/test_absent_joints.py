@@ -10,8 +10,8 @@ import torch
 from builders import write_lsp_folder
 from hgpose.codecs import ABSENT, GaussianCodec, ThesisCodec
 from hgpose.data.prepare import prepare
-from hgpose.data.store import open_split
-from hgpose.evaluate.evaluate import load_annotations, annotation_files, predict_split, score
+from hgpose.data.store import Store
+from hgpose.evaluate.evaluate import load_annotations, predict_split, score
 from hgpose.skeleton import JOINT_INDEX
 from hgpose.train import augment as aug
 from hgpose import config as cfg
@@ -100,7 +100,7 @@ def _mixed_store(tmp_path, coco_sample):
 def test_training_sees_lsp_face_joints_as_absent_in_a_mixed_store(coco_sample, tmp_path):
     store = _mixed_store(tmp_path, coco_sample)
     data = CropDataset(store, "train")
-    split = open_split(store, "train")
+    split = Store.open(store).split("train")
     source = np.asarray(split.source)
     for i in (0, int(np.flatnonzero(source == 1)[0])):
         _, kps, _ = data[i]
@@ -115,7 +115,7 @@ def test_absent_joints_are_in_no_metric(coco_sample, tmp_path):
     """Perfect heatmaps for every annotated joint and garbage for the absent ones: every
     metric of the mixed store is perfect, per source too."""
     store = _mixed_store(tmp_path, coco_sample)
-    split = open_split(store, "test")
+    split = Store.open(store).split("test")
     codec = GaussianCodec(refine="dark")
     kps = np.asarray(split.keypoints)
     inside = (((kps[..., :2] >= 0) & (kps[..., :2] < 252)).all(-1) | (kps[..., 2] == 0)).all(1)
@@ -134,7 +134,7 @@ def test_absent_joints_are_in_no_metric(coco_sample, tmp_path):
         maps[lsp[:, None] & torch.isin(torch.arange(17), torch.tensor(FACE))[None]] = 1.0  # garbage
         return None, maps
 
-    cocos = {s: load_annotations(p) for s, p in annotation_files(store, "test").items()}
+    cocos = {s: load_annotations(p) for s, p in Store.open(store).annotation_files("test").items()}
     metrics, _, _ = score(people, predict_split(people, heatmaps_of, codec), cocos, source_names=["coco", "lsp"])
     assert metrics["pck_thesis"]["all"] == 1.0 and metrics["pck@0.2"] == {"bbox": 1.0, "torso": 1.0}
     assert metrics["by_source"]["lsp"]["pck@0.2"]["bbox"] == 1.0

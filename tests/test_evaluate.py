@@ -13,7 +13,7 @@ import torch
 
 from hgpose.codecs import GaussianCodec, ThesisCodec
 from hgpose.data.crop import to_image
-from hgpose.data.store import Split, open_split
+from hgpose.data.store import Split, Store
 from hgpose.errors import HgposeError
 from hgpose.codecs import flip_back
 from hgpose.evaluate.evaluate import (
@@ -97,8 +97,8 @@ def test_distance_is_euclidean_on_the_grid():
 # --- real COCO sample ------------------------------------------------------------------------
 
 def test_ground_truth_heatmaps_give_pck_1_and_ap_1(coco_sample_store):
-    split = open_split(coco_sample_store, "val")
-    coco = load_annotations(annotation_file(coco_sample_store, "val"))
+    split = Store.open(coco_sample_store).split("val")
+    coco = load_annotations(annotation_file(Store.open(coco_sample_store), "val"))
     # The Gaussian codec drops joints outside the crop (they happen where a tall person's
     # crop had to shrink to the image): keep people whose every labelled joint is inside.
     kps = np.asarray(split.keypoints)
@@ -117,15 +117,15 @@ def test_ground_truth_heatmaps_give_pck_1_and_ap_1(coco_sample_store):
     # The thesis codec on every split: its argmax is the thesis ground truth, even for
     # joints outside the crop (clamped to the border cell).
     for name in ("train", "val", "test"):
-        split = open_split(coco_sample_store, name)
+        split = Store.open(coco_sample_store).split(name)
         pred = predict_split(split, gt_source(split, ThesisCodec()), ThesisCodec(), batch_size=16)
         assert all(np.nanmin(v) == 1.0 for v in pred.thesis.values())
 
 
 def test_back_projection_round_trip_on_real_crops(coco_sample_store):
     for name in ("train", "val", "test"):
-        split = open_split(coco_sample_store, name)
-        coco = load_annotations(annotation_file(coco_sample_store, name))
+        split = Store.open(coco_sample_store).split(name)
+        coco = load_annotations(annotation_file(Store.open(coco_sample_store), name))
         original = np.array([coco.anns[int(a)]["keypoints"] for a in split.ids[:, 1]], float).reshape(-1, 17, 3)
         gt, box_side = ground_truth(split, coco)
         labelled = split.keypoints[..., 2] > 0
@@ -161,17 +161,17 @@ def test_evaluate_writes_its_files_and_pycocotools_reads_the_results(coco_sample
     from hgpose.cpu import native_bf16
 
     assert saved["precision"] == ("bf16" if native_bf16() else "fp32")   # the default: auto
-    n = len(open_split(coco_sample_store, "test"))
+    n = len(Store.open(coco_sample_store).split("test"))
     assert saved["n_images"] == n
     with open(out / "per_image.csv") as f:
         assert len(list(csv.DictReader(f))) == n
     assert "| thesis PCK" in (out / "metrics.md").read_text()
 
     # The results file as is, through pycocotools' own loader and evaluator.
-    coco = load_annotations(annotation_file(coco_sample_store, "test"))
+    coco = load_annotations(annotation_file(Store.open(coco_sample_store), "test"))
     from hgpose.evaluate.metrics import split_ground_truth
 
-    gt = split_ground_truth(coco, open_split(coco_sample_store, "test").ids[:, 1])
+    gt = split_ground_truth(coco, Store.open(coco_sample_store).split("test").ids[:, 1])
     dt = gt.loadRes(str(out / "keypoints_test_results.json"))
     assert len(dt.anns) == n and all(len(a["keypoints"]) == 51 and a["category_id"] == 1 for a in dt.anns.values())
     ev = COCOeval(gt, dt, "keypoints")

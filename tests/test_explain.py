@@ -13,6 +13,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
+from hgpose.data.store import Store
 from hgpose.errors import HgposeError
 from hgpose.explain import ExplainOptions, clusters, pca
 from hgpose.explain import latents as latents_mod
@@ -195,7 +196,7 @@ def test_latents_are_cached_and_rebuilt_when_the_checkpoint_changes(tmp_path):
 
     def load():
         ckpt = latents_mod.load_checkpoint(run)
-        return latents_mod.load_latents(ckpt, store, "train", cache, batch_size=4, progress=False)
+        return latents_mod.load_latents(ckpt, Store.open(store), "train", cache, batch_size=4, progress=False)
 
     first = load()
     assert not first.reused
@@ -231,7 +232,7 @@ def test_latents_match_a_direct_forward_pass(tmp_path, monkeypatch, precision):
     run = tiny_run(tmp_path / "run")
     ckpt = latents_mod.load_checkpoint(run, precision=precision)
     assert ckpt.precision == precision
-    lat = latents_mod.load_latents(ckpt, store, "val", tmp_path / "cache", batch_size=4, progress=False)
+    lat = latents_mod.load_latents(ckpt, Store.open(store), "val", tmp_path / "cache", batch_size=4, progress=False)
     assert lat.meta["key"]["precision"] == precision
     images = np.load(store / "val" / "images.npy")
     x = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.4] * 3).view(1, 3, 1, 1)
@@ -253,7 +254,7 @@ def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
     store = make_store(tmp_path / "store", 6, 6, 6, first_fully_annotated=True)
     ckpt = latents_mod.load_checkpoint(tiny_run(tmp_path / "run"))
     with pytest.raises(HgposeError) as error:   # --layer: the message lists the valid names
-        latents_mod.load_latents(ckpt, store, "train", tmp_path / "c", layer="hourglass.bottleneck.9",
+        latents_mod.load_latents(ckpt, Store.open(store), "train", tmp_path / "c", layer="hourglass.bottleneck.9",
                                  progress=False)
     message = str(error.value)
     assert message.startswith("no layer named 'hourglass.bottleneck.9' in ThesisNetwork; did you mean: ")

@@ -149,15 +149,17 @@ def test_predict_cli_refuses_bf16_on_a_cpu_without_it(monkeypatch, weights_file,
 
 def test_the_latents_cache_is_keyed_by_precision(monkeypatch, weights_file, tmp_path):
     """Latents computed in bf16 are not reused for an fp32 run, nor the other way round."""
+    from builders import make_store
+    from hgpose.data.store import Store
     from hgpose.explain import latents
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", "1")
-    (tmp_path / "manifest.json").write_text("{}")
+    store = Store.open(make_store(tmp_path / "store", 1, 1, 1))
     keys = {}
     for precision in ("auto", "fp32"):
         ckpt = latents.load_checkpoint(weights_file, device="cpu", precision=precision)
         assert ckpt.describe()["precision"] == ckpt.precision
-        keys[ckpt.precision] = latents.cache_key(ckpt, tmp_path, "train", "hourglass.bottleneck.2", 0)
+        keys[ckpt.precision] = latents.cache_key(ckpt, store, "train", "hourglass.bottleneck.2", 0)
     assert keys["bf16"]["precision"] == "bf16" and keys["fp32"]["precision"] == "fp32"
     assert {k: v for k, v in keys["bf16"].items() if k != "precision"} == \
         {k: v for k, v in keys["fp32"].items() if k != "precision"}

@@ -334,15 +334,15 @@ def test_empty_train_split_is_an_error(tmp_path, capsys):
 
 
 def test_damaged_store_is_one_line(tmp_path, capsys):
-    from hgpose.data.store import mean_rgb, open_split
+    from hgpose.data.store import Store
 
     store = make_store(tmp_path / "store")
     (store / "val" / "ids.npy").write_bytes(b"")
     with pytest.raises(HgposeError, match=r"ids.npy: cannot be read .*delete .*manifest.json and re-run"):
-        open_split(store, "val")
+        Store.open(store).split("val")
     (store / "manifest.json").write_text(json.dumps({"format_version": 1}))
     with pytest.raises(HgposeError, match="mean_rgb is None, expected 3 numbers"):
-        mean_rgb(store)
+        Store.open(store).mean_rgb
 
 
 # --- checkpoints, predict, evaluate, export, explain ----------------------------------------

@@ -30,7 +30,7 @@ def store(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("flip", [True, False])
 def test_the_held_out_people_are_scored_with_the_runs_flip_test(learn_real, store, tmp_path, flip):
     from hgpose import config as cfg
-    from hgpose.data.store import read_manifest
+    from hgpose.data.store import Store
 
     run = make_run(tmp_path / "run", "cpu")
     config = cfg.load(run / "config.json")
@@ -41,7 +41,7 @@ def test_the_held_out_people_are_scored_with_the_runs_flip_test(learn_real, stor
     scores = learn_real.evaluations(run, store, store, "thesis")
 
     assert scores["lspet_test"]["flip"] is flip and scores["coco_val_body"]["flip"] is flip
-    splits = read_manifest(store)["splits"]
+    splits = Store.open(store).manifest["splits"]
     assert scores["lspet_test"]["n_images"] == splits["test"] > 0
     assert scores["coco_val_body"]["n_images"] == splits["val"] > 0
     tag = "thesis-flip" if flip else "thesis"

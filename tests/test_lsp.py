@@ -15,10 +15,10 @@ from builders import write_lsp_folder
 from hgpose.cli import main
 from hgpose.data.crop import to_image
 from hgpose.data.prepare import prepare
-from hgpose.data.store import SPLITS, open_split, read_manifest
+from hgpose.data.store import SPLITS, Store
 from hgpose.skeleton import JOINT_INDEX, JOINTS
 
-# COCO joint -> LSP column, written out here independently of hgpose.data.lsp.
+# COCO joint -> LSP column, written out here independently of hgpose.data.formats.lsp.
 # LSP order: right ankle, right knee, right hip, left hip, left knee, left ankle, right wrist,
 # right elbow, right shoulder, left shoulder, left elbow, left wrist, neck, head top.
 EXPECTED = {"right_ankle": 0, "right_knee": 1, "right_hip": 2, "left_hip": 3, "left_knee": 4,
@@ -28,7 +28,7 @@ FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 
 
 def _stores(out):
-    return [open_split(out, split) for split in SPLITS]
+    return [Store.open(out).split(split) for split in SPLITS]
 
 
 # ----------------------------------------------------------------------------- real LSPET
@@ -92,7 +92,7 @@ def test_lspet_people_are_scored_against_a_derived_coco_file(lspet_small, tmp_pa
     ann_file = manifest["sources"][0]["annotations"]["test"]
     data = json.loads(open(ann_file).read())
     assert len(data["annotations"]) == 50 and data["categories"][0]["keypoints"] == list(JOINTS)
-    test = open_split(out, "test")
+    test = Store.open(out).split("test")
     anns = {a["id"]: a for a in data["annotations"]}
     for (_, ann_id), kps, box in zip(test.ids, test.keypoints, test.boxes):
         a = anns[int(ann_id)]
@@ -141,7 +141,7 @@ def test_both_mat_shapes_give_the_same_store(tmp_path):
     again = prepare(f"lsp:{tmp_path / 'lspet'}", tmp_path / "again", val_size=2, test_size=2, workers=1,
                     progress=False, seed=1)
     assert again["splits"] == {"train": 8, "val": 2, "test": 2}
-    assert set(open_split(tmp_path / "again", "test").ids[:, 0]) != set(open_split(tmp_path / "out-lspet", "test").ids[:, 0])
+    assert set(Store.open(tmp_path / "again").split("test").ids[:, 0]) != set(Store.open(tmp_path / "out-lspet").split("test").ids[:, 0])
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -175,7 +175,7 @@ def test_one_store_holds_coco_and_lspet(coco_sample, lspet_small, tmp_path, caps
                  "--val-size", "5", "--workers", "1"]) == 0
     printed = capsys.readouterr().out
     assert "coco-sample/train2017" in printed and "lspet50/all" in printed and "5 absent" in printed
-    m = read_manifest(out)
+    m = Store.open(out).manifest
     coco, lsp = m["sources"]
     assert (coco["name"], coco["format"], lsp["name"], lsp["format"]) == ("coco-sample", "coco", "lspet50", "lsp")
     assert len(coco["joints"]) == 17 and len(lsp["joints"]) == 12
@@ -193,11 +193,11 @@ def test_one_store_holds_coco_and_lspet(coco_sample, lspet_small, tmp_path, caps
     # the COCO part of the store is exactly the COCO-only store
     alone = prepare(coco_sample, tmp_path / "alone", test_size=0.1, workers=1, progress=False)
     for split in SPLITS:
-        a, b = open_split(tmp_path / "alone", split), open_split(out, split)
+        a, b = Store.open(tmp_path / "alone").split(split), Store.open(out).split(split)
         n = alone["splits"][split]
         for name in ("images", "keypoints", "boxes", "ids"):
             assert np.array_equal(getattr(a, name), getattr(b, name)[:n])
-    train = np.concatenate([open_split(out, "train").images.reshape(-1, 3)]) / 255
+    train = np.concatenate([Store.open(out).split("train").images.reshape(-1, 3)]) / 255
     np.testing.assert_allclose(m["mean_rgb"], train.mean(0), atol=1e-5)
 
 
@@ -220,27 +220,24 @@ def test_coco_alone_gives_the_arrays_it_always_did(coco_sample, coco_sample_stor
     }
     for name, digest in before.items():
         assert hashlib.sha256((coco_sample_store / name).read_bytes()).hexdigest() == digest, name
-    assert read_manifest(coco_sample_store)["mean_rgb"] == pytest.approx([0.424443, 0.371561, 0.33684], abs=2e-6)
+    assert Store.open(coco_sample_store).manifest["mean_rgb"] == pytest.approx([0.424443, 0.371561, 0.33684], abs=2e-6)
 
 
 def test_a_store_written_before_sources_were_recorded_stays_readable(tmp_path):
     from builders import make_store
 
     store = make_store(tmp_path / "old", format_version=1)   # no source.npy
-    split = open_split(store, "train")
+    split = Store.open(store).split("train")
     assert (np.asarray(split.source) == 0).all() and split.joints_present(slice(None)).all()
 
 
 def test_a_store_older_than_the_pixel_convention_is_named_in_one_line(tmp_path):
     from builders import make_store
 
-    from hgpose.data.store import old_pixel_convention, read_manifest
-
-    old = read_manifest(make_store(tmp_path / "v1", format_version=1))
-    note = old_pixel_convention(old)
+    note = Store.open(make_store(tmp_path / "v1", format_version=1)).old_pixel_convention
     assert note.startswith("this store (format_version 1) maps keypoints") and "prepare it again" in note
     assert "\n" not in note
-    assert old_pixel_convention(read_manifest(make_store(tmp_path / "v3"))) is None
+    assert Store.open(make_store(tmp_path / "v3")).old_pixel_convention is None
 
 
 def test_prepare_into_a_store_of_an_older_format_says_so_and_writes_nothing(coco_sample, coco_sample_store, tmp_path):

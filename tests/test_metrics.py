@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hgpose.data.coco import annotation_path, load_coco
+from hgpose.data.formats.coco import annotation_path, load_coco
 from hgpose.evaluate.metrics import (
     coco_keypoint_ap, images_ground_truth, normalised_pck, split_ground_truth, to_coco_results, torso_size,
 )

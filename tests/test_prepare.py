@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 
 from hgpose.cli import main
-from hgpose.data import coco as coco_io
+from hgpose.data.formats import coco as coco_io
 from hgpose.data.crop import CropBox, clean_keypoints, cut_crop, thesis_crop_box, to_image
-from hgpose.data.prepare import draw_test, prepare
-from hgpose.data.store import open_split, read_manifest
+from hgpose.data.prepare import prepare
+from hgpose.data.splits import draw_test
+from hgpose.data.store import Store
 from hgpose.errors import HgposeError
 
 ARRAY_NAMES = ("images", "keypoints", "boxes", "ids")
@@ -27,7 +28,7 @@ ARRAY_NAMES = ("images", "keypoints", "boxes", "ids")
 def _annotations(root: Path) -> dict:
     """annotation id -> (annotation, image info) over both COCO sources."""
     out = {}
-    for source in coco_io.SOURCES:
+    for source in coco_io.PARTS:
         data = json.loads(coco_io.annotation_path(root, source).read_text())
         images = {im["id"]: im for im in data["images"]}
         for ann in data["annotations"]:
@@ -40,7 +41,7 @@ def test_every_crop_obeys_the_thesis_rule(coco_sample, coco_sample_store):
     anns = _annotations(coco_sample)
     checked_centre = checked_side = 0
     for split in ("train", "val", "test"):
-        s = open_split(coco_sample_store, split)
+        s = Store.open(coco_sample_store).split(split)
         for (image_id, ann_id), (x0, y0, side), kps in zip(s.ids, s.boxes, s.keypoints):
             ann, info, _ = anns[int(ann_id)]
             assert ann["image_id"] == image_id
@@ -67,7 +68,7 @@ def test_every_crop_obeys_the_thesis_rule(coco_sample, coco_sample_store):
 
 
 def test_crop_pixels_are_the_original_region_resampled(coco_sample, coco_sample_store):
-    s = open_split(coco_sample_store, "val")
+    s = Store.open(coco_sample_store).split("val")
     anns = _annotations(coco_sample)
     errors = []
     for i in range(0, len(s), 5):
@@ -81,7 +82,7 @@ def test_crop_pixels_are_the_original_region_resampled(coco_sample, coco_sample_
 
 
 def test_counts_add_up_and_splits_are_disjoint(coco_sample_store):
-    m = read_manifest(coco_sample_store)
+    m = Store.open(coco_sample_store).manifest
     counts = m["sources"][0]["counts"]
     for source, c in counts.items():
         skipped = c["crowd"] + c["no_keypoints"] + c["people_all_joints_outside_image"]
@@ -92,15 +93,15 @@ def test_counts_add_up_and_splits_are_disjoint(coco_sample_store):
     assert (counts["train2017"]["crops"], counts["val2017"]["crops"]) == (86, 46)
     sp = m["splits"]
     assert sp["train"] + sp["test"] == 86 and sp["val"] == 46 and sp["test"] == round(0.1 * 86)
-    ids = {split: {tuple(r) for r in open_split(coco_sample_store, split).ids} for split in sp}
+    ids = {split: {tuple(r) for r in Store.open(coco_sample_store).split(split).ids} for split in sp}
     assert not ids["train"] & ids["test"]
     assert all(len(ids[k]) == sp[k] for k in sp)
     assert 0.2 < min(m["mean_rgb"]) and max(m["mean_rgb"]) < 0.6
 
 
 def test_mean_rgb_is_the_mean_of_the_train_crops(coco_sample_store):
-    images = open_split(coco_sample_store, "train").images
-    np.testing.assert_allclose(read_manifest(coco_sample_store)["mean_rgb"],
+    images = Store.open(coco_sample_store).split("train").images
+    np.testing.assert_allclose(Store.open(coco_sample_store).manifest["mean_rgb"],
                                images.reshape(-1, 3).mean(0) / 255, atol=1e-5)
 
 
@@ -110,7 +111,7 @@ def test_grey_images_of_the_sample_stay_grey(coco_sample, coco_sample_store):
     anns = _annotations(coco_sample)
     found = 0
     for split in ("train", "val", "test"):
-        s = open_split(coco_sample_store, split)
+        s = Store.open(coco_sample_store).split(split)
         for i, (_, ann_id) in enumerate(s.ids):
             _, info, source = anns[int(ann_id)]
             pixels = np.asarray(Image.open(coco_sample / source / info["file_name"]))
@@ -176,7 +177,7 @@ def test_interrupted_run_resumes_to_identical_arrays(coco_sample, coco_sample_st
     real_process = prep.process_image
     monkeypatch.setattr(prep, "process_image", lambda t: processed.append(t.image_id) or real_process(t))
     prepare(coco_sample, out, test_size=0.1, seed=0, workers=1, shard_images=8, progress=False)
-    n_images = sum(c["images"] for c in read_manifest(out)["sources"][0]["counts"].values())
+    n_images = sum(c["images"] for c in Store.open(out).manifest["sources"][0]["counts"].values())
     assert len(processed) == n_images - 16  # the two finished shards were not redone
     for split in ("train", "val", "test"):
         for name in ARRAY_NAMES:
@@ -281,7 +282,7 @@ def test_bad_images_are_skipped_counted_and_the_run_succeeds(tmp_path, capsys):
     root = make_coco_root(tmp_path / "coco")
     out = tmp_path / "out"
     assert main(["prepare", str(root), str(out), "--test-size", "1", "--workers", "2"]) == 0
-    m = read_manifest(out)
+    m = Store.open(out).manifest
     c = m["sources"][0]["counts"]["train2017"]
     assert (c["missing_image"], c["corrupt_image"], c["truncated_image"]) == (1, 1, 1)
     assert (c["crowd"], c["no_keypoints"], c["joints_outside_image"], c["zero_area_boxes"]) == (1, 1, 1, 1)
@@ -294,13 +295,13 @@ def test_bad_images_are_skipped_counted_and_the_run_succeeds(tmp_path, capsys):
     # crop of its own person (the split is copied out of the drafts in order).
     file_names = {im["id"]: im["file_name"] for im in json.loads(
         coco_io.annotation_path(root, "train2017").read_text())["images"]}
-    for split in (open_split(out, "train"), open_split(out, "test")):
+    for split in (Store.open(out).split("train"), Store.open(out).split("test")):
         for i, (image_id, _) in enumerate(split.ids):
             image = cv2.imread(str(root / "train2017" / file_names[image_id]), cv2.IMREAD_COLOR)
             box = CropBox(*(int(v) for v in split.boxes[i]))
             assert np.array_equal(split.images[i], cv2.cvtColor(cut_crop(image, box), cv2.COLOR_BGR2RGB))
 
-    stores = {tuple(r): (s, i) for s in (open_split(out, "train"), open_split(out, "test")) for i, r in enumerate(s.ids)}
+    stores = {tuple(r): (s, i) for s in (Store.open(out).split("train"), Store.open(out).split("test")) for i, r in enumerate(s.ids)}
     split, i = stores[(6, 6)]  # the outside keypoint is unlabelled in the store
     assert split.keypoints[i, 3].tolist() == [0, 0, 0] and (split.keypoints[i, :3, 2] > 0).all()
     split, i = stores[(7, 7)]  # zero-area box: the square follows the keypoints' extent (45 px tall)
@@ -395,4 +396,4 @@ def test_shards_without_a_single_crop_keep_the_dtypes(tmp_path):
             big = np.load(tmp_path / "big" / split / f"{name}.npy")
             small = np.load(tmp_path / "small" / split / f"{name}.npy")
             assert small.dtype == big.dtype and np.array_equal(small, big), (split, name)
-    assert open_split(tmp_path / "small", "train").ids.dtype == np.int64
+    assert Store.open(tmp_path / "small").split("train").ids.dtype == np.int64

@@ -14,11 +14,11 @@ import torch
 from hgpose.codecs import GaussianCodec, ThesisCodec
 from hgpose.data.crop import CropBox, box_centred_crop, cut_crop, cut_padded_crop, to_crop
 from hgpose.data.prepare import prepare
-from hgpose.data.store import open_split
+from hgpose.data.store import Store
 from hgpose.errors import HgposeError
 from hgpose.evaluate import protocols
 from hgpose.evaluate.evaluate import (
-    Scoring, annotation_files, evaluate, load_annotations, score_detected_people, score_split_people,
+    Scoring, evaluate, load_annotations, score_detected_people, score_split_people,
 )
 from hgpose.evaluate.metrics import coco_keypoint_ap, images_ground_truth
 from hgpose.inference.estimator import target_peak
@@ -129,13 +129,14 @@ def thesis_store_forward(split):
 
 
 def scoring(store: Path, split_name: str, **options) -> tuple[Scoring, dict]:
-    split = open_split(store, split_name)
-    files = annotation_files(store, split_name)
+    data = Store.open(store)
+    split = data.split(split_name)
+    files = data.annotation_files(split_name)
     cocos = {s: load_annotations(path) for s, path in files.items()}
     codec = GaussianCodec(refine="dark")  # sub-pixel decoding: OKS needs it for small people
     run = Scoring(split, cocos, codec, store_forward=thesis_store_forward(split),
                   crop_heatmaps=perfect_crop_heatmaps(cocos, codec), batch_size=3, **options)
-    return run, protocols.image_folders(store, split_name, files)
+    return run, data.image_folders(split_name)
 
 
 # --- the crop rule --------------------------------------------------------------------------
@@ -265,7 +266,7 @@ def test_an_unreadable_image_is_skipped_and_counted(small_store, tmp_path):
     # a missing source folder: one line saying where the manifest points and what to do
     shutil.rmtree(root / "val2017")
     with pytest.raises(HgposeError, match="records the images of source.*--protocol thesis") as e:
-        protocols.image_folders(store, "val", annotation_files(store, "val"))
+        Store.open(store).image_folders("val")
     assert "\n" not in str(e.value) and str(root / "val2017") in str(e.value)
 
 
@@ -397,7 +398,7 @@ def test_cli_records_and_prints_the_protocol(small_store, tmp_path, capsys):
     from hgpose import cli
 
     run = make_run(tmp_path / "run")
-    coco = load_annotations(annotation_files(small_store, "val")[0])
+    coco = load_annotations(Store.open(small_store).annotation_files("val")[0])
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps(_detections(coco, missed=20, duplicated=30)))
     extra = {"thesis": [], "gt-box": [], "detections": ["--boxes", str(boxes), "--box-score-threshold", "0.05"]}
@@ -429,3 +430,12 @@ def test_evaluate_api_defaults_to_gt_box(small_store, tmp_path):
     run = make_run(tmp_path / "run")
     m = evaluate(run, small_store, split="val", batch_size=8, progress=False, out_dir=tmp_path / "ev")
     assert m["protocol"] == "gt-box" and m["skipped"]["images_unreadable"] == 0
+
+
+def test_evaluate_reads_the_stores_manifest_once(mixed_store, tmp_path, manifest_reads):
+    """The split, its annotation files, the image folders, the source names and the
+    pixel-convention note all come from one reading of manifest.json (two sources here)."""
+    run = make_run(tmp_path / "run")
+    m = evaluate(run, mixed_store, split="test", batch_size=8, progress=False, out_dir=tmp_path / "ev")
+    assert m["protocol"] == "gt-box" and set(m["by_source"]) == {"coco", "lsp"}
+    assert manifest_reads == [str(mixed_store / "manifest.json")]

@@ -354,7 +354,7 @@ def test_cli_writes_a_dataset_and_reports_user_errors(tmp_path, capsys):
 
 def test_prepare_consumes_the_output_and_centres_each_person(synth_dir, tmp_path):
     from hgpose.data.prepare import prepare
-    from hgpose.data.store import open_split
+    from hgpose.data.store import Store
 
     store = tmp_path / "store"
     manifest = prepare(synth_dir, store, test_size=0.2, seed=0, workers=1, progress=False)
@@ -365,7 +365,7 @@ def test_prepare_consumes_the_output_and_centres_each_person(synth_dir, tmp_path
     by_id = {a["id"]: a for split in SPLITS for a in people[split]}
     centred = 0
     for split in ("train", "val", "test"):
-        s = open_split(store, split)
+        s = Store.open(store).split(split)
         assert len(s) > 0
         for i in range(len(s)):
             ann = by_id[int(s.ids[i, 1])]

@@ -67,11 +67,12 @@ def test_the_search_finds_what_it_looks_for():
 def test_every_user_shows_the_numbers_of_this_module():
     import numpy as np
 
-    from hgpose.data.prepare import DEFAULT_TEST_SIZE, format_summary
+    from hgpose.data.formats import FORMATS
+    from hgpose.data.prepare import format_summary
     from hgpose.evaluate.evaluate import THESIS_REFERENCE
     from hgpose.explain import ablation, clusters, compare, pca
 
-    assert DEFAULT_TEST_SIZE["coco"] == 5_064
+    assert FORMATS["coco"].default_test_size == 5_064
     manifest = {"sources": [{"name": "coco", "format": "coco", "counts": {"train2017": {}},
                              "splits": {"train": 1, "val": 1, "test": 1}, "joints": list(range(17))}],
                 "splits": {"train": 1, "val": 1, "test": 1}, "seed": 0, "mean_rgb": [0.5, 0.5, 0.5]}

@@ -148,12 +148,12 @@ def test_thesis_plateau_schedule_drops_lr_by_0_2_after_5_flat_epochs_never_below
 def test_one_step_on_real_coco_crops_lowers_the_loss(coco_sample_store):
     torch.manual_seed(0)
     config = cfg.resolve("thesis", ["model.features=16"])
-    from hgpose.data.store import mean_rgb, open_split
+    from hgpose.data.store import Store
 
-    split = open_split(coco_sample_store, "train")
+    split = Store.open(coco_sample_store).split("train")
     images = torch.from_numpy(np.array(split.images[:8]))
     keypoints = torch.from_numpy(np.array(split.keypoints[:8]))
-    phase = PosePhase(config, torch.device("cpu"), torch.from_numpy(mean_rgb(coco_sample_store)))
+    phase = PosePhase(config, torch.device("cpu"), torch.from_numpy(Store.open(coco_sample_store).mean_rgb))
     model = build_model(config.model)
     optimizer = make_optimizer(model.parameters(), config.optim)
     x, kps = phase.inputs((images, keypoints, None), None, train=False)

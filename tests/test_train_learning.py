@@ -51,9 +51,9 @@ def synth_store(tmp_path_factory):
 
 def val_pck(model, store, config) -> float:
     cpu = torch.device("cpu")
-    from hgpose.data.store import mean_rgb
+    from hgpose.data.store import Store
 
-    phase = PosePhase(config, cpu, torch.from_numpy(mean_rgb(store)))
+    phase = PosePhase(config, cpu, torch.from_numpy(Store.open(store).mean_rgb))
     dataset = CropDataset(store, "val")
     loader = make_loader(dataset, 32, ShardSampler(len(dataset)), 0, cpu)
     return validate(phase, model, loader, autocast_factory(config, cpu), Runtime(cpu))["val_pck"]
@@ -113,7 +113,7 @@ def test_the_fast_path_keeps_the_trained_accuracy(trained, synth_store, monkeypa
     from hgpose.inference import onnx_runtime
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", bf16)
-    split = open_split(synth_store, "val")
+    split = Store.open(synth_store).split("val")
     crops, keypoints = np.array(split.images), torch.from_numpy(np.array(split.keypoints))
     est = hgpose.load(trained["run"], device="cpu")
     assert est.precision == ("bf16" if bf16 == "1" else "fp32")

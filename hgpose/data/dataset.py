@@ -5,12 +5,14 @@ Training, validation, the latents of explain and thesis-ae all read crops this w
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hgpose.codecs import ABSENT
-from hgpose.data.store import open_split
+from hgpose.data.store import Store
 
 
 class CropDataset(Dataset):
@@ -19,20 +21,22 @@ class CropDataset(Dataset):
     Joints the crop's source does not annotate get v = ABSENT (-1), so that the loss can
     tell them from COCO's unlabelled joints (v = 0).
 
-    The split is memory-mapped lazily in each process: pickling a numpy memmap to a worker
-    would copy the whole split into RAM, so only the path travels.
+    `store` is a `Store` or its folder. The split is memory-mapped lazily in each process:
+    pickling a numpy memmap to a worker would copy the whole split into RAM, so only the
+    store (its path and manifest) travels.
     """
 
-    def __init__(self, data_dir, split: str, limit: int = 0):
-        self.data_dir = data_dir
+    def __init__(self, store: Store | str | os.PathLike, split: str, limit: int = 0):
+        self.store = store if isinstance(store, Store) else Store.open(store)
+        self.data_dir = self.store.path
         self.split = split
-        n = len(open_split(data_dir, split))
+        n = len(self.store.split(split))
         self.length = min(n, limit) if limit > 0 else n
         self._arrays = None
 
     def _open(self):
         if self._arrays is None:
-            self._arrays = open_split(self.data_dir, self.split)
+            self._arrays = self.store.split(self.split)
         return self._arrays
 
     def __getstate__(self):

@@ -1,6 +1,6 @@
 """`hgpose prepare`: datasets -> the thesis dataset store (crops, split, mean RGB).
 
-The datasets (COCO 2017, LSP/LSPET; data/sources.py) are read into COCO-17 people first;
+The datasets (COCO 2017, LSP/LSPET, ...; data/formats/) are read into COCO-17 people first;
 from then on every person is cut the same way, whatever its source. A store of several
 sources holds, in each split, the first source's crops, then the second's, ...
 
@@ -41,9 +41,8 @@ import numpy as np
 from tqdm import tqdm
 
 from hgpose import images, thesis
-from hgpose.data import coco as coco_io
 from hgpose.data.crop import CROP_SIZE, ENLARGE, clean_keypoints, cut_crop, thesis_crop_box, to_crop
-from hgpose.data.sources import ALL_PARTS, Source, annotation_files, read_sources, write_lsp_annotations
+from hgpose.data.formats import FORMATS, DatasetFormat, ImageTask, Source, derived_annotation_path, read_sources
 from hgpose.data.store import FORMAT_VERSION, SPLITS
 from hgpose.errors import HgposeError
 from hgpose.io import atomic_path, lock_dir, lock_scope, save_npy, write_json
@@ -89,7 +88,7 @@ def read_bgr(path: str, width: int, height: int) -> tuple[np.ndarray | None, str
         return None, PROBLEM_OF[e.reason]
 
 
-def process_image(task: coco_io.ImageTask) -> ImageResult:
+def process_image(task: ImageTask) -> ImageResult:
     """Decode one image and cut every person in it with the thesis crop rule."""
     n = len(task.ann_ids)
     image, problem = read_bgr(task.path, task.width, task.height)
@@ -130,7 +129,7 @@ def process_image(task: coco_io.ImageTask) -> ImageResult:
     )
 
 
-def planned_crops(task: coco_io.ImageTask) -> int:
+def planned_crops(task: ImageTask) -> int:
     """How many crops an image gives if it decodes: its people with a labelled joint
     inside the image. Known from the annotation alone (process_image's rule)."""
     people, _ = clean_keypoints(np.stack(task.keypoints), task.width, task.height)
@@ -153,7 +152,7 @@ class ShardJob:
     """One shard of one source, and where each of its planned crops goes."""
 
     folder: Path                        # the shard's folder under OUT_DIR/.work/<source>
-    tasks: list[coco_io.ImageTask]
+    tasks: list[ImageTask]
     first: int                          # planned index (within the source) of its first crop
     split: np.ndarray                   # int8 [planned crops of the shard]: index into SPLITS
     row: np.ndarray                     # int64: the crop's row in that split
@@ -230,79 +229,16 @@ def _shard_folder(work: Path, key: tuple[int, str], index: int) -> Path:
 
 
 # ----------------------------------------------------------------------------- the split
-DEFAULT_TEST_SIZE = {"coco": thesis.TEST_CROPS, "lsp": 0.1}  # coco: the thesis's count (SPEC section 1)
-DEFAULT_VAL_SIZE = {"lsp": 0.1}                 # coco has val2017
-
-
-def resolve_size(size: int | float, pool: int, option: str = "--test-size", what: str = "train2017 crops") -> int:
-    """A count, or a fraction in (0,1) of the pool; never more than the pool."""
-    if isinstance(size, float) and 0 < size < 1:
-        return int(round(size * pool))
-    count = int(size)
-    if count < 0 or count != size:
-        raise HgposeError(f"{option} {size}: give a whole count >= 0 or a fraction in (0, 1)")
-    if count > pool:
-        raise HgposeError(
-            f"{option} {count} is larger than the {pool} {what} available; "
-            f"give a smaller count or a fraction such as 0.1"
-        )
-    return count
-
-
-def resolve_test_size(test_size: int | float, pool: int) -> int:
-    return resolve_size(test_size, pool)
-
-
-def draw_test(n_train2017: int, test_size: int | float, seed: int) -> np.ndarray:
-    """Indices (sorted) of the train2017 crops that form the test split.
-
-    numpy's PCG64 generator gives the same draw for the same seed on any machine.
-    """
-    k = resolve_test_size(test_size, n_train2017)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n_train2017, size=k, replace=False))
-
-
-def draw_val_test(n: int, val_size: int | float, test_size: int | float, seed: int,
-                  name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(val, test) indices (each sorted, never overlapping) for a source without a val split."""
-    n_test = resolve_size(test_size, n, "--test-size", f"crops of {name}")
-    n_val = resolve_size(val_size, n, "--val-size", f"crops of {name}")
-    if n_val + n_test > n:
-        raise HgposeError(f"--val-size and --test-size ask for {n_val} + {n_test} of the {n} crops of "
-                          f"{name}; give smaller sizes")
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_test:n_test + n_val]), np.sort(order[:n_test])
-
-
-def source_sizes(fmt: str, test_size, val_size, pool: int) -> tuple:
+def source_sizes(fmt: DatasetFormat, test_size, val_size, pool: int) -> tuple:
     """The (test, val) sizes a source uses: the given ones or its format's defaults. A
     default count larger than a small dataset becomes 10 % of it (with a note)."""
-    test = DEFAULT_TEST_SIZE[fmt] if test_size is None else test_size
-    val = DEFAULT_VAL_SIZE.get(fmt) if val_size is None else val_size
+    test = fmt.default_test_size if test_size is None else test_size
+    val = fmt.default_val_size if val_size is None else val_size
     if test_size is None and isinstance(test, int) and test > pool // 2:
         print(f"note: the default --test-size {test} is more than half of the {pool} crops "
               "available; using 10 % of them (give --test-size to choose)")
         test = 0.1
     return test, val
-
-
-def plan_source(fmt: str, name: str, sizes: dict[str, int], test_size, val_size, seed: int) -> dict:
-    """split -> (part, indices of the part's crops in that split, in order), for one source."""
-    if fmt == "coco":
-        test_rows = draw_test(sizes["train2017"], test_size, seed)
-        return {
-            "train": ("train2017", np.setdiff1d(np.arange(sizes["train2017"]), test_rows)),
-            "val": ("val2017", np.arange(sizes["val2017"])),
-            "test": ("train2017", test_rows),
-        }
-    n = sizes[ALL_PARTS]
-    val_rows, test_rows = draw_val_test(n, val_size, test_size, seed, name)
-    return {
-        "train": (ALL_PARTS, np.setdiff1d(np.arange(n), np.concatenate([val_rows, test_rows]))),
-        "val": (ALL_PARTS, val_rows),
-        "test": (ALL_PARTS, test_rows),
-    }
 
 
 def split_plan(sources: list, sizes: dict[str, int], sizes_of: dict, seed: int) -> dict:
@@ -312,7 +248,7 @@ def split_plan(sources: list, sizes: dict[str, int], sizes_of: dict, seed: int) 
     for i, source in enumerate(sources):
         own = {part.name: sizes[part_key(i, part.name)] for part in source.parts}
         test, val = sizes_of[source.name]
-        for split, (part, rows) in plan_source(source.format, source.name, own, test, val, seed).items():
+        for split, (part, rows) in FORMATS[source.format].plan(own, test, val, seed, source.name).items():
             plan[split].append((part_key(i, part), rows))
     return plan
 
@@ -478,8 +414,8 @@ def _prepare(specs: list, out_dir: Path, test_size, val_size, seed: int, pool, k
     final_plan = split_plan(sources, {k: len(m["ids"]) for k, m in meta.items()}, sizes_of, seed)
     _write_splits(out_dir, final_plan, meta, dest, {split: path for split, (path, _) in drafts.items()})
     for source in sources:
-        if source.format == "lsp":
-            write_lsp_annotations(source, out_dir / "annotations" / f"{source.name}.json")
+        if source.derived_annotations is not None:
+            write_json(derived_annotation_path(out_dir, source.name), source.derived_annotations)
     manifest = _manifest(sources, settings, final_plan, meta, stats, sizes_of, out_dir)
     manifest["seconds"] = round(time.perf_counter() - started, 1)
     write_json(out_dir / "manifest.json", manifest)
@@ -490,13 +426,16 @@ def _prepare(specs: list, out_dir: Path, test_size, val_size, seed: int, pool, k
 
 def _sizes_of(sources: list[Source], planned: dict, test_size, val_size) -> dict:
     """source name -> (test size, val size) it uses; --val-size must apply to some source."""
-    if val_size is not None and all(s.format == "coco" for s in sources):
-        raise HgposeError("--val-size applies to sources without a val split (LSP); COCO's val "
-                          "split is val2017 — drop --val-size")
+    formats = [FORMATS[s.format] for s in sources]
+    if val_size is not None and all(f.default_val_size is None for f in formats):
+        drawn = ", ".join(name for name, f in FORMATS.items() if f.default_val_size is not None)
+        own = ", ".join(f"{s.name}: {f.split_parts['val']}" for s, f in zip(sources, formats))
+        raise HgposeError(f"--val-size applies to sources whose val split is drawn ({drawn}); each "
+                          f"source here has a val split of its own ({own}) — drop --val-size")
     sizes = {}
-    for i, s in enumerate(sources):
-        pool = planned[part_key(i, "train2017" if s.format == "coco" else ALL_PARTS)]
-        sizes[s.name] = source_sizes(s.format, test_size, val_size, pool)
+    for i, (s, fmt) in enumerate(zip(sources, formats)):
+        pool = planned[part_key(i, fmt.split_parts["test"])]  # the part the test crops come from
+        sizes[s.name] = source_sizes(fmt, test_size, val_size, pool)
     return sizes
 
 
@@ -629,7 +568,7 @@ def _manifest(sources: list[Source], settings: dict, plan: dict, meta: dict, sta
         own = {split: int(sum(len(rows) for key, rows in plan[split] if key[0] == i))
                for split in SPLITS}
         test, val = sizes_of[source.name]
-        described.append({**identity, "annotations": annotation_files(source, out_dir),
+        described.append({**identity, "annotations": FORMATS[source.format].annotation_files(source, out_dir),
                           "test_size": test, "val_size": val, "counts": counts, "splits": own})
     return {
         **settings,
@@ -676,8 +615,7 @@ def format_summary(manifest: dict) -> str:
     lines.append(f"splits: train {s['train']:,d} | val {s['val']:,d} | test {s['test']:,d} (seed {manifest['seed']})")
     for source in manifest["sources"]:
         sp = source["splits"]
-        rule = ("val = val2017, test drawn from train2017" if source["format"] == "coco"
-                else "val and test drawn at random")
+        rule = FORMATS[source["format"]].rule
         absent = 17 - len(source["joints"])
         lines.append(f"  {source['name']} ({source['format']}): train {sp['train']:,d} | val {sp['val']:,d} | "
                      f"test {sp['test']:,d} ({rule}); {len(source['joints'])} of 17 joints"

@@ -8,19 +8,24 @@ Layout (a public contract, see README "Dataset store"):
     DATA_DIR/<split>/boxes.npy      float32 [N,3]          x0, y0, side of the crop in the image
     DATA_DIR/<split>/ids.npy        int64   [N,2]          image_id, annotation_id (of its source)
     DATA_DIR/<split>/source.npy     uint8   [N]            index into manifest["sources"]
-    DATA_DIR/annotations/<name>.json  an LSP source's people as a COCO keypoints file
+    DATA_DIR/annotations/<name>.json  the people of a source without a COCO-format annotation
+                                    file (LSP), as a COCO keypoints file
 
 A source annotates some of the 17 COCO joints (manifest["sources"][i]["joints"]); the
 others are *absent* for its crops: stored as (0, 0, 0) like an unlabelled joint, but never
 in a loss or a metric (`Split.present`). Stores of format_version 1 (COCO only, before
 sources were recorded) stay readable: every crop is COCO's, with all 17 joints.
 
-Everything is read with `numpy.load(..., mmap_mode="r")`, so a split is never loaded into
-RAM (full COCO train is ~24 GB of crops).
+`Store.open(DATA_DIR)` reads and checks manifest.json once; the `Store` then answers
+everything later stages ask of the store (its sources, mean RGB, joints, splits, annotation
+files, original image folders), so a command reads the manifest once however many of these
+it needs. Everything is read with `numpy.load(..., mmap_mode="r")`, so a split is never
+loaded into RAM (full COCO train is ~24 GB of crops).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,95 +78,178 @@ class Split:
         return self.present[np.asarray(self.source[rows], dtype=np.int64)]
 
 
-def read_manifest(data_dir: str | Path) -> dict:
-    """The manifest of a finished store, or a clear error saying what to run."""
-    path = Path(data_dir) / "manifest.json"
-    if not path.is_file():
-        raise HgposeError(
-            f"{path}: not found — {data_dir} is not a finished dataset store; "
-            "run `hgpose prepare COCO_ROOT {data_dir}` (again, to resume) first"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HgposeError(f"{path}: not valid JSON ({e}); delete it and re-run `hgpose prepare`") from e
-    if not isinstance(manifest, dict):
-        raise HgposeError(f"{path}: not a JSON object; delete it and re-run `hgpose prepare`")
-    if manifest.get("format_version") not in READABLE_VERSIONS:
-        raise HgposeError(
-            f"{path}: format_version {manifest.get('format_version')!r}, this hgpose reads "
-            f"{' and '.join(map(str, READABLE_VERSIONS))}; re-run `hgpose prepare` with this version"
-        )
-    return manifest
+@dataclass(frozen=True)
+class Store:
+    """A finished dataset store: its folder and its manifest, read and checked once.
 
+    Holds no memory maps (`split` opens them), so it pickles cheaply to DataLoader workers.
+    """
 
-def old_pixel_convention(manifest: dict) -> str | None:
-    """A one-line note when the store's crop keypoints predate the pixel convention (format 3)."""
-    version = manifest.get("format_version")
-    if version is None or version >= 3:
-        return None
-    return (f"this store (format_version {version}) maps keypoints into the crop by an older pixel "
-            "convention, up to 0.5 x (256 / crop side - 1) crop px off; prepare it again for exact labels")
+    path: Path
+    manifest: dict
+    manifest_sha256: str  # of manifest.json's bytes: explain's latents cache is keyed by it
 
-
-def sources(manifest: dict) -> list[dict]:
-    """The store's sources in order, each with name, format, joints, annotations (split ->
-    COCO-format annotation file), counts and splits; a format_version 1 store is one COCO
-    source with all 17 joints."""
-    if manifest.get("format_version") != 1:
-        return manifest["sources"]
-    files = manifest.get("sources", {})
-    annotation = lambda part: files.get(part, {}).get("annotations")
-    return [{"name": "coco", "format": "coco", "joints": list(JOINTS),
-             "annotations": {"train": annotation("train2017"), "val": annotation("val2017"),
-                             "test": annotation("train2017")},
-             "counts": manifest.get("counts", {}), "splits": manifest.get("splits", {})}]
-
-
-def joints_present(manifest: dict) -> np.ndarray:
-    """bool [sources, 17]: the joints each source of the store annotates."""
-    return np.array([[j in s["joints"] for j in JOINTS] for s in sources(manifest)], dtype=bool)
-
-
-def mean_rgb(data_dir: str | Path) -> np.ndarray:
-    """Mean RGB (0-1) of the training crops: subtracted from every network input."""
-    value = read_manifest(data_dir).get("mean_rgb")
-    try:
-        mean = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        mean = np.zeros(0, np.float32)
-    if mean.shape != (3,) or not np.isfinite(mean).all():
-        raise HgposeError(f"{Path(data_dir) / 'manifest.json'}: mean_rgb is {value!r}, expected 3 numbers "
-                          "in [0, 1]; " + REBUILD.format(data_dir=data_dir))
-    return mean
-
-
-def open_split(data_dir: str | Path, split: str) -> Split:
-    """Memory-map one split; checks shapes and dtypes against the contract."""
-    manifest = read_manifest(data_dir)
-    if split not in SPLITS:
-        raise HgposeError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
-    arrays = {}
-    n = None
-    for name, (dtype, shape) in ARRAYS.items():
-        path = Path(data_dir) / split / f"{name}.npy"
-        try:
-            a = np.load(path, mmap_mode="r")
-        except (OSError, ValueError, EOFError) as e:  # EOFError: a 0-byte or cut .npy
-            raise HgposeError(f"{path}: cannot be read ({e}); {REBUILD.format(data_dir=data_dir)}") from e
-        if a.dtype != dtype or a.shape[1:] != shape or (n is not None and len(a) != n):
+    @classmethod
+    def open(cls, data_dir: str | Path) -> "Store":
+        """The store in `data_dir`, or a clear error saying what to run."""
+        path = Path(data_dir) / "manifest.json"
+        if not path.is_file():
             raise HgposeError(
-                f"{path}: has {a.dtype} {a.shape}, expected {np.dtype(dtype)} [N,{','.join(map(str, shape))}]"
-                f"{'' if n is None else f' with N={n}'}; {REBUILD.format(data_dir=data_dir)}"
+                f"{path}: not found — {data_dir} is not a finished dataset store; "
+                f"run `hgpose prepare COCO_ROOT {data_dir}` (again, to resume) first"
             )
-        n = len(a)
-        arrays[name] = a
-    source_path = Path(data_dir) / split / "source.npy"
-    if source_path.is_file():  # written since format_version 2
-        source = np.load(source_path, mmap_mode="r")
+        data = path.read_bytes()
+        try:
+            manifest = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise HgposeError(f"{path}: not valid JSON ({e}); delete it and re-run `hgpose prepare`") from e
+        if not isinstance(manifest, dict):
+            raise HgposeError(f"{path}: not a JSON object; delete it and re-run `hgpose prepare`")
+        if manifest.get("format_version") not in READABLE_VERSIONS:
+            raise HgposeError(
+                f"{path}: format_version {manifest.get('format_version')!r}, this hgpose reads "
+                f"{' and '.join(map(str, READABLE_VERSIONS))}; re-run `hgpose prepare` with this version"
+            )
+        return cls(Path(data_dir), manifest, hashlib.sha256(data).hexdigest())
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def sources(self) -> list[dict]:
+        """The store's sources in order, each with name, format, joints, annotations (split ->
+        COCO-format annotation file), counts and splits; a format_version 1 store is one COCO
+        source with all 17 joints."""
+        if self.manifest.get("format_version") != 1:
+            return self.manifest["sources"]
+        coco = _formats()["coco"]  # version 1 stores are COCO only, split by COCO's rule
+        files = self.manifest.get("sources", {})
+        return [{"name": "coco", "format": coco.name, "joints": list(JOINTS),
+                 "annotations": {split: files.get(part, {}).get("annotations")
+                                 for split, part in coco.split_parts.items()},
+                 "counts": self.manifest.get("counts", {}), "splits": self.manifest.get("splits", {})}]
+
+    @property
+    def mean_rgb(self) -> np.ndarray:
+        """Mean RGB (0-1) of the training crops: subtracted from every network input."""
+        value = self.manifest.get("mean_rgb")
+        try:
+            mean = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            mean = np.zeros(0, np.float32)
+        if mean.shape != (3,) or not np.isfinite(mean).all():
+            raise HgposeError(f"{self.manifest_path}: mean_rgb is {value!r}, expected 3 numbers "
+                              "in [0, 1]; " + REBUILD.format(data_dir=self.path))
+        return mean
+
+    @property
+    def joints_present(self) -> np.ndarray:
+        """bool [sources, 17]: the joints each source of the store annotates."""
+        return np.array([[j in s["joints"] for j in JOINTS] for s in self.sources], dtype=bool)
+
+    @property
+    def trained_joints(self) -> list[str]:
+        """The joints some source annotates (COCO order): those a network trained here learns."""
+        present = self.joints_present.any(axis=0)
+        return [name for name, has in zip(JOINTS, present) if has]
+
+    @property
+    def old_pixel_convention(self) -> str | None:
+        """A one-line note when the crop keypoints predate the pixel convention (format 3)."""
+        version = self.manifest.get("format_version")
+        if version is None or version >= 3:
+            return None
+        return (f"this store (format_version {version}) maps keypoints into the crop by an older pixel "
+                "convention, up to 0.5 x (256 / crop side - 1) crop px off; prepare it again for exact labels")
+
+    def split(self, name: str) -> Split:
+        """Memory-map one split; checks shapes and dtypes against the contract."""
+        if name not in SPLITS:
+            raise HgposeError(f"unknown split {name!r}: choose one of {', '.join(SPLITS)}")
+        arrays = {}
+        n = None
+        for array, (dtype, shape) in ARRAYS.items():
+            path = self.path / name / f"{array}.npy"
+            a = self._load(path)
+            if a.dtype != dtype or a.shape[1:] != shape or (n is not None and len(a) != n):
+                raise HgposeError(
+                    f"{path}: has {a.dtype} {a.shape}, expected {np.dtype(dtype)} [N,{','.join(map(str, shape))}]"
+                    f"{'' if n is None else f' with N={n}'}; {REBUILD.format(data_dir=self.path)}"
+                )
+            n = len(a)
+            arrays[array] = a
+        return Split(name=name, **arrays, source=self._source_column(name, n), present=self.joints_present)
+
+    def _load(self, path: Path) -> np.ndarray:
+        try:
+            return np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as e:  # EOFError: a 0-byte or cut .npy
+            raise HgposeError(f"{path}: cannot be read ({e}); {REBUILD.format(data_dir=self.path)}") from e
+
+    def _source_column(self, split: str, n: int) -> np.ndarray:
+        """source.npy of a split (written since format_version 2; before, every crop is source 0)."""
+        path = self.path / split / "source.npy"
+        if not path.is_file():
+            return np.zeros(n, np.uint8)
+        source = np.load(path, mmap_mode="r")
         if source.shape != (n,) or source.dtype != np.uint8:
-            raise HgposeError(f"{source_path}: has {source.dtype} {source.shape}, expected uint8 [{n}]; "
+            raise HgposeError(f"{path}: has {source.dtype} {source.shape}, expected uint8 [{n}]; "
                               "re-run `hgpose prepare`")
-    else:
-        source = np.zeros(n, np.uint8)
-    return Split(name=split, **arrays, source=source, present=joints_present(manifest))
+        return source
+
+    def annotation_files(self, split: str, override: str | Path | None = None) -> dict[int, Path]:
+        """source index -> the annotation file of its people in `split`, as recorded by
+        `hgpose prepare` (COCO's own files; for LSP the COCO-format file prepare derived).
+        override: the file given on the command line (--annotations), one-source stores only."""
+        sources = self.sources
+        if override is not None:
+            if len(sources) > 1:
+                raise HgposeError(f"--annotations: {self.path} holds {len(sources)} sources; move their "
+                                  "files back to where the manifest records them instead")
+            return {0: Path(override)}
+        files = {}
+        for i, source in enumerate(sources):
+            path = (source.get("annotations") or {}).get(split)
+            if path is None:
+                raise HgposeError(f"{self.path}/manifest.json does not record the {split} annotation file of "
+                                  f"{source['name']}; pass it with --annotations")
+            files[i] = Path(path)
+        return files
+
+    def image_folders(self, split: str, override: str | Path | None = None) -> dict[int, Path]:
+        """source index -> the folder of its original images for `split`, under the root the
+        manifest records (each source's format knows the folder); one line saying where and
+        what to do when it is gone. override: as for `annotation_files`."""
+        folders = {}
+        for i, source in enumerate(self.sources):
+            if source.get("path"):
+                root = Path(source["path"])
+            else:  # format_version 1 stores record only the annotation files: ROOT/annotations/x.json
+                root = self.annotation_files(split, override)[i].parent.parent
+            folder = self._format_of(source).image_folder(root, split)
+            if not folder.is_dir():
+                raise HgposeError(
+                    f"{folder}: not found — {self.manifest_path} records the images of source "
+                    f"{source.get('name', i)!r} there, and this protocol crops the original images; put them "
+                    "back there (or re-run `hgpose prepare` from where they are now), or use --protocol "
+                    "thesis, which reads only the store")
+            folders[i] = folder
+        return folders
+
+    def _format_of(self, source: dict):
+        formats = _formats()
+        name = source.get("format", "coco")
+        if name not in formats:
+            raise HgposeError(f"{self.manifest_path}: source {source.get('name')!r} has format {name!r}, "
+                              f"which this hgpose does not read ({', '.join(formats)}); prepare the store "
+                              "again with this version")
+        return formats[name]
+
+
+def _formats() -> dict:
+    """The format registry. Imported here, not at the top: the formats read datasets (OpenCV,
+    pycocotools), which nothing that only reads a store needs to load."""
+    from hgpose.data.formats import FORMATS
+
+    return FORMATS

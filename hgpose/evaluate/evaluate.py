@@ -34,8 +34,7 @@ import torch
 from tqdm import tqdm
 
 from hgpose.data.crop import to_image
-from hgpose.data.store import Split, old_pixel_convention, open_split, read_manifest
-from hgpose.data.store import sources as store_sources
+from hgpose.data.store import Split, Store
 from hgpose.errors import HgposeError
 from hgpose.evaluate import metrics as std
 from hgpose.evaluate import protocols
@@ -211,32 +210,13 @@ def _per_image_rows(split: Split, predictions, gt, bbox_pck, torso_pck) -> list[
     return rows
 
 
-def annotation_files(data_dir: str | Path, split: str, override: str | Path | None = None) -> dict[int, Path]:
-    """source index -> the annotation file of its people in `split`, as recorded by
-    `hgpose prepare` (COCO's own files; for LSP the COCO-format file prepare derived)."""
-    sources = store_sources(read_manifest(data_dir))
-    if override is not None:
-        if len(sources) > 1:
-            raise HgposeError(f"--annotations: {data_dir} holds {len(sources)} sources; move their "
-                              "files back to where the manifest records them instead")
-        return {0: Path(override)}
-    files = {}
-    for i, source in enumerate(sources):
-        path = (source.get("annotations") or {}).get(split)
-        if path is None:
-            raise HgposeError(f"{data_dir}/manifest.json does not record the {split} annotation file of "
-                              f"{source['name']}; pass it with --annotations")
-        files[i] = Path(path)
-    return files
-
-
-def annotation_file(data_dir: str | Path, split: str, override: str | Path | None = None) -> Path:
-    """The annotation file of a split of a one-source store (see `annotation_files`)."""
-    return annotation_files(data_dir, split, override)[0]
+def annotation_file(store: Store, split: str, override: str | Path | None = None) -> Path:
+    """The annotation file of a split of a one-source store (see `Store.annotation_files`)."""
+    return store.annotation_files(split, override)[0]
 
 
 def load_annotations(path: Path):
-    from hgpose.data.coco import load_coco
+    from hgpose.data.formats.coco import load_coco
 
     if not path.is_file():
         raise HgposeError(f"{path}: COCO annotation file not found (the store records where it was "
@@ -306,11 +286,11 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
     detections = protocols.read_detections(boxes) if protocol == "detections" else None
     est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip, refine=refine, precision=precision)
     scored = select_joints(joints, est.joints)
-    data, files, cocos = _annotated_split(data_dir, split, annotations, scored, protocol)
-    folders = None if protocol == "thesis" else protocols.image_folders(data_dir, split, files)
-    manifest = read_manifest(data_dir)
-    names = [s["name"] for s in store_sources(manifest)]
-    note = old_pixel_convention(manifest)
+    store = Store.open(data_dir)
+    data, cocos = _annotated_split(store, split, annotations, scored, protocol)
+    folders = None if protocol == "thesis" else store.image_folders(split, annotations)
+    names = [s["name"] for s in store.sources]
+    note = store.old_pixel_convention
     if note:
         print(f"hgpose evaluate: note: {note}", file=sys.stderr)
     run = Scoring.of(est, data, cocos, names=names, joints=scored, batch_size=batch_size, progress=progress)
@@ -331,19 +311,19 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
     return {**metrics, "out_dir": str(out_dir)}
 
 
-def _annotated_split(data_dir, split: str, annotations, scored: np.ndarray, protocol: str) -> tuple[Split, dict, dict]:
-    """(the split with only the scored joints, source -> annotation file, source -> COCO)."""
-    data = only_joints(open_split(data_dir, split), scored)
+def _annotated_split(store: Store, split: str, annotations, scored: np.ndarray, protocol: str) -> tuple[Split, dict]:
+    """(the split with only the scored joints, source -> its COCO annotations)."""
+    data = only_joints(store.split(split), scored)
     if len(data) == 0:
-        raise HgposeError(f"split {split!r} of {data_dir} is empty: nothing to evaluate")
-    files = annotation_files(data_dir, split, annotations)
+        raise HgposeError(f"split {split!r} of {store.path} is empty: nothing to evaluate")
+    files = store.annotation_files(split, annotations)
     if protocol == "detections" and len(files) > 1:
-        raise HgposeError(f"--protocol detections: {data_dir} holds {len(files)} sources, and a detection "
+        raise HgposeError(f"--protocol detections: {store.path} holds {len(files)} sources, and a detection "
                           "file names images by id, which each source numbers on its own; evaluate a "
                           "store of one source")
     cocos = {s: load_annotations(path) for s, path in files.items()}
     check_annotated(data, cocos)
-    return data, files, cocos
+    return data, cocos
 
 
 @dataclass

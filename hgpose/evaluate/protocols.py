@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from hgpose.data.store import CROP_SIZE, Split, read_manifest
-from hgpose.data.store import sources as store_sources
+from hgpose.data.store import CROP_SIZE, Split
 from hgpose.errors import HgposeError
 from hgpose.skeleton import NUM_JOINTS, OKS_SIGMAS as COCO_SIGMAS
 
@@ -56,8 +55,6 @@ BOX_SCORE_THRESHOLD = 0.0
 CONFIDENT_JOINT = 0.2
 OKS_NMS_THRESHOLD = 0.9
 OKS_SIGMAS = np.asarray(COCO_SIGMAS, np.float64)  # COCOeval's own (a test compares them)
-# The COCO image folder each split's people come from (test is drawn from train2017).
-COCO_IMAGE_FOLDERS = {"train": "train2017", "val": "val2017", "test": "train2017"}
 DETECTION_FIELDS = '{"image_id", "category_id", "bbox": [x, y, w, h], "score"}'
 
 
@@ -77,28 +74,7 @@ def check_options(protocol: str, boxes, box_score_threshold) -> None:
         raise HgposeError(f"--box-score-threshold {box_score_threshold}: give a number, e.g. 0")
 
 
-# --- the original images ------------------------------------------------------------------
-
-def image_folders(data_dir: str | Path, split: str, annotation_files: dict[int, Path]) -> dict[int, Path]:
-    """source index -> the folder of its original images for `split`, as the manifest
-    records the source's root; one line saying where and what to do when it is gone."""
-    from hgpose.data import lsp
-
-    folders = {}
-    for i, source in enumerate(store_sources(read_manifest(data_dir))):
-        # format_version 1 stores record only the annotation files: ROOT/annotations/x.json
-        root = Path(source["path"]) if source.get("path") else Path(annotation_files[i]).parent.parent
-        lsp_format = source.get("format") == "lsp"
-        folder = root / (lsp.IMAGE_DIR if lsp_format else COCO_IMAGE_FOLDERS[split])
-        if not folder.is_dir():
-            raise HgposeError(
-                f"{folder}: not found — {Path(data_dir) / 'manifest.json'} records the images of source "
-                f"{source.get('name', i)!r} there, and this protocol crops the original images; put them "
-                "back there (or re-run `hgpose prepare` from where they are now), or use --protocol "
-                "thesis, which reads only the store")
-        folders[i] = folder
-    return folders
-
+# --- the original images (their folders: `Store.image_folders`) ------------------------------
 
 @dataclass(frozen=True)
 class Person:

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hgpose import thesis
+from hgpose.data.store import Store
 from hgpose.evaluate.pck import SUBSETS
 from hgpose.explain import figures
 from hgpose.explain.latents import Checkpoint, Latents, forward_pass
@@ -23,13 +24,13 @@ THESIS = {"mean_with_skips": thesis.ABLATION_MEAN_PCK_WITH_SKIPS,
           "mean_without_skips": thesis.ABLATION_MEAN_PCK_WITHOUT_SKIPS}
 
 
-def run(checkpoint: Checkpoint, latents: Latents, data_dir, split: str, *, limit: int = 0,
+def run(checkpoint: Checkpoint, latents: Latents, store: Store, split: str, *, limit: int = 0,
         batch_size: int = 32, workers: int = 0, device=None, progress: bool = True):
     """Per-image PCK [N, 3] and predictions [N, 17, 3] without skips (rows as in `latents`)."""
     n = len(latents)
     pck = np.full((n, len(SUBSETS)), np.nan, np.float32)
     pred = np.zeros_like(latents.pred)
-    for index, _, p, q in forward_pass(checkpoint, data_dir, split, skips=False, limit=limit,
+    for index, _, p, q in forward_pass(checkpoint, store, split, skips=False, limit=limit,
                                        batch_size=batch_size, workers=workers, device=device,
                                        progress=progress, desc=f"no skips ({split})"):
         pred[index], pck[index] = p, q

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from hgpose.data.store import read_manifest
-from hgpose.data.store import sources as store_sources
+from hgpose.data.store import Store
 
 NUMERIC = ("scale", "rotation_deg", "lean_deg", "yaw_deg", "occluded_joints", "outside_joints",
            "occluded_fraction", "people")
@@ -31,10 +30,10 @@ TOP = 10            # components related to the factors
 PERMUTATIONS = 200  # shuffles for the chance levels
 
 
-def load(data_dir: str | Path, split: str, ids: np.ndarray) -> dict[str, np.ndarray] | None:
+def load(store: Store, split: str, ids: np.ndarray) -> dict[str, np.ndarray] | None:
     """The synth factors of each crop (rows as `ids`), or None when the data is not synthetic
     (or the store holds several sources: synthetic people come alone)."""
-    sources = store_sources(read_manifest(data_dir))
+    sources = store.sources
     if len(sources) != 1:
         return None
     path = (sources[0].get("annotations") or {}).get(split)

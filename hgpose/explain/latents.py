@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from hgpose.codecs import ThesisCodec
 from hgpose.data.dataset import CropDataset, make_loader
-from hgpose.data.store import open_split
+from hgpose.data.store import Store
 from hgpose.errors import HgposeError
 from hgpose.evaluate.pck import SUBSETS
 from hgpose.evaluate.split_pass import network_forward, split_pass
@@ -124,8 +124,8 @@ def input_mean(checkpoint: Checkpoint) -> torch.Tensor:
     return torch.tensor(checkpoint.metadata["mean_rgb"], dtype=torch.float32)
 
 
-def _loader(data_dir, split: str, limit: int, batch_size: int, workers: int, device: torch.device):
-    dataset = CropDataset(data_dir, split, limit)
+def _loader(store: Store, split: str, limit: int, batch_size: int, workers: int, device: torch.device):
+    dataset = CropDataset(store, split, limit)
     sampler = torch.utils.data.SequentialSampler(dataset)
     return make_loader(dataset, batch_size, sampler, workers, device), len(dataset)
 
@@ -133,7 +133,7 @@ def _loader(data_dir, split: str, limit: int, batch_size: int, workers: int, dev
 @torch.no_grad()
 def forward_pass(
     checkpoint: Checkpoint,
-    data_dir: str | Path,
+    store: Store,
     split: str,
     *,
     layer: str | None = None,
@@ -154,7 +154,7 @@ def forward_pass(
     model = checkpoint.model.to(device).eval()
     forward = network_forward(model, input_mean(checkpoint), device, autocast=checkpoint.autocast)
     codec = ThesisCodec()
-    loader, n = _loader(data_dir, split, limit, batch_size, workers, device)
+    loader, n = _loader(store, split, limit, batch_size, workers, device)
     with nullcontext() if skips else skips_disabled(model):
         bar = tqdm(total=n, desc=desc, unit="crop", disable=not progress, leave=False)
         for batch in split_pass(loader, forward, layer=(model, layer) if layer else None):
@@ -166,15 +166,14 @@ def forward_pass(
         bar.close()
 
 
-def cache_key(checkpoint: Checkpoint, data_dir, split: str, layer: str, limit: int) -> dict:
-    manifest = Path(data_dir) / "manifest.json"
+def cache_key(checkpoint: Checkpoint, store: Store, split: str, layer: str, limit: int) -> dict:
     return {
         "format": CACHE_FORMAT,
         "checkpoint_sha256": checkpoint.sha256,
         "precision": checkpoint.precision,
         "layer": layer,
         "split": split,
-        "store_manifest_sha256": file_sha256(manifest),
+        "store_manifest_sha256": store.manifest_sha256,
         "limit": int(limit),
     }
 
@@ -186,7 +185,7 @@ def _paths(cache_dir: Path, role: str, split: str, layer: str) -> dict[str, Path
 
 def load_latents(
     checkpoint: Checkpoint,
-    data_dir: str | Path,
+    store: Store,
     split: str,
     cache_dir: str | Path,
     *,
@@ -202,10 +201,10 @@ def load_latents(
     layer = layer or checkpoint.model.latent_layer
     cache_dir = Path(cache_dir)
     paths = _paths(cache_dir, role, split, layer)
-    key = cache_key(checkpoint, data_dir, split, layer, limit)
+    key = cache_key(checkpoint, store, split, layer, limit)
     meta = _read_meta(paths["json"])
     if meta is None or meta.get("key") != key or not paths["npy"].is_file() or not paths["npz"].is_file():
-        meta = _compute(checkpoint, data_dir, split, layer, limit, key, paths,
+        meta = _compute(checkpoint, store, split, layer, limit, key, paths,
                         batch_size, workers, device, progress)
         reused = False
     else:
@@ -226,36 +225,36 @@ def _read_meta(path: Path) -> dict | None:
         return None
 
 
-def _compute(checkpoint, data_dir, split, layer, limit, key, paths, batch_size, workers, device,
+def _compute(checkpoint, store: Store, split, layer, limit, key, paths, batch_size, workers, device,
              progress) -> dict:
     start = time.perf_counter()
     paths["json"].unlink(missing_ok=True)  # from here on the cache is incomplete
-    store = open_split(data_dir, split)
-    keypoints = store.keypoints
+    crops = store.split(split)
+    keypoints = crops.keypoints
     n = min(len(keypoints), limit) if limit > 0 else len(keypoints)
     if n == 0:
-        raise HgposeError(f"split {split!r} of {data_dir} is empty; choose another --split")
-    ids = np.array(open_split(data_dir, split).ids[:n])
+        raise HgposeError(f"split {split!r} of {store.path} is empty; choose another --split")
+    ids = np.array(crops.ids[:n])
     v = np.array(keypoints[:n, :, 2])
     pred = np.zeros((n, v.shape[1], 3), np.float32)
     pck = np.full((n, len(SUBSETS)), np.nan, np.float32)
     dim = 0
     with npy_rows(paths["npy"], n) as write:
         for index, latent, p, q in forward_pass(
-                checkpoint, data_dir, split, layer=layer, limit=limit, batch_size=batch_size,
+                checkpoint, store, split, layer=layer, limit=limit, batch_size=batch_size,
                 workers=workers, device=device, progress=progress, desc=f"latents ({split})"):
             write(index, latent)
             dim = latent.shape[1]
             pred[index], pck[index] = p, q
     with atomic_path(paths["npz"], suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, ids=ids, labelled=(v > 0).sum(1).astype(np.int16),
-                 present=store.joints_present(slice(0, n)).sum(1).astype(np.int16),
+                 present=crops.joints_present(slice(0, n)).sum(1).astype(np.int16),
                  visible=(v >= 2).sum(1).astype(np.int16), pck=pck, pred=pred)
     meta = {
         "key": key,
         "checkpoint": str(checkpoint.path),
         "checkpoint_mtime": checkpoint.describe()["mtime"],
-        "data_dir": str(Path(data_dir).resolve()),
+        "data_dir": str(store.path.resolve()),
         "shape": [n, dim],
         "dtype": "float32",
         "values": paths["npy"].name,

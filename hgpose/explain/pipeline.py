@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hgpose import __version__
-from hgpose.data.store import open_split
+from hgpose.data.store import Store
 from hgpose.errors import HgposeError
 from hgpose.explain import ablation, clusters, compare, factors, figures, latents as latents_mod, pca as pca_mod
 from hgpose.explain import saliency
@@ -119,9 +119,10 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
     ckpt = latents_mod.load_checkpoint(run_dir, options.checkpoint, device, options.precision)
     layer = options.layer or ckpt.model.latent_layer
     cache_dir = Path(options.cache_dir) if options.cache_dir else out_dir / "latents"
+    store = Store.open(data_dir)
     t = time.perf_counter()
     lat = latents_mod.load_latents(
-        ckpt, data_dir, options.split, cache_dir, layer=layer, limit=options.limit,
+        ckpt, store, options.split, cache_dir, layer=layer, limit=options.limit,
         batch_size=options.batch_size, workers=options.workers, device=device, progress=options.progress)
     timings = {"latents": round(time.perf_counter() - t, 2)}
 
@@ -145,10 +146,10 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
     })
     result.setdefault("timings", {}).update(timings)
 
-    split = open_split(data_dir, options.split)
+    split = store.split(options.split)
     ctx = _Context(options, out_dir, fig_dir, split.images, split.keypoints, lat,
                    {"all": None, "full": lat.fully_annotated})
-    _run_parts(ctx, parts, result, ckpt, layer, data_dir, device)
+    _run_parts(ctx, parts, result, ckpt, layer, store, device)
     result["timings"]["total"] = round(time.perf_counter() - started, 2)
 
     write_json(out_dir / "explain.json", result)
@@ -168,7 +169,7 @@ def _normalised(options: ExplainOptions | None, changes: dict) -> ExplainOptions
     return options
 
 
-def _run_parts(ctx: "_Context", parts: list[str], result: dict, ckpt, layer: str, data_dir, device) -> None:
+def _run_parts(ctx: "_Context", parts: list[str], result: dict, ckpt, layer: str, store: Store, device) -> None:
     """Each asked-for part in order, its section and its time into `result`."""
     if "pca" in parts or "kmeans" in parts or "compare" in parts:
         t = time.perf_counter()
@@ -184,19 +185,19 @@ def _run_parts(ctx: "_Context", parts: list[str], result: dict, ckpt, layer: str
         result["timings"]["kmeans"] = round(time.perf_counter() - t, 2)
     if "ablation" in parts:
         t = time.perf_counter()
-        result["ablation"] = _ablation_part(ctx, ckpt, data_dir, device)
+        result["ablation"] = _ablation_part(ctx, ckpt, store, device)
         result["timings"]["ablation"] = round(time.perf_counter() - t, 2)
     if "saliency" in parts:
         t = time.perf_counter()
-        result["saliency"] = _saliency_part(ctx, ckpt, data_dir, device, result.get("kmeans"))
+        result["saliency"] = _saliency_part(ctx, ckpt, store, device, result.get("kmeans"))
         result["timings"]["saliency"] = round(time.perf_counter() - t, 2)
     if "compare" in parts:
         t = time.perf_counter()
-        result["compare"] = _compare_part(ctx, ckpt, layer, data_dir, device)
+        result["compare"] = _compare_part(ctx, ckpt, layer, store, device)
         result["timings"]["compare"] = round(time.perf_counter() - t, 2)
     if ctx.pcas:   # the factors follow the PCA (and clusters) just computed
         _forget(ctx.out_dir, result.pop("factors", None))
-        found = _factors_part(ctx, data_dir)
+        found = _factors_part(ctx, store)
         if found is not None:
             result["factors"] = found
 
@@ -420,10 +421,10 @@ def _scatter(ctx: _Context, z, labels, rows, name):
 
 # --- the other parts ---------------------------------------------------------------------------
 
-def _ablation_part(ctx: _Context, ckpt, data_dir, device) -> dict:
+def _ablation_part(ctx: _Context, ckpt, store: Store, device) -> dict:
     o = ctx.options
     pck_without, pred_without = ablation.run(
-        ckpt, ctx.lat, data_dir, o.split, limit=o.limit, batch_size=o.batch_size, workers=o.workers,
+        ckpt, ctx.lat, store, o.split, limit=o.limit, batch_size=o.batch_size, workers=o.workers,
         device=device, progress=o.progress)
     paths = ablation.write_figures(ctx.fig_dir, o.split, ctx.images, ctx.keypoints, ctx.lat,
                                    pck_without, pred_without)
@@ -451,7 +452,7 @@ def _saliency_rows(ctx: _Context, kmeans: dict | None) -> list[tuple[int, int | 
     return [(int(r), None) for r in np.sort(rng.choice(n, min(n, o.saliency_samples), replace=False))]
 
 
-def _saliency_part(ctx: _Context, ckpt, data_dir, device, kmeans: dict | None) -> dict:
+def _saliency_part(ctx: _Context, ckpt, store: Store, device, kmeans: dict | None) -> dict:
     o = ctx.options
     model = ckpt.model.to(device).eval()
     layer = o.gradcam_layer or saliency.default_gradcam_layer(model)
@@ -497,12 +498,12 @@ def _mean_locality(samples: list[dict], joints: list[int]) -> dict:
     return out
 
 
-def _compare_part(ctx: _Context, ckpt, layer: str, data_dir, device) -> dict:
+def _compare_part(ctx: _Context, ckpt, layer: str, store: Store, device) -> dict:
     o = ctx.options
     other = latents_mod.load_checkpoint(o.compare, o.checkpoint, device, o.precision)
     other_layer = other.model.latent_layer
     other_lat = latents_mod.load_latents(
-        other, data_dir, o.split, Path(o.cache_dir) if o.cache_dir else ctx.out_dir / "latents",
+        other, store, o.split, Path(o.cache_dir) if o.cache_dir else ctx.out_dir / "latents",
         layer=other_layer, role="compare", limit=o.limit, batch_size=o.batch_size,
         workers=o.workers, device=device, progress=o.progress)
     other_all = pca_mod.fit_pca(other_lat.values, progress=o.progress, desc="PCA compare")
@@ -516,10 +517,10 @@ def _compare_part(ctx: _Context, ckpt, layer: str, data_dir, device) -> dict:
     return compare.section(rows, o.split, ctx.rel(path))
 
 
-def _factors_part(ctx: _Context, data_dir) -> dict | None:
+def _factors_part(ctx: _Context, store: Store) -> dict | None:
     if "all" not in ctx.pcas:
         return None
-    found = factors.load(data_dir, ctx.options.split, ctx.lat.ids)
+    found = factors.load(store, ctx.options.split, ctx.lat.ids)
     if found is None:
         return None
     columns, s, _, _ = ctx.scores["all"]

@@ -4,7 +4,7 @@ RUN_DIR/
     config.json          the resolved TrainConfig (a run is reproducible from it and its seed)
     run.json             data dir, --init, versions, number of processes (informational)
     metrics.csv          one row per epoch; tb/ TensorBoard scalars
-    checkpoints/         state.pt, last/best/epoch_NNN.safetensors (see checkpoint.py)
+    checkpoints/         state.pt, last/best/epoch_NNN.safetensors (hgpose/runs/)
     ae/                  thesis-ae only: latents/{train,val}.npy and the AE pre-training's
                          own metrics.csv, tb/ and checkpoints/
 """
@@ -23,11 +23,10 @@ import numpy as np
 import torch
 
 from hgpose import __version__
-from hgpose.data.store import joints_present, mean_rgb, old_pixel_convention, read_manifest
+from hgpose.data.store import Store
 from hgpose.errors import HgposeError
 from hgpose.io import run_lock, write_json
 from hgpose.models import LatentAutoencoder, build_model
-from hgpose.skeleton import JOINTS
 from hgpose import config as cfg
 from hgpose.runs import RunDir, weights
 from hgpose.data.dataset import CropDataset, make_loader
@@ -87,7 +86,7 @@ def _train(run_dir: RunDir, data_dir, config, rt: Runtime, resume: bool, init, o
     init = run_info["init"]
 
     def write_run_files() -> None:
-        note = old_pixel_convention(read_manifest(data_dir))
+        note = store.old_pixel_convention
         if rt.main and note:  # once the run starts: a failing command prints its error alone
             print(f"hgpose train: note: {note}", file=sys.stderr)
         if rt.main:
@@ -98,12 +97,13 @@ def _train(run_dir: RunDir, data_dir, config, rt: Runtime, resume: bool, init, o
     # found usable (fit's on_start): a command that fails before that leaves RUN_DIR as it
     # was, and a rejected `--resume --batch-size ...` leaves config.json untouched.
     _make_reproducible(config)
-    mean = torch.from_numpy(mean_rgb(data_dir))
+    store = Store.open(data_dir)
+    mean = torch.from_numpy(store.mean_rgb)
     if config.recipe == "thesis-ae":
-        summary = _thesis_ae(config, data_dir, run_dir, mean, init, resume, rt, on_step,
+        summary = _thesis_ae(config, store, run_dir, mean, init, resume, rt, on_step,
                              write_run_files)
     else:
-        summary = _pose(config, data_dir, run_dir, mean, init, resume, rt, on_step,
+        summary = _pose(config, store, run_dir, mean, init, resume, rt, on_step,
                         write_run_files)
     rt.barrier()  # rank 0 has written its last file when anyone returns
     return {"run_dir": str(run_dir.path), **summary}
@@ -146,7 +146,7 @@ def _make_reproducible(config: cfg.TrainConfig) -> None:
     torch.backends.cudnn.benchmark = not config.deterministic
 
 
-def pose_job(config: cfg.TrainConfig, data_dir, run: RunDir, mean: torch.Tensor, model, rt: Runtime,
+def pose_job(config: cfg.TrainConfig, store: Store, run: RunDir, mean: torch.Tensor, model, rt: Runtime,
              on_start=None) -> Job:
     """What `hgpose train` fits for a pose network: `model` on the store's train split,
     validated on its val split, its weights files in `run` (public, so that a benchmark
@@ -154,36 +154,30 @@ def pose_job(config: cfg.TrainConfig, data_dir, run: RunDir, mean: torch.Tensor,
     return Job(
         phase=PosePhase(config, rt.device, mean),
         model=model,
-        train_set=CropDataset(data_dir, "train", config.data.train_limit),
-        val_set=CropDataset(data_dir, "val", config.data.val_limit),
+        train_set=CropDataset(store, "train", config.data.train_limit),
+        val_set=CropDataset(store, "val", config.data.val_limit),
         epochs=config.epochs,
         batch_size=config.batch_size,
         optim=config.optim,
         run=run,
         metadata=lambda epoch, metrics: weights.weights_metadata(
             config.model, mean.tolist(), epoch, metrics, config.preset, config.target,
-            trained_joints(data_dir)),
+            store.trained_joints),
         on_start=on_start,
     )
 
 
-def trained_joints(data_dir) -> list[str]:
-    """The joints some source of the training store annotates (COCO order)."""
-    present = joints_present(read_manifest(data_dir)).any(axis=0)
-    return [name for name, has in zip(JOINTS, present) if has]
-
-
-def _pose(config, data_dir, run_dir: RunDir, mean, init, resume, rt, on_step, on_start) -> dict:
+def _pose(config, store: Store, run_dir: RunDir, mean, init, resume, rt, on_step, on_start) -> dict:
     model = build_model(config.model)
     resuming = resume and run_dir.state_path.exists()
     if init is not None and not resuming:
         state, _ = weights.load_weights(init)
         weights.load_into(model, state, init)
-    job = pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
+    job = pose_job(config, store, run_dir, mean, model, rt, on_start)
     return fit(job, config, rt, resume, on_step)
 
 
-def _thesis_ae(config, data_dir, run_dir: RunDir, mean, init, resume, rt, on_step, on_start) -> dict:
+def _thesis_ae(config, store: Store, run_dir: RunDir, mean, init, resume, rt, on_step, on_start) -> dict:
     """Latents from the --init thesis network -> AE pre-training -> SHG+AE fine-tuning."""
     ae_dir = run_dir.autoencoder
     finetune_state = run_dir.state_path
@@ -193,7 +187,7 @@ def _thesis_ae(config, data_dir, run_dir: RunDir, mean, init, resume, rt, on_ste
             raise HgposeError("preset thesis-ae needs --init CKPT: the weights of a trained thesis "
                               "network (e.g. RUN_DIR/checkpoints/best.safetensors of a thesis run)")
         thesis_state, _ = weights.load_weights(init)
-        _save_latents(config, data_dir, ae_dir, mean, thesis_state, init, rt)
+        _save_latents(config, store, ae_dir, mean, thesis_state, init, rt)
         ae_summary = _pretrain_ae(config, ae_dir, resume, rt, on_step, on_start)
 
     model = build_model(config.model)  # ThesisNetwork(autoencoder=True)
@@ -201,12 +195,12 @@ def _thesis_ae(config, data_dir, run_dir: RunDir, mean, init, resume, rt, on_ste
         weights.load_into(model, thesis_state, init, allow_missing=(AE_PREFIX,))
         ae_weights, _ = weights.load_weights(ae_dir.resolve())  # best, else last
         model.hourglass.autoencoder.load_state_dict(ae_weights)
-    job = pose_job(config, data_dir, run_dir, mean, model, rt, on_start)
+    job = pose_job(config, store, run_dir, mean, model, rt, on_start)
     summary = fit(job, config, rt, resume, on_step)
     return {**summary, "ae": ae_summary}
 
 
-def _save_latents(config, data_dir, ae_dir: RunDir, mean, thesis_state, init, rt: Runtime) -> None:
+def _save_latents(config, store: Store, ae_dir: RunDir, mean, thesis_state, init, rt: Runtime) -> None:
     """Bottleneck latents of every train and val crop, once (rank 0; the others wait)."""
     paths = {split: ae_latents(ae_dir, split) for split in ("train", "val")}
     if rt.main and not all(p.exists() for p in paths.values()):
@@ -219,7 +213,7 @@ def _save_latents(config, data_dir, ae_dir: RunDir, mean, thesis_state, init, rt
         for split, path in paths.items():
             if path.exists():
                 continue
-            dataset = CropDataset(data_dir, split, limits[split])
+            dataset = CropDataset(store, split, limits[split])
             loader = make_loader(dataset, config.data.val_batch_size, None, config.data.workers, rt.device)
             extract_latents(network, loader, rt.device, mean, path, len(dataset))
     rt.barrier()

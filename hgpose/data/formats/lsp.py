@@ -11,6 +11,11 @@ One person per image and no person boxes. The 14 LSP joints map into COCO-17 by
 eyes and ears are *absent* from this source (it does not annotate them), which is not the
 same as COCO's "not labelled": a store records which joints each source has, and training
 and every metric leave absent joints out.
+
+LSP ships neither splits nor a COCO-format annotation file. Split rule (`LspFormat`): val and
+test are seeded draws of `val_size` and `test_size` crops (10 % each by default), never
+overlapping; train is the rest. Its people are also written as a COCO keypoints file
+(`coco_annotations`), so evaluate scores them like COCO people.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hgpose.data.coco import ImageTask
+from hgpose.data.crop import clean_keypoints
+from hgpose.data.formats.base import DatasetFormat, ImageTask, Part, Source
+from hgpose.data.splits import draw_val_test
 from hgpose.errors import HgposeError
 from hgpose.images import file_size
-from hgpose.skeleton import JOINT_INDEX
+from hgpose.io import file_sha256
+from hgpose.skeleton import JOINT_INDEX, JOINTS as COCO_JOINTS
 
 LSP_JOINTS = (
     "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
@@ -35,10 +43,7 @@ JOINTS = tuple(sorted(COCO_FROM_LSP, key=JOINT_INDEX.get))  # the COCO joints LS
 
 ANNOTATION_FILE = "joints.mat"
 IMAGE_DIR = "images"
-
-
-def looks_like_lsp(root: Path) -> bool:
-    return (root / ANNOTATION_FILE).is_file() and (root / IMAGE_DIR).is_dir()
+PART = "all"  # its one image list: LSP ships no splits
 
 
 def load_joints(path: Path) -> np.ndarray:
@@ -129,3 +134,68 @@ def lsp_tasks(root: Path) -> tuple[list[ImageTask], dict[str, int], np.ndarray]:
                                extent=[points]))
     counts = {"people": len(keypoints), "crowd": 0, "no_keypoints": 0}
     return tasks, counts, keypoints
+
+
+def coco_annotations(name: str, tasks: list[ImageTask], keypoints: np.ndarray) -> dict:
+    """LSP people as a COCO keypoints dict, so evaluate scores them like COCO people.
+
+    LSP has no person boxes: each person's box is the extent of its labelled keypoints
+    inside the image (area = box area, the OKS scale); joints LSP lacks are v = 0, which
+    OKS ignores.
+    """
+    images, annotations = [], []
+    for task, kps in zip(tasks, keypoints):
+        images.append({"id": task.image_id, "file_name": Path(task.path).name,
+                       "width": task.width, "height": task.height})
+        kept, _ = clean_keypoints(kps, task.width, task.height)  # prepare's own rule
+        inside = kept[:, 2] > 0
+        if inside.any():
+            (x0, y0), (x1, y1) = kept[inside, :2].min(0), kept[inside, :2].max(0)
+        else:
+            x0 = y0 = x1 = y1 = 0.0
+        annotations.append({
+            "id": task.ann_ids[0], "image_id": task.image_id, "category_id": 1, "iscrowd": 0,
+            "bbox": [round(float(v), 3) for v in (x0, y0, x1 - x0, y1 - y0)],
+            "area": round(float((x1 - x0) * (y1 - y0)), 3),
+            "num_keypoints": int(inside.sum()),
+            "keypoints": [round(float(v), 3) for v in kept.ravel()],
+        })
+    return {
+        "info": {"description": f"{name} (LSP format) in COCO-17, written by hgpose prepare"},
+        "images": images, "annotations": annotations,
+        "categories": [{"id": 1, "name": "person", "keypoints": list(COCO_JOINTS), "skeleton": []}],
+    }
+
+
+class LspFormat(DatasetFormat):
+    """LSP and LSPET: joints.mat + images/, one person per image, 12 of the 17 joints."""
+
+    name = "lsp"
+    folder = "an LSP folder"
+    layout = "joints.mat + images/"
+    parts = (PART,)
+    joints = JOINTS
+    split_parts = {"train": PART, "val": PART, "test": PART}
+    default_test_size = 0.1
+    default_val_size = 0.1
+    rule = "val and test drawn at random"
+
+    def looks_like(self, path: Path) -> bool:
+        return (path / ANNOTATION_FILE).is_file() and (path / IMAGE_DIR).is_dir()
+
+    def read(self, name: str, path: Path) -> Source:
+        tasks, counts, keypoints = lsp_tasks(path)
+        mat = path / ANNOTATION_FILE
+        files = {"joints": {"path": str(mat.resolve()), "sha256": file_sha256(mat)}}
+        return Source(name, self.name, path, self.joints, [Part(PART, tasks, counts)], files,
+                      derived_annotations=coco_annotations(name, tasks, keypoints))
+
+    def plan(self, sizes: dict[str, int], test_size, val_size, seed: int, name: str) -> dict:
+        n = sizes[PART]
+        val_rows, test_rows = draw_val_test(n, val_size, test_size, seed, name)
+        rows = {"train": np.setdiff1d(np.arange(n), np.concatenate([val_rows, test_rows])),
+                "val": val_rows, "test": test_rows}
+        return {split: (self.split_parts[split], rows[split]) for split in rows}
+
+    def image_folder(self, root: Path, split: str) -> Path:
+        return root / IMAGE_DIR

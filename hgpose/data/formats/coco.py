@@ -1,8 +1,16 @@
-"""Reading COCO 2017 person-keypoint annotations, with errors a user can act on.
+"""The COCO 2017 format: reading person-keypoint annotations, with errors a user can act on.
+
+Layout, as COCO 2017 ships it (and as `hgpose synth` writes it):
+
+    ROOT/annotations/person_keypoints_{train2017,val2017}.json
+    ROOT/train2017/*.jpg, ROOT/val2017/*.jpg
 
 pycocotools does the indexing; this module first checks that the file is complete and
 well-formed, because pycocotools itself fails on a bad file with a bare assertion or a
 KeyError deep inside.
+
+Split rule (SPEC section 1, `CocoFormat.split_parts`): val = every crop of val2017;
+test = `test_size` crops drawn from train2017; train = the rest of train2017.
 """
 
 from __future__ import annotations
@@ -10,19 +18,23 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
 
+from hgpose import thesis
+from hgpose.data.formats.base import DatasetFormat, ImageTask, Part, Source
+from hgpose.data.splits import draw_test
 from hgpose.errors import HgposeError
+from hgpose.io import file_sha256
+from hgpose.skeleton import JOINTS
 
-SOURCES = ("train2017", "val2017")
+PARTS = ("train2017", "val2017")  # its image lists, as COCO 2017 ships them
 
 
-def annotation_path(coco_root: str | Path, source: str) -> Path:
-    return Path(coco_root) / "annotations" / f"person_keypoints_{source}.json"
+def annotation_path(coco_root: str | Path, part: str) -> Path:
+    return Path(coco_root) / "annotations" / f"person_keypoints_{part}.json"
 
 
 def _require(cond: bool, path: Path, what: str, advice: str = "the file is malformed or incomplete — download it again") -> None:
@@ -139,23 +151,6 @@ def load_coco(path: str | Path) -> COCO:
     return coco
 
 
-@dataclass
-class ImageTask:
-    """One image and the people to crop from it: what a worker process receives."""
-
-    path: str
-    width: int
-    height: int
-    image_id: int
-    ann_ids: list[int] = field(default_factory=list)
-    bboxes: list[list[float]] = field(default_factory=list)
-    keypoints: list[np.ndarray] = field(default_factory=list)  # each [17,3] image coords
-    # Points the crop rule centres and sizes the square on, per person, when they are not
-    # the keypoints themselves (LSP: all 14 joints, head top and neck included, so the crop
-    # holds the head although those two are not COCO joints). Empty: the keypoints.
-    extent: list[np.ndarray] = field(default_factory=list)
-
-
 def person_tasks(coco: COCO, image_dir: Path) -> tuple[list[ImageTask], dict[str, int]]:
     """Images with at least one usable person, in image_id order (annotations in id order).
 
@@ -186,3 +181,48 @@ def person_tasks(coco: COCO, image_dir: Path) -> tuple[list[ImageTask], dict[str
         if task.ann_ids:
             tasks.append(task)
     return tasks, counts
+
+
+class CocoFormat(DatasetFormat):
+    """COCO 2017: its own person-keypoint files, all 17 joints, val2017 as the val split."""
+
+    name = "coco"
+    folder = "a COCO root"
+    layout = "annotations/person_keypoints_*.json"
+    parts = PARTS
+    joints = tuple(JOINTS)
+    # The test split is drawn from train2017 (val2017 is the val split, as in the thesis).
+    split_parts = {"train": "train2017", "val": "val2017", "test": "train2017"}
+    default_test_size = thesis.TEST_CROPS   # the thesis's count (SPEC section 1)
+    default_val_size = None                 # val2017: --val-size does not apply
+    rule = "val = val2017, test drawn from train2017"
+
+    def looks_like(self, path: Path) -> bool:
+        return (path / "annotations").is_dir() and any((path / "annotations").glob("person_keypoints_*.json"))
+
+    def read(self, name: str, path: Path) -> Source:
+        parts, files = [], {}
+        for part in self.parts:
+            annotations = annotation_path(path, part)
+            coco = load_coco(annotations)
+            if not (path / part).is_dir():
+                raise HgposeError(f"{path / part}: not found — COCO_ROOT must hold the {part} images")
+            files[part] = {"annotations": str(annotations.resolve()), "sha256": file_sha256(annotations)}
+            tasks, counts = person_tasks(coco, path / part)
+            parts.append(Part(part, tasks, counts))
+        return Source(name, self.name, path, self.joints, parts, files)
+
+    def plan(self, sizes: dict[str, int], test_size, val_size, seed: int, name: str) -> dict:
+        # the test crops are drawn from the train part, and train keeps the rest of it
+        train, val = self.split_parts["train"], self.split_parts["val"]
+        test_rows = draw_test(sizes[train], test_size, seed, what=f"{train} crops")
+        rows = {"train": np.setdiff1d(np.arange(sizes[train]), test_rows),
+                "val": np.arange(sizes[val]), "test": test_rows}
+        return {split: (self.split_parts[split], rows[split]) for split in rows}
+
+    def annotation_files(self, source: Source, out_dir: Path) -> dict[str, str]:
+        """COCO's own files: each split is scored against the file of its part."""
+        return {split: source.files[part]["annotations"] for split, part in self.split_parts.items()}
+
+    def image_folder(self, root: Path, split: str) -> Path:
+        return root / self.split_parts[split]
