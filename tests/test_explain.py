@@ -122,7 +122,7 @@ def test_batched_lloyd_matches_scikit_learn():
     """hgpose's lockstep Lloyd reaches scikit-learn's objective, K by K, with valid results."""
     from sklearn.cluster import KMeans
 
-    from hgpose.explain.kmeans import kmeans_many
+    from hgpose.explain.lloyd import kmeans_many
 
     rng = np.random.default_rng(3)
     z = np.concatenate([rng.standard_normal((150, 6)) + c for c in (0, 4, 8)] +
@@ -271,7 +271,7 @@ def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
 ])
 def test_bad_options_are_user_errors(change, message):
     with pytest.raises(HgposeError, match=message):
-        check_options(ExplainOptions(**change))
+        check_options(ExplainOptions().replace(**change))
 
 
 # --- the report of a whole (tiny) run --------------------------------------------------------
