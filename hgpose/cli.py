@@ -266,28 +266,19 @@ def _run_train(args) -> int:
 
 def _parts(text: str) -> tuple[str, ...]:
     """`--only`: a comma-separated subset of the explain parts."""
-    from hgpose.explain import PARTS
+    from hgpose.explain.pipeline import selectable_parts
 
     parts = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in parts if p not in PARTS]
+    unknown = [p for p in parts if p not in selectable_parts()]
     if not parts or unknown:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give a comma-separated list of {', '.join(PARTS)}")
+            f"{text!r}: give a comma-separated list of {', '.join(selectable_parts())}")
     return parts
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip())
-
-
-def _rows(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated row numbers, e.g. 0,15,220") from None
-
-
 def _add_explain(sub) -> None:
+    from hgpose.explain.pipeline import PARTS, selectable_parts
+
     p = sub.add_parser(
         "explain",
         help="what the network learned: latent PCA and K-means, skip ablation, saliency, HTML report",
@@ -309,6 +300,7 @@ def _add_explain(sub) -> None:
             "(see docs/explain.md for times)."
         ),
     )
+    # The options all parts share (ExplainOptions' fields; dest = the field name) ...
     p.add_argument("run_dir", metavar="RUN_DIR",
                    help="a run directory of `hgpose train` (or a .safetensors weights file)")
     p.add_argument("--data", required=True, metavar="DATA_DIR", help="the dataset store (`hgpose prepare` output)")
@@ -321,12 +313,10 @@ def _add_explain(sub) -> None:
     p.add_argument("--layer", default=None, metavar="NAME",
                    help="module whose output is the latent (default: the model's latent layer: "
                         "hourglass.bottleneck.2, or the AE code for SHG+AE); an unknown name lists the valid ones")
-    p.add_argument("--compare", default=None, metavar="RUN_DIR2",
-                   help="a second run (typically SHG+AE) to compare: PCK and components for 95 %% variance")
     p.add_argument("--only", type=_parts, default=(), metavar="PARTS",
-                   help="run only these parts, comma-separated: pca,kmeans,ablation,saliency,compare "
+                   help=f"run only these parts, comma-separated: {','.join(selectable_parts())} "
                         "(default: all; compare only with --compare)")
-    p.add_argument("--cache", default=None, metavar="DIR",
+    p.add_argument("--cache", dest="cache_dir", default=None, metavar="DIR",
                    help="folder of the latents cache (default: REPORT_DIR/latents)")
     p.add_argument("--limit", type=_count, default=0, metavar="N",
                    help="use only the first N crops of the split (default: 0 = all)")
@@ -335,58 +325,21 @@ def _add_explain(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="crops per network pass (default: 32)")
     p.add_argument("--workers", type=_count, default=0, metavar="N",
                    help="DataLoader processes reading crops (default: 0 = in the main process)")
-    p.add_argument("--k-min", type=int, metavar="N", default=2, help="smallest K (default: 2)")
-    p.add_argument("--k-max", type=int, metavar="N", default=10, help="largest K (default: 10)")
-    p.add_argument("--n-init", type=int, metavar="N", default=10, help="K-means initialisations per K (default: 10)")
-    p.add_argument("--max-iter", type=int, metavar="N", default=1000, help="K-means iterations at most (default: 1000)")
-    p.add_argument("--kmeans", default="lloyd", choices=("lloyd", "elkan", "minibatch"),
-                   help="K-means solver: lloyd = exact Lloyd with k-means++, every K and restart "
-                        "advanced together (fast on large N); elkan = scikit-learn's exact Elkan; "
-                        "minibatch = scikit-learn's MiniBatchKMeans, the same objective minimised "
-                        "approximately (default: lloyd)")
-    p.add_argument("--kmeans-variance", type=float, default=0.95, metavar="SHARE",
-                   help="cluster in the leading principal components holding this share of the "
-                        "variance; the objective then differs from the full one by at most 1 - SHARE "
-                        "of the total sum of squares, and explain.json reports how much the chosen "
-                        "clusters really separate outside them (default: 0.95)")
-    p.add_argument("--silhouette-sample", type=int, default=20000, metavar="N",
-                   help="silhouette on all crops up to N, else on a fixed random N (the same for every K) "
-                        "(default: 20000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of K-means, the silhouette sample and drawings (default: 0)")
-    p.add_argument("--saliency-samples", type=int, default=2, metavar="N",
-                   help="saliency for the N crops nearest to each K-means centroid of all crops "
-                        "(N random crops without K-means) (default: 2)")
-    p.add_argument("--saliency-rows", type=_rows, default=(), metavar="I,J,...",
-                   help="saliency for these crops (rows of the split) instead")
-    p.add_argument("--saliency-joints", type=_names, default=(), metavar="NAMES",
-                   help="joints to explain, comma-separated COCO names, e.g. left_wrist,right_knee (default: all 17)")
-    p.add_argument("--occlusion-patch", type=int, default=32, metavar="PX",
-                   help="side of the occluding square in crop pixels (default: 32)")
-    p.add_argument("--occlusion-stride", type=int, default=16, metavar="PX",
-                   help="step between occlusions; cost = ((256 - patch) / stride + 1)^2 passes per crop (default: 16)")
-    p.add_argument("--gradcam-layer", default=None, metavar="NAME",
-                   help="layer for Grad-CAM (default: stem, the 64x64 features entering the hourglass)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    # ... each registered part's own ...
+    for part in PARTS.values():
+        part.Options.add_arguments(p)
+    # ... and the last common one.
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def _run_explain(args) -> int:
     from hgpose.explain import ExplainOptions, explain
+    from hgpose.explain.pipeline import format_summary, option_owners
 
-    options = ExplainOptions(
-        split=args.split, layer=args.layer, checkpoint=args.checkpoint, compare=args.compare,
-        only=args.only, cache_dir=args.cache, device=args.device, precision=args.precision,
-        batch_size=args.batch_size,
-        workers=args.workers, limit=args.limit, k_min=args.k_min, k_max=args.k_max,
-        n_init=args.n_init, max_iter=args.max_iter, kmeans_algorithm=args.kmeans,
-        kmeans_variance=args.kmeans_variance, silhouette_sample=args.silhouette_sample,
-        seed=args.seed, saliency_samples=args.saliency_samples, saliency_rows=args.saliency_rows,
-        saliency_joints=args.saliency_joints, occlusion_patch=args.occlusion_patch,
-        occlusion_stride=args.occlusion_stride, gradcam_layer=args.gradcam_layer,
-        progress=not args.no_progress,
-    )
+    given = vars(args)   # a part option without a flag keeps its default
+    options = ExplainOptions().replace(**{name: given[name] for name in option_owners() if name in given})
     result = explain(args.run_dir, args.data, args.out, options)
-    from hgpose.explain.pipeline import format_summary
-
     print(format_summary(result, args.out))
     return 0
 

@@ -1,6 +1,6 @@
 """`hgpose explain` building blocks on small arrays: PCA, K-means, silhouette, walks, the latents
-cache, options. Fast (a few seconds); the end-to-end run on a trained model is in
-test_explain_synth.py.
+cache, options, the part protocol (a toy part registered end to end). Fast (a few seconds); the
+end-to-end run on a trained model is in test_explain_synth.py.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_batched_lloyd_matches_scikit_learn():
     """hgpose's lockstep Lloyd reaches scikit-learn's objective, K by K, with valid results."""
     from sklearn.cluster import KMeans
 
-    from hgpose.explain.kmeans import kmeans_many
+    from hgpose.explain.lloyd import kmeans_many
 
     rng = np.random.default_rng(3)
     z = np.concatenate([rng.standard_normal((150, 6)) + c for c in (0, 4, 8)] +
@@ -272,7 +272,134 @@ def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
 ])
 def test_bad_options_are_user_errors(change, message):
     with pytest.raises(HgposeError, match=message):
-        check_options(ExplainOptions(**change))
+        check_options(ExplainOptions().replace(**change))
+
+
+def test_flat_option_names_reach_the_part_that_owns_them():
+    """`explain(..., k_max=3)` and the command line use flat names; each lands in the common
+    options or in the Options of the one part that declares it."""
+    base = ExplainOptions()
+    options = base.replace(only="pca,kmeans", limit=5, k_max=3, occlusion_stride=8, saliency_rows="0, 4",
+                           compare="runs/ae")
+    assert options.only == ("pca", "kmeans") and options.limit == 5
+    assert options.parts["kmeans"].k_max == 3 and options.parts["saliency"].occlusion_stride == 8
+    assert options.parts["saliency"].saliency_rows == (0, 4) and options.parts["compare"].compare == "runs/ae"
+    assert base == ExplainOptions()            # the options replaced are left as they were
+    flat = options.flat()                      # explain.json's "options"
+    assert flat["k_max"] == 3 and flat["saliency_rows"] == [0, 4] and flat["only"] == ["pca", "kmeans"]
+    with pytest.raises(TypeError, match="unknown explain option.* k_maxx"):
+        base.replace(k_maxx=3)
+
+
+def _explain_parser():
+    from hgpose.cli import build_parser
+
+    return build_parser()._subparsers._group_actions[0].choices["explain"]
+
+
+def test_every_part_states_its_options_flags_and_fragment_once():
+    """Each registered part: options with defaults (valid ones), flags whose defaults (and the
+    defaults their help states) are the dataclass's, and an existing report fragment."""
+    from dataclasses import MISSING, fields
+
+    from hgpose.explain.pipeline import PARTS, option_owners
+
+    owners = option_owners()                   # raises if two parts declare the same name
+    parser = _explain_parser()
+    args = parser.parse_args(["RUN_DIR", "--data", "DATA_DIR", "--out", "REPORT_DIR"])
+    actions = {a.dest: a for a in parser._actions}
+    for name, part in PARTS.items():
+        defaults = part.Options()
+        defaults.check(ExplainOptions())
+        for f in fields(part.Options):
+            assert f.default is not MISSING or f.default_factory is not MISSING, (name, f.name)
+            if f.name in actions:
+                assert getattr(args, f.name) == getattr(defaults, f.name), (name, f.name)
+                shown = actions[f.name].default
+                if shown not in (None, ()):
+                    assert f"(default: {shown})" in actions[f.name].help, (name, f.name)
+        assert Path(part.TEMPLATE).is_file(), name
+        assert f'<h2 id="{name}">' in Path(part.TEMPLATE).read_text(), name   # the nav's anchor
+        assert part.TITLE and isinstance(part.SELECTABLE, bool)
+    # every flag feeds an option, and the command line's defaults are ExplainOptions()'s
+    assert set(actions) - {"help", "run_dir", "data", "out"} <= set(owners)
+    given = vars(args)
+    assert ExplainOptions().replace(**{k: given[k] for k in owners if k in given}) == ExplainOptions()
+
+
+def test_listing_the_parts_flags_keeps_the_command_line_light():
+    """The command line imports every part to add its flags: none may pull in torch,
+    scikit-learn or matplotlib at import, or every `hgpose` command would start seconds later."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from hgpose.cli import build_parser; build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sklearn', 'matplotlib', 'scipy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_registered_toy_part_runs_end_to_end(tmp_path, monkeypatch, capsys):
+    """Adding an analysis = its module + one registry line: a toy part with its own option,
+    flag, run, figure, report fragment and summary line goes through `hgpose explain`."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from matplotlib.figure import Figure
+
+    from hgpose.cli import main
+    from hgpose.explain import explain, pipeline
+
+    @dataclass
+    class ToyOptions:
+        toy_scale: float = 1.5
+
+        def check(self, options):
+            if self.toy_scale <= 0:
+                raise HgposeError(f"--toy-scale {self.toy_scale}: give a positive factor")
+
+        @classmethod
+        def add_arguments(cls, parser):
+            parser.add_argument("--toy-scale", dest="toy_scale", type=float, default=cls.toy_scale,
+                                help=f"factor of the toy mean (default: {cls.toy_scale})")
+
+    def run(ctx):
+        scaled = float(np.asarray(ctx.latents.values, np.float64).mean()) * ctx.options.parts["toy"].toy_scale
+        fig = Figure(figsize=(2, 2))
+        fig.subplots().plot([0, 1], [0, scaled])
+        return {"scaled_mean": scaled, "crops": len(ctx.latents), "note": "a<b",
+                "figure": ctx.save_figure(fig, "toy.png")}
+
+    fragment = tmp_path / "toy.html.j2"
+    fragment.write_text('<h2 id="toy">Toy analysis</h2>\n'
+                        '<p>toy mean {{ r.toy.scaled_mean | num(4) }} over {{ r.toy.crops }} crops; {{ r.toy.note }}</p>\n'
+                        '<figure><img src="{{ img[r.toy.figure] }}" alt="toy"></figure>\n')
+    toy = SimpleNamespace(Options=ToyOptions, TITLE="Toy", TEMPLATE=fragment, SELECTABLE=True,
+                          wanted=lambda ctx: ctx.asked("toy"), run=run,
+                          summary_lines=lambda section, result: [f"  toy: mean {section['scaled_mean']:.4f}"])
+    monkeypatch.setitem(pipeline.PARTS, "toy", toy)
+    store = make_store(tmp_path / "store", 5, 2, 2)
+    run_dir = tiny_run(tmp_path / "run")
+    out = tmp_path / "report"
+    argv = ["explain", str(run_dir), "--data", str(store), "--out", str(out), "--device", "cpu", "--no-progress",
+            "--only", "toy"]
+    assert main([*argv, "--toy-scale", "2"]) == 0
+
+    result = json.loads((out / "explain.json").read_text())
+    latents = np.load(out / "latents" / "main-train-hourglass.bottleneck.2.npy").astype(np.float64)
+    assert result["toy"] == {"scaled_mean": pytest.approx(2 * latents.mean()), "crops": 5, "note": "a<b",
+                             "figure": "figures/toy.png"}
+    assert result["options"]["toy_scale"] == 2.0 and "pca" not in result   # --only toy: nothing else
+    assert (out / "figures" / "toy.png").read_bytes().startswith(b"\x89PNG")
+    html = (out / "report.html").read_text()
+    assert '<a href="#toy">Toy</a>' in html and '<h2 id="toy">Toy analysis</h2>' in html
+    assert f"toy mean {2 * latents.mean():.4f} over 5 crops; a&lt;b</p>" in html   # autoescaped as the page
+    assert f"  toy: mean {2 * latents.mean():.4f}" in capsys.readouterr().out.splitlines()
+
+    assert main([*argv, "--toy-scale", "-1"]) == 2                            # its own check
+    assert capsys.readouterr().err.strip() == "hgpose explain: error: --toy-scale -1.0: give a positive factor"
+    again = explain(run_dir, store, out, only="toy", toy_scale=3, progress=False)   # its flat name
+    assert again["toy"]["scaled_mean"] == pytest.approx(3 * latents.mean())
 
 
 # --- the report of a whole (tiny) run --------------------------------------------------------

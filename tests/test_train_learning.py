@@ -21,7 +21,7 @@ import torch
 from hgpose.codecs import ThesisCodec, argmax_2d
 from hgpose.config import resolve
 from hgpose.data.dataset import CropDataset, make_loader
-from hgpose.data.store import open_split
+from hgpose.data.store import Store
 from hgpose.evaluate.pck import thesis_pck
 from hgpose.inference import load_network
 from hgpose.train import train
@@ -51,7 +51,6 @@ def synth_store(tmp_path_factory):
 
 def val_pck(model, store, config) -> float:
     cpu = torch.device("cpu")
-    from hgpose.data.store import Store
 
     phase = PosePhase(config, cpu, torch.from_numpy(Store.open(store).mean_rgb))
     dataset = CropDataset(store, "val")

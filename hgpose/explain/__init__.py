@@ -5,8 +5,10 @@ self-contained HTML report.
     from hgpose.explain import explain
     result = explain("runs/thesis", "data/coco", "reports/train", split="train")
 
-Modules: latents (the cached network pass), pca, clusters, ablation, saliency, compare,
-factors (synthetic data's known factors), figures, report, pipeline (the order of it all).
+Each analysis is one module following the part protocol (protocol): pca, kmeans (with
+clusters, the sweep and silhouette, and lloyd, the solver), ablation, saliency, compare,
+factors (synthetic data's known factors). pipeline registers them in PARTS and runs them;
+context is what they share; latents is the cached network pass; figures and report draw.
 See docs/explain.md.
 """
 

@@ -1,4 +1,5 @@
-"""Skip-connection ablation (SPEC §6): the same weights with the hourglass skips switched off.
+"""The `ablation` part, skip connections (SPEC §6): the same weights with the hourglass skips
+switched off.
 
 The with-skips side comes from the latents pass (it already scored every crop); this part
 runs one more pass with `skips_disabled` and compares per-image thesis PCK.
@@ -6,16 +7,22 @@ runs one more pass with `skips_disabled` and compares per-image thesis PCK.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from hgpose import thesis
-from hgpose.data.store import Store
-from hgpose.evaluate.pck import SUBSETS
 from hgpose.explain import figures
-from hgpose.explain.latents import Checkpoint, Latents, forward_pass
+from hgpose.explain.protocol import fragment
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from hgpose.data.store import Store
+    from hgpose.explain.context import Context
+    from hgpose.explain.latents import Checkpoint, Latents
 
 MAX_DRAWN = 20
 BINS = np.linspace(0.0, 1.0, 21)
@@ -24,9 +31,12 @@ THESIS = {"mean_with_skips": thesis.ABLATION_MEAN_PCK_WITH_SKIPS,
           "mean_without_skips": thesis.ABLATION_MEAN_PCK_WITHOUT_SKIPS}
 
 
-def run(checkpoint: Checkpoint, latents: Latents, store: Store, split: str, *, limit: int = 0,
-        batch_size: int = 32, workers: int = 0, device=None, progress: bool = True):
+def without_skips(checkpoint: Checkpoint, latents: Latents, store: Store, split: str, *, limit: int = 0,
+                  batch_size: int = 32, workers: int = 0, device=None, progress: bool = True):
     """Per-image PCK [N, 3] and predictions [N, 17, 3] without skips (rows as in `latents`)."""
+    from hgpose.evaluate.pck import SUBSETS
+    from hgpose.explain.latents import forward_pass
+
     n = len(latents)
     pck = np.full((n, len(SUBSETS)), np.nan, np.float32)
     pred = np.zeros_like(latents.pred)
@@ -39,6 +49,8 @@ def run(checkpoint: Checkpoint, latents: Latents, store: Store, split: str, *, l
 
 def summarise(with_skips: np.ndarray, without: np.ndarray) -> dict:
     """Means (over images with a counted joint) and counts, per subset."""
+    from hgpose.evaluate.pck import SUBSETS
+
     out = {}
     for i, name in enumerate(SUBSETS):
         a, b = with_skips[:, i], without[:, i]
@@ -55,6 +67,8 @@ def summarise(with_skips: np.ndarray, without: np.ndarray) -> dict:
 
 def histogram_figure(with_skips: np.ndarray, without: np.ndarray, split: str) -> Figure:
     """Two histograms of per-image PCK (all labelled joints) on one figure, means marked."""
+    from matplotlib.figure import Figure
+
     a = with_skips[~np.isnan(with_skips[:, 0]), 0]
     b = without[~np.isnan(without[:, 0]), 0]
     fig = Figure(figsize=(7.5, 3.6))
@@ -99,3 +113,46 @@ def write_figures(out_dir: Path, split: str, images, keypoints, latents: Latents
                                latents.pck, pck_without)
         paths["skeletons"] = figures.save(fig, out_dir / "ablation_skeletons.png")
     return paths
+
+
+# --- the part ------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    """No options of its own: the pass uses the common ones (--batch-size, --workers, --limit)."""
+
+    def check(self, options) -> None:
+        pass
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        pass
+
+
+TITLE = "Skip ablation"
+TEMPLATE = fragment("ablation")
+SELECTABLE = True
+
+
+def wanted(ctx: Context) -> bool:
+    return ctx.asked("ablation")
+
+
+def run(ctx: Context) -> dict:
+    """explain.json's ablation section; the per-image PCK both ways goes to ablation.npz."""
+    o, lat = ctx.options, ctx.latents
+    pck_without, pred_without = without_skips(
+        ctx.checkpoint, lat, ctx.store, o.split, limit=o.limit, batch_size=o.batch_size,
+        workers=o.workers, device=ctx.device, progress=o.progress)
+    paths = write_figures(ctx.fig_dir, o.split, ctx.images, ctx.keypoints, lat, pck_without, pred_without)
+    np.savez(ctx.out_dir / "ablation.npz", ids=lat.ids, pck_with_skips=lat.pck,
+             pck_without_skips=pck_without)
+    return {"summary": summarise(lat.pck, pck_without),
+            "thesis": THESIS,
+            "figures": {k: ctx.rel(v) for k, v in paths.items()}}
+
+
+def summary_lines(section: dict, result: dict) -> list[str]:
+    a = section["summary"]["all"]
+    return [f"  skip ablation: mean PCK {a['mean_with_skips']:.3f} with skips, "
+            f"{a['mean_without_skips']:.3f} without ({a['images']:,} images)"]

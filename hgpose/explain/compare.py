@@ -1,4 +1,5 @@
-"""SHG vs SHG+AE (`--compare`): thesis PCK and the components each latent needs for 95 %.
+"""The `compare` part, SHG vs SHG+AE (`--compare`): thesis PCK and the components each latent
+needs for 95 %. It runs only with --compare RUN_DIR2.
 
 The thesis's point: the hourglass latent (4,096 values) needs hundreds of components for 95 %
 of its variance, the autoencoder's 50-dim code a handful, at a better PCK (its numbers:
@@ -9,12 +10,21 @@ numbers come from two others (PCK on its test split, PCA on all training latents
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from hgpose import thesis
-from hgpose.evaluate.pck import SUBSETS
-from hgpose.explain.latents import Checkpoint, Latents
+from hgpose.errors import HgposeError
+from hgpose.explain import pca as pca_mod
 from hgpose.explain.pca import PCAResult
+from hgpose.explain.protocol import fragment
+
+if TYPE_CHECKING:
+    from hgpose.explain.context import Context
+    from hgpose.explain.latents import Checkpoint, Latents
 
 THESIS = {model: {"pck": thesis.PCK[model]["test"]["all"], "pck_split": "test",
                   "components_for_95": thesis.COMPONENTS_FOR_95[model], "pca_split": thesis.PCA_SPLIT}
@@ -32,6 +42,8 @@ def model_name(checkpoint: Checkpoint) -> str:
 
 def row(role: str, checkpoint: Checkpoint, latents: Latents, layer: str, pca_all: PCAResult,
         pca_full: PCAResult | None) -> dict:
+    from hgpose.evaluate.pck import SUBSETS
+
     pck = {}
     for i, name in enumerate(SUBSETS):
         v = latents.pck[:, i]
@@ -81,3 +93,60 @@ def figure(rows: list[dict], split: str):
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.25, which="both")
     return fig
+
+
+# --- the part ------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    compare: str | None = None            # a second run (SHG+AE), for the `compare` part
+
+    def check(self, options) -> None:
+        if "compare" in options.only and not self.compare:
+            raise HgposeError("--only compare needs --compare RUN_DIR2 (the SHG+AE run)")
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--compare", dest="compare", default=cls.compare, metavar="RUN_DIR2",
+                            help="a second run (typically SHG+AE) to compare: PCK and components for 95 %% variance")
+
+
+TITLE = "SHG vs SHG+AE"
+TEMPLATE = fragment("compare")
+SELECTABLE = True
+
+
+def wanted(ctx: Context) -> bool:
+    return ctx.asked("compare") and bool(ctx.options.parts["compare"].compare)
+
+
+def run(ctx: Context) -> dict:
+    """explain.json's compare section: this run's and --compare's latents side by side."""
+    from hgpose.explain import latents as latents_mod
+
+    o = ctx.options
+    device = ctx.device
+    other = latents_mod.load_checkpoint(o.parts["compare"].compare, o.checkpoint, device, o.precision)
+    other_layer = other.model.latent_layer
+    other_lat = latents_mod.load_latents(
+        other, ctx.store, o.split, Path(o.cache_dir) if o.cache_dir else ctx.out_dir / "latents",
+        layer=other_layer, role="compare", limit=o.limit, batch_size=o.batch_size,
+        workers=o.workers, device=device, progress=o.progress)
+    other_all = pca_mod.fit_pca(other_lat.values, progress=o.progress, desc="PCA compare")
+    full = other_lat.fully_annotated
+    other_full = pca_mod.fit_pca(other_lat.values, full) if len(full) >= pca_mod.MIN_ROWS else None
+    spaces = ctx.pca_spaces()
+    rows = [row("this run", ctx.checkpoint, ctx.latents, ctx.layer, spaces["all"].pca,
+                spaces["full"].pca if "full" in spaces else None),
+            row("--compare", other, other_lat, other_layer, other_all, other_full)]
+    path = ctx.save_figure(figure(rows, o.split), "compare_variance.png")
+    for r in rows:
+        r.pop("cumulative")   # plotted; the per-run PCA section holds the curves
+    return section(rows, o.split, path)
+
+
+def summary_lines(section: dict, result: dict) -> list[str]:
+    compared_on = section.get("split", result["data"]["split"])  # older explain.json: the run's
+    return [f"  {m['model']} ({m['role']}), {compared_on} split: PCK {m['pck']['all']:.3f}, "
+            f"{m['components_for_95']} components for 95 % of {m['dim']}"
+            for m in section.get("models", [])]

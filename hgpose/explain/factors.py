@@ -1,4 +1,4 @@
-"""Known generating factors (synthetic data only): does the analysis find them?
+"""The `factors` part, known generating factors (synthetic data only): does the analysis find them?
 
 `hgpose synth` records in every annotation why the person looks as it does (posture, scale,
 rotation, facing, ...; docs/synth.md). When the store was prepared from such a dataset, this
@@ -10,18 +10,26 @@ part relates the principal components and the K-means clusters to those factors:
   between the chosen K-means clusters and the categories (0 = chance, 1 = identical);
 * for each, a chance level from shuffling the factor across the crops.
 
-Real COCO has no such field, and this part is then skipped.
+Real COCO has no such field, and this part is then skipped. It follows the PCA: it runs
+whenever this call fitted the PCA (for the pca, kmeans or compare part), with the clusters of
+(i) when K-means ran too, so that its numbers always describe the PCA in explain.json; `--only`
+does not name it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
-from hgpose.data.store import Store
+from hgpose.explain.protocol import fragment
+
+if TYPE_CHECKING:
+    from hgpose.data.store import Store
+    from hgpose.explain.context import Context
 
 NUMERIC = ("scale", "rotation_deg", "lean_deg", "yaw_deg", "occluded_joints", "outside_joints",
            "occluded_fraction", "people")
@@ -83,6 +91,8 @@ def analyse(factors: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarr
     99th percentile of the same best statistic over `permutations` shuffles of the factor
     (on at most 5,000 random crops, which pins that percentile down well enough).
     """
+    from sklearn.metrics import adjusted_rand_score
+
     k = min(TOP, scores.shape[1])
     n = len(scores)
     rng = np.random.default_rng(seed)
@@ -162,3 +172,46 @@ def _robust_limits(set_limits, values: np.ndarray) -> None:
     lo, hi = np.percentile(values, [1, 99])
     pad = 0.05 * (hi - lo) if hi > lo else 1.0
     set_limits(lo - pad, hi + pad)
+
+
+# --- the part ------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    """No options: the components (TOP) and shuffles (PERMUTATIONS) are fixed."""
+
+    def check(self, options) -> None:
+        pass
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        pass
+
+
+TITLE = "Known factors"
+TEMPLATE = fragment("factors")
+SELECTABLE = False
+
+
+def wanted(ctx: Context) -> bool:
+    return ctx.pca_recomputed()
+
+
+def run(ctx: Context) -> dict | None:
+    """explain.json's factors section, or None when the crops carry no synth factors."""
+    spaces = ctx.pca_spaces()
+    if "all" not in spaces:
+        return None
+    found = load(ctx.store, ctx.options.split, ctx.latents.ids)
+    if found is None:
+        return None
+    space = spaces["all"]
+    top = [space.columns.index(i) for i in range(min(TOP, len(space.columns))) if i in space.columns]
+    scores = space.scores[:, top]
+    result = analyse(found, scores, ctx.cluster_labels.get("all"))
+    result["figure"] = ctx.save_figure(figure(scores, found, result), "factors.png")
+    return result
+
+
+def summary_lines(section: dict, result: dict) -> list[str]:
+    return []   # the report's table says it; the terminal keeps to the thesis's headline numbers

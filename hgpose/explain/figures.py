@@ -7,12 +7,15 @@ display backend, nothing left open between figures.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from hgpose.draw import draw_skeleton
 from hgpose.io import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 100
 # Ground truth: occluded joints (v=1) are drawn faded, visible ones (v=2) solid.
@@ -44,6 +47,8 @@ def tile_grid(tiles: list[np.ndarray], *, cols: int, titles: list[str] | None = 
               row_labels: list[str] | None = None, tile_inches: float = 1.6,
               title: str | None = None, fontsize: float = 8) -> Figure:
     """Images in a grid; empty cells stay blank. Returns the figure."""
+    from matplotlib.figure import Figure   # here, not at import: the CLI imports the parts
+
     n = len(tiles)
     rows = max(1, (n + cols - 1) // cols)
     extra = 0.4 if title else 0.0

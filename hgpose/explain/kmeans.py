@@ -1,183 +1,188 @@
-"""Exact K-means (Lloyd's algorithm, k-means++ seeding) for many K and restarts at once.
+"""The `kmeans` part: K-means of the latents for K = k-min..k-max on (i) and (ii), K chosen by
+the mean silhouette; per cluster its size, joints, the crops nearest to its centroid and its
+own 2-component scatter drawn as skeletons.
 
-Why not scikit-learn's KMeans: it runs one (K, restart) after the other, and each Lloyd step
-multiplies the data by only K centroids; on 124,040 x 500+ float32 scores that product is
-limited by reading the data from memory (~4 GFLOPS here), so K = 2..10 with 10 restarts
-took well over the 15-minute budget. Here every run's centroids sit side by side in one
-matrix (K = 2..10 x 10 restarts = 540 columns), so each step is one large matrix product
-for all runs together -- compute-bound, ~60 GFLOPS on the same 2 cores -- and finished
-runs drop out. The algorithm and the objective are the ordinary ones:
-
-* seeding: greedy k-means++ (as scikit-learn): the first centre is a random point, each
-  next one the best, by the resulting objective, of 2 + ln K candidates drawn with
-  probability proportional to the squared distance to the nearest centre so far;
-* Lloyd steps: assign every point to its nearest centre, move each centre to the mean of its
-  points; a centre left without points jumps to the point farthest from its centre;
-* stop: when no label changes, or when the centres move (sum of squared shifts) by at most
-  tol x the mean per-dimension variance (scikit-learn's rule), or after max_iter steps; then
-  one last assignment to the final centres gives the labels and the objective reported;
-* of the restarts of each K, the lowest objective wins.
+It clusters in the leading principal components of the shared PCA space (`Context.pca_spaces`)
+that hold --kmeans-variance of the variance; the sweep, silhouette and figures are in
+`clusters`, the lockstep Lloyd solver in `lloyd` (`kmeans_many`, also importable from here).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-CHUNK = 16384   # rows per product: 16384 x 540 float32 distances = 35 MB
+from hgpose.errors import HgposeError
+from hgpose.explain import clusters
+from hgpose.explain.lloyd import kmeans_many  # noqa: F401  (its home before `lloyd`; callers import it here)
+from hgpose.explain.pca import SUBSET_LABELS
+from hgpose.explain.protocol import fragment, require_at_least_one
+
+if TYPE_CHECKING:
+    from hgpose.explain.context import Context, PCASpace
 
 
 @dataclass
-class Run:
-    k: int
-    centres: np.ndarray            # float32 [k, d]
-    labels: np.ndarray             # int16 [N]
-    inertia: float = math.inf
-    n_iter: int = 0
-    finishing: bool = False        # the next assignment is the last one
-    done: bool = False
+class Options:
+    k_min: int = 2
+    k_max: int = 10
+    n_init: int = 10
+    max_iter: int = 1000
+    kmeans_algorithm: str = "lloyd"       # lloyd | elkan | minibatch
+    kmeans_variance: float = 0.95         # cluster in the components holding this share
+    silhouette_sample: int = 20000
+    # the Python API's only (no flag):
+    nearest: int = 8                      # crops nearest to each centroid shown
+    scatter_points: int = 200             # skeletons drawn per cluster scatter
+
+    def check(self, options) -> None:
+        if not 2 <= self.k_min <= self.k_max:
+            raise HgposeError(f"K range {self.k_min}..{self.k_max}: need 2 <= k-min <= k-max")
+        require_at_least_one(self, ("n_init", "max_iter", "nearest", "silhouette_sample"))
+        if not 0 < self.kmeans_variance <= 1:
+            raise HgposeError(f"--kmeans-variance {self.kmeans_variance}: give a share in (0, 1]")
+        if self.kmeans_algorithm not in clusters.ALGORITHMS:
+            raise HgposeError(f"--kmeans {self.kmeans_algorithm}: choose one of {', '.join(clusters.ALGORITHMS)}")
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--k-min", dest="k_min", type=int, metavar="N", default=cls.k_min,
+                            help=f"smallest K (default: {cls.k_min})")
+        parser.add_argument("--k-max", dest="k_max", type=int, metavar="N", default=cls.k_max,
+                            help=f"largest K (default: {cls.k_max})")
+        parser.add_argument("--n-init", dest="n_init", type=int, metavar="N", default=cls.n_init,
+                            help=f"K-means initialisations per K (default: {cls.n_init})")
+        parser.add_argument("--max-iter", dest="max_iter", type=int, metavar="N", default=cls.max_iter,
+                            help=f"K-means iterations at most (default: {cls.max_iter})")
+        parser.add_argument("--kmeans", dest="kmeans_algorithm", default=cls.kmeans_algorithm,
+                            choices=clusters.ALGORITHMS,
+                            help="K-means solver: lloyd = exact Lloyd with k-means++, every K and restart "
+                                 "advanced together (fast on large N); elkan = scikit-learn's exact Elkan; "
+                                 "minibatch = scikit-learn's MiniBatchKMeans, the same objective minimised "
+                                 f"approximately (default: {cls.kmeans_algorithm})")
+        parser.add_argument("--kmeans-variance", dest="kmeans_variance", type=float, metavar="SHARE",
+                            default=cls.kmeans_variance,
+                            help="cluster in the leading principal components holding this share of the "
+                                 "variance; the objective then differs from the full one by at most 1 - SHARE "
+                                 "of the total sum of squares, and explain.json reports how much the chosen "
+                                 f"clusters really separate outside them (default: {cls.kmeans_variance})")
+        parser.add_argument("--silhouette-sample", dest="silhouette_sample", type=int, metavar="N",
+                            default=cls.silhouette_sample,
+                            help="silhouette on all crops up to N, else on a fixed random N (the same for "
+                                 f"every K) (default: {cls.silhouette_sample})")
 
 
-def _sq_norms(z: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", z, z)
+TITLE = "K-means"
+TEMPLATE = fragment("kmeans")
+SELECTABLE = True
 
 
-def _distances(zc: np.ndarray, sq: np.ndarray, centres: np.ndarray, centre_sq: np.ndarray) -> np.ndarray:
-    """Squared distances [m, C] of a chunk of points to centres (clamped at 0)."""
-    d = zc @ centres.T
-    d *= -2.0
-    d += sq[:, None]
-    d += centre_sq[None, :]
-    np.maximum(d, 0.0, out=d)
-    return d
+def wanted(ctx: Context) -> bool:
+    return ctx.asked("kmeans")
 
 
-def seed_plus_plus(z: np.ndarray, sq: np.ndarray, ks: list[int], rng: np.random.Generator,
-                   chunk: int = CHUNK) -> list[np.ndarray]:
-    """Greedy k-means++ centres (row indices) for every run, all runs advanced together."""
-    n = len(z)
-    chosen = [[int(rng.integers(n))] for _ in ks]
-    first = np.array([c[0] for c in chosen])
-    closest = np.empty((len(ks), n), np.float32)    # squared distance to the nearest centre
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        closest[:, start:stop] = _distances(z[start:stop], sq[start:stop], z[first], sq[first]).T
-    for step in range(1, max(ks)):
-        growing = [r for r, k in enumerate(ks) if k > step]
-        candidates, owner = [], []
-        for r in growing:
-            trials = 2 + int(math.log(ks[r]))
-            weights = closest[r].astype(np.float64)
-            cumulative = np.cumsum(weights)
-            picks = np.searchsorted(cumulative, rng.random(trials) * cumulative[-1], side="right")
-            candidates += np.minimum(picks, n - 1).tolist()
-            owner += [r] * trials
-        candidates = np.array(candidates)
-        owner = np.array(owner)
-        dist = np.empty((n, len(candidates)), np.float32)
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            dist[start:stop] = _distances(z[start:stop], sq[start:stop], z[candidates], sq[candidates])
-        for r in growing:
-            cols = np.flatnonzero(owner == r)
-            pooled = np.minimum(dist[:, cols], closest[r][:, None])
-            best = int(np.argmin(pooled.sum(0, dtype=np.float64)))
-            chosen[r].append(int(candidates[cols[best]]))
-            closest[r] = pooled[:, best]
-    return [np.array(c) for c in chosen]
+def run(ctx: Context) -> dict:
+    """explain.json's kmeans section: the K sweep of each subset and the silhouette figure."""
+    o = ctx.options.parts["kmeans"]
+    spaces = ctx.pca_spaces()
+    out = {"subsets": {}, "skipped": ctx.pca_skipped(), "algorithm": o.kmeans_algorithm,
+           "n_init": o.n_init, "max_iter": o.max_iter, "variance_kept": o.kmeans_variance}
+    for name, space in spaces.items():
+        entry = _subset(ctx, o, name, space)
+        if entry is None:
+            out["skipped"][name] = f"only {len(ctx.rows(name))} crops: too few for K={o.k_min}"
+        else:
+            out["subsets"][name] = entry
+    if out["subsets"]:
+        fig = clusters.silhouette_figure(out["subsets"], {k: SUBSET_LABELS[k] for k in out["subsets"]})
+        out["silhouette_figure"] = ctx.save_figure(fig, "kmeans_silhouette.png")
+    return out
 
 
-def kmeans_many(z: np.ndarray, ks, n_init: int = 10, max_iter: int = 1000, tol: float = 1e-4,
-                seed: int = 0, chunk: int = CHUNK) -> dict[int, Run]:
-    """The best of `n_init` K-means runs for every K in `ks`: {K: Run}."""
-    z = np.ascontiguousarray(z, dtype=np.float32)
-    n = len(z)
-    ks = [int(k) for k in ks if 1 <= k <= n]
-    sq = _sq_norms(z)
+def _subset(ctx: Context, o: Options, name: str, space: PCASpace) -> dict | None:
+    """The K sweep on one subset's PCA space, the chosen K, its clusters and figures."""
+    seed = ctx.options.seed
+    dims = space.dims
+    z = space.scores[:, :dims]     # the projected columns start with 0..dims-1
+    rows = ctx.rows(name)
+    results, sample, seconds = clusters.sweep(
+        z, range(o.k_min, o.k_max + 1), n_init=o.n_init, max_iter=o.max_iter, seed=seed,
+        algorithm=o.kmeans_algorithm, sample=o.silhouette_sample)
+    if not results:
+        return None
+    chosen = clusters.best(results)
+    ctx.cluster_labels[name] = chosen.labels
+    p = space.pca
+    total_ss = float(p.eigenvalues[:dims].sum()) * (p.n - 1)
+    nearest = clusters.nearest_to_centroids(z, chosen.labels, chosen.centroids, o.nearest)
+    per_cluster = [_cluster(ctx, rows, chosen.labels == c, nearest[c], c) for c in range(chosen.k)]
+    np.savez(ctx.out_dir / f"kmeans_{name}.npz", rows=rows, ids=ctx.latents.ids[rows],
+             ks=np.array([r.k for r in results]), labels=np.stack([r.labels for r in results]))
+    return {
+        "n": int(len(z)), "dims": int(dims),
+        "variance_in_dims": float(p.cumulative[dims - 1]),
+        "silhouette_sample": {"size": int(len(sample)), "of": int(len(z)), "seed": seed,
+                              "sampled": bool(len(sample) < len(z))},
+        "per_k": [{"k": r.k, "inertia": r.inertia,
+                   "inertia_fraction": r.inertia / total_ss if total_ss > 0 else None,
+                   "silhouette": r.silhouette, "n_iter": r.n_iter,
+                   "seconds": None if r.seconds is None else round(r.seconds, 2)}
+                  for r in results],
+        "chosen_k": chosen.k,
+        "kmeans_seconds": round(seconds, 2),
+        # how much the chosen partition separates outside the clustered components
+        # (share of the total SS): the part of the full objective it could not see
+        "residual_separation": clusters.residual_separation(ctx.latents.values, ctx.subsets[name],
+                                                            chosen.labels, p, dims),
+        "clusters": per_cluster,
+        "labels_file": f"kmeans_{name}.npz",
+        "nearest_figure": ctx.save_figure(
+            clusters.nearest_figure(ctx.images, ctx.keypoints, nearest, rows,
+                                    [c["size"] for c in per_cluster], SUBSET_LABELS[name]),
+            f"kmeans_{name}_nearest.png"),
+        "scatter_figure": ctx.save_figure(_scatter(ctx, o, z, chosen.labels, rows, name),
+                                          f"kmeans_{name}_scatter.png"),
+    }
+
+
+def _cluster(ctx: Context, rows: np.ndarray, members: np.ndarray, nearest, c: int) -> dict:
+    lat = ctx.latents
+    return {
+        "cluster": c,
+        "size": int(members.sum()),
+        "mean_labelled": float(lat.labelled[rows[members]].mean()),
+        "mean_visible": float(lat.visible[rows[members]].mean()),
+        "fully_annotated_share": float(lat.complete[rows[members]].mean()),
+        "nearest_rows": rows[nearest].tolist(),
+        "nearest_ids": lat.ids[rows[nearest]].tolist(),
+    }
+
+
+def _scatter(ctx: Context, o: Options, z, labels, rows, name):
+    """Each cluster in its own two leading components, at most --scatter-points skeletons."""
+    seed = ctx.options.seed
     rng = np.random.default_rng(seed)
-    run_ks = [k for k in ks for _ in range(n_init)]
-    seeds = seed_plus_plus(z, sq, run_ks, rng, chunk)
-    runs = [Run(k, z[idx].copy(), np.full(n, -1, np.int16)) for k, idx in zip(run_ks, seeds)]
-    # mean per-dimension variance, without a float64 copy of z
-    column_mean = z.sum(0, dtype=np.float64) / n
-    tol_abs = tol * float((sq.sum(dtype=np.float64) / n - (column_mean**2).sum()) / z.shape[1])
-
-    while True:
-        active = [r for r in runs if not r.done]
-        if not active:
-            break
-        _step(z, sq, active, chunk, tol_abs, max_iter)
-
-    best = {}
-    for r in runs:
-        if r.k not in best or r.inertia < best[r.k].inertia:
-            best[r.k] = r
-    return best
+    panels = []
+    for c in range(int(labels.max()) + 1):
+        members = np.flatnonzero(labels == c)
+        coords, ratios = clusters.cluster_plane(z[members], seed=seed)
+        drawn = members if len(members) <= o.scatter_points else \
+            rng.choice(members, o.scatter_points, replace=False)
+        where = np.searchsorted(members, drawn)
+        order = np.argsort(drawn)   # sorted rows: sequential reads from the store
+        kps = np.asarray(ctx.keypoints[np.sort(rows[drawn])])
+        panels.append({"coords": coords[where][order], "keypoints": kps, "ratios": ratios,
+                       "title": f"cluster {c}: {len(members):,} crops"
+                                + (f" ({len(drawn)} drawn)" if len(drawn) < len(members) else "")})
+    return clusters.scatter_figure(panels, SUBSET_LABELS[name])
 
 
-def _step(z, sq, active: list[Run], chunk: int, tol_abs: float, max_iter: int) -> None:
-    """One assignment pass over the data for all active runs, then their updates."""
-    n, d = z.shape
-    offsets = np.cumsum([0] + [r.k for r in active])
-    centres = np.concatenate([r.centres for r in active])
-    centre_sq = _sq_norms(centres)
-    total = offsets[-1]
-    sums = np.zeros((total, d), np.float64)
-    counts = np.zeros(total, np.int64)
-    inertia = np.zeros(len(active), np.float64)
-    far_value = np.full(len(active), -1.0)
-    far_index = np.zeros(len(active), np.int64)
-    new_labels = [np.empty(n, np.int16) for _ in active]
-    # runs with the same K are handled together: their columns are contiguous
-    groups = {}
-    for i, r in enumerate(active):
-        groups.setdefault(r.k, []).append(i)
-
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        m = stop - start
-        dist = _distances(z[start:stop], sq[start:stop], centres, centre_sq)
-        onehot = np.zeros((m, total), np.float32)
-        rows = np.arange(m)[:, None]
-        for k, members in groups.items():
-            members = np.array(members)
-            # runs of the same K whose columns may be separated by other runs: gather them
-            cols = offsets[members][:, None] + np.arange(k)[None, :]             # [g, k]
-            block = dist[:, cols]                                                # [m, g, k]
-            labels = block.argmin(-1)                                            # [m, g]
-            nearest = np.take_along_axis(block, labels[..., None], -1)[..., 0]   # [m, g]
-            inertia[members] += nearest.sum(0, dtype=np.float64)
-            where = nearest.argmax(0)
-            better = nearest[where, np.arange(len(members))] > far_value[members]
-            far_value[members] = np.where(better, nearest[where, np.arange(len(members))], far_value[members])
-            far_index[members] = np.where(better, start + where, far_index[members])
-            for j, i in enumerate(members):
-                new_labels[i][start:stop] = labels[:, j]
-            onehot[rows, offsets[members][None, :] + labels] = 1.0
-        sums += onehot.T @ z[start:stop]
-        counts += onehot.sum(0).astype(np.int64)
-
-    for i, r in enumerate(active):
-        r.n_iter += 1
-        unchanged = bool(np.array_equal(new_labels[i], r.labels))
-        r.labels = new_labels[i]
-        r.inertia = float(inertia[i])
-        if r.finishing or (unchanged and r.n_iter > 1):
-            # labels and objective are those of the final centres: done (a run whose labels
-            # did not change already has its centres at the means of those labels)
-            r.done = True
-            r.n_iter -= 1 if r.finishing else 0
-            continue
-        c = counts[offsets[i]:offsets[i + 1]]
-        new = (sums[offsets[i]:offsets[i + 1]] / np.maximum(c, 1)[:, None]).astype(np.float32)
-        empty = np.flatnonzero(c == 0)
-        if len(empty):
-            new[empty[0]] = z[far_index[i]]          # the point worst served by its centre
-            for e in empty[1:]:                      # more than one empty: rare; any points
-                new[e] = z[np.random.default_rng(int(e)).integers(n)]
-        shift = float(((new.astype(np.float64) - r.centres) ** 2).sum())
-        r.centres = new
-        if shift <= tol_abs or r.n_iter >= max_iter:
-            r.finishing = True
+def summary_lines(section: dict, result: dict) -> list[str]:
+    lines = []
+    for name, s in section.get("subsets", {}).items():
+        best = next(k for k in s["per_k"] if k["k"] == s["chosen_k"])
+        sizes = ", ".join(f"{c['size']:,}" for c in s["clusters"])
+        lines.append(f"  K-means {name}: K={s['chosen_k']} (silhouette {best['silhouette']:.3f}); sizes {sizes}")
+    return lines

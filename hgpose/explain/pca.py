@@ -1,4 +1,8 @@
-"""PCA of the latents: exact, from the covariance matrix, accumulated in chunks.
+"""The `pca` part: PCA of the latents, exact, from the covariance matrix, accumulated in chunks.
+
+On (i) all crops and (ii) the fully annotated ones: the explained-variance table and curves,
+the components for 90/95/99 %, and the thesis's PC walks (`run`; the fit and projection
+themselves are shared with the other parts through the context, `Context.pca_spaces`).
 
 Why this algorithm: with D = 4,096 the covariance is only 4,096 x 4,096 (128 MB in float64)
 however many rows there are, and accumulating it is one BLAS matrix product per chunk
@@ -16,11 +20,16 @@ float32 when the mean is large next to the spread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from hgpose import thesis
+from hgpose.explain.protocol import fragment
+
+if TYPE_CHECKING:
+    from hgpose.explain.context import Context
 
 CHUNK = 8192            # rows per product: 8192 x 4096 float32 = 128 MB
 FRACTIONS = (0.90, 0.95, 0.99)
@@ -30,6 +39,8 @@ WALK_STEPS = (-3, -2, -1, 0, 1, 2, 3)          # multiples of sqrt(eigenvalue); 
 THESIS_RATIOS = thesis.PCA_RATIOS
 THESIS_CUMULATIVE = thesis.PCA_CUMULATIVE
 THESIS_N95 = thesis.COMPONENTS_FOR_95["SHG"]
+MIN_ROWS = 3   # a subset with fewer rows has no PCA (PCA and K=2 need a few)
+SUBSET_LABELS = {"all": "(i) all crops", "full": "(ii) fully annotated crops (every joint of their dataset labelled)"}
 
 
 @dataclass
@@ -162,7 +173,7 @@ def walk_nearest(score: np.ndarray, sq_dist: np.ndarray, eigenvalue: float,
     return d2.argmin(1)
 
 
-def summary(pca: PCAResult, top: int = 10) -> dict:
+def numbers(pca: PCAResult, top: int = 10) -> dict:
     """The numbers of one PCA for explain.json."""
     ratios, cumulative = pca.ratios, pca.cumulative
     anchors = sorted({*range(1, top + 1), 30, 50, 100, THESIS_N95} & set(range(1, len(ratios) + 1)))
@@ -237,3 +248,67 @@ def walk_figure(images, keypoints, rows: np.ndarray, z: np.ndarray, component: i
     title = (f"PC{component} ({ratio:.2%} of the variance), {subset_label}: "
              f"nearest real crop to mean + c·√λ·v")
     return figures.tile_grid(tiles, cols=len(tiles), titles=titles, tile_inches=1.7, title=title)
+
+
+# --- the part ------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    """The PCA has no options of its own: the components it shows are the thesis's."""
+
+    def check(self, options) -> None:
+        pass
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        pass
+
+
+TITLE = "PCA"
+TEMPLATE = fragment("pca")
+SELECTABLE = True
+
+
+def wanted(ctx: Context) -> bool:
+    return ctx.asked("pca")
+
+
+def run(ctx: Context) -> dict:
+    """explain.json's pca section: per subset its numbers and walks, the variance figure."""
+    spaces = ctx.pca_spaces()
+    out = {"subsets": {}, "skipped": ctx.pca_skipped(), "thesis": {
+        "ratios": THESIS_RATIOS, "cumulative": THESIS_CUMULATIVE, "components_for_95": THESIS_N95}}
+    if not spaces:
+        return out
+    fits = {name: space.pca for name, space in spaces.items()}
+    out["variance_figure"] = ctx.save_figure(
+        variance_figure(fits, {k: SUBSET_LABELS[k] for k in fits}), "pca_variance.png")
+    for name, space in spaces.items():
+        entry = numbers(space.pca)
+        entry["walks"] = [_walk(ctx, name, space, k) for k in walk_components(space.pca)]
+        out["subsets"][name] = entry
+    return out
+
+
+def _walk(ctx: Context, name: str, space, k: int) -> dict:
+    """The walk along component k: the nearest real crop to mean + c·sqrt(lambda)·v."""
+    rows = ctx.rows(name)
+    col = space.columns.index(k - 1)
+    lam = float(space.pca.eigenvalues[k - 1])
+    picks = walk_nearest(space.scores[:, col], space.sq_dist, lam)
+    z = space.scores[picks, col] / np.sqrt(lam) if lam > 0 else np.zeros(len(picks))
+    fig = walk_figure(ctx.images, ctx.keypoints, rows[picks], z, k, float(space.pca.ratios[k - 1]),
+                      SUBSET_LABELS[name])
+    return {"component": k, "steps": list(WALK_STEPS),
+            "rows": rows[picks].tolist(), "z": [round(float(v), 3) for v in z],
+            "distinct": int(len(set(picks.tolist()))),
+            "figure": ctx.save_figure(fig, f"pca_walk_{name}_pc{k}.png")}
+
+
+def summary_lines(section: dict, result: dict) -> list[str]:
+    lines = []
+    for name, s in section.get("subsets", {}).items():
+        c = s["components_for"]
+        lines.append(f"  PCA {name}: PC1 {s['ratios'][0]:.3f}; components for 90/95/99 %: "
+                     f"{c['0.90']}/{c['0.95']}/{c['0.99']}")
+    return lines

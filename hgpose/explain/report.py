@@ -1,7 +1,9 @@
 """report.html: every number and figure of explain.json on one self-contained page.
 
 Figures are embedded as base64 PNG data URIs and the styles are inline, so the file opens
-from disk (or an e-mail attachment) with no server, no network and no script.
+from disk (or an e-mail attachment) with no server, no network and no script. The page is
+templates/report.html.j2 with, for each registered part whose section explain.json holds, that
+part's own fragment (its TEMPLATE), in the registry's order.
 """
 
 from __future__ import annotations
@@ -10,19 +12,33 @@ import base64
 import json
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, FunctionLoader, StrictUndefined,
+                    select_autoescape)
 
 from hgpose import thesis
 from hgpose.errors import HgposeError
+from hgpose.explain.pca import SUBSET_LABELS
+from hgpose.explain.pipeline import PARTS
 from hgpose.io import atomic_path
 
 TEMPLATES = Path(__file__).parent / "templates"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SUBSET_LABELS = {"all": "(i) all crops", "full": "(ii) fully annotated crops (every joint of their dataset labelled)"}
+FRAGMENTS = "parts/{}.html.j2"   # `{% include "parts/<name>.html.j2" %}` is that part's TEMPLATE
+
+
+def _fragment(name: str):
+    """The loader of part fragments: parts/<name>.html.j2 -> the registered part's TEMPLATE file
+    (wherever it lies; the .html.j2 name keeps the fragment autoescaped like the page)."""
+    part = name.removeprefix("parts/").removesuffix(".html.j2")
+    if name != FRAGMENTS.format(part) or part not in PARTS:
+        return None
+    path = Path(PARTS[part].TEMPLATE)
+    return path.read_text(encoding="utf-8"), str(path), lambda: False
 
 
 def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+    loader = ChoiceLoader([FileSystemLoader(TEMPLATES), FunctionLoader(_fragment)])
+    env = Environment(loader=loader, autoescape=select_autoescape(["html", "j2"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = _num
     env.filters["sig"] = lambda v: "–" if v is None else f"{v:.3g}"
@@ -63,8 +79,9 @@ def render(out_dir: str | Path) -> Path:
     except FileNotFoundError:
         raise HgposeError(f"{path}: not found; run `hgpose explain` first") from None
     images = _figures(result, out_dir, {})
+    present = {name: part for name, part in PARTS.items() if name in result}
     html = _environment().get_template("report.html.j2").render(
-        r=result, img=images, labels=SUBSET_LABELS, thesis=thesis)
+        r=result, img=images, labels=SUBSET_LABELS, thesis=thesis, parts=present)
     target = out_dir / "report.html"
     with atomic_path(target, suffix=".html") as tmp:
         tmp.write_text(html, encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Per-joint saliency (beyond the thesis), with captum.
+"""The `saliency` part: per-joint saliency (beyond the thesis), with captum.
 
 Both methods explain one number per joint: the peak of the joint's predicted heatmap (the
 last stack's), i.e. the network's confidence in the location it reports.
@@ -15,20 +15,32 @@ last stack's), i.e. the network's confidence in the location it reports.
 Only the positive part of each map is drawn (evidence *for* the peak), over the crop.
 `locality` = the share of a map's positive mass within `patch` pixels of the joint's
 ground-truth position: near 1, the joint is found from local evidence; low, from context.
+
+The crops: --saliency-rows, else the --saliency-samples crops nearest to each K-means centroid
+of (i) (this call's clusters, or those kept from an earlier one), else random crops.
 """
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 
 from hgpose.draw import heatmap_overlay
+from hgpose.errors import HgposeError
 from hgpose.explain import figures
-from hgpose.skeleton import JOINTS
+from hgpose.explain.protocol import comma_list, fragment
+from hgpose.skeleton import JOINT_INDEX, JOINTS
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from hgpose.explain.context import Context
 
 SHORT = {name: name.replace("left_", "L ").replace("right_", "R ") for name in JOINTS}
 
@@ -47,6 +59,7 @@ def _peaks(model: nn.Module):
 
 def occlusion(model: nn.Module, x: torch.Tensor, patch: int, stride: int, batch: int = 16) -> np.ndarray:
     """[1,3,H,W] -> [J,H,W] occlusion attributions (summed over colour channels)."""
+    import torch
     from captum.attr import Occlusion
 
     forward = _peaks(model)
@@ -64,6 +77,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, patch: int, stride: int, batch:
 
 def gradcam(model: nn.Module, x: torch.Tensor, layer: str, joints: list[int]) -> np.ndarray:
     """[1,3,H,W] -> [len(joints),H,W] Grad-CAM maps at `layer`, upsampled to the input."""
+    import torch
     from captum.attr import LayerAttribution, LayerGradCam
 
     module = dict(model.named_modules())[layer]
@@ -127,3 +141,145 @@ def explain_sample(model: nn.Module, x: torch.Tensor, *, patch: int, stride: int
 def write_sample(out_dir: Path, row: int, crop, keypoints, pred, joints, occ, cam, title: str) -> Path:
     fig = sample_figure(crop, keypoints, pred, joints, occ, cam, title)
     return figures.save(fig, out_dir / f"saliency_{row}.png")
+
+
+# --- the part ------------------------------------------------------------------------------
+
+def _rows_flag(text: str) -> tuple[int, ...]:
+    """`--saliency-rows`: comma-separated row numbers."""
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated row numbers, e.g. 0,15,220") from None
+
+
+@dataclass
+class Options:
+    saliency_samples: int = 2             # per cluster (random crops without K-means)
+    saliency_rows: tuple[int, ...] = ()   # explicit crops (rows of the split) instead
+    saliency_joints: tuple[str, ...] = () # joint names; () = all 17
+    occlusion_patch: int = 32
+    occlusion_stride: int = 16
+    gradcam_layer: str | None = None      # default: "stem"
+
+    def __post_init__(self):
+        # "left_wrist,nose" and "0,15" from Python callers, as on the command line
+        self.saliency_joints = comma_list(self.saliency_joints)
+        self.saliency_rows = tuple(int(r) for r in comma_list(self.saliency_rows))
+
+    def check(self, options) -> None:
+        if not (1 <= self.occlusion_stride <= self.occlusion_patch <= 256):
+            raise HgposeError(f"occlusion patch {self.occlusion_patch} / stride {self.occlusion_stride}: "
+                              "need 1 <= stride <= patch <= 256")
+        bad = [j for j in self.saliency_joints if j not in JOINT_INDEX]
+        if bad:
+            raise HgposeError(f"--saliency-joints {','.join(bad)}: unknown joint; joints are {', '.join(JOINTS)}")
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--saliency-samples", dest="saliency_samples", type=int, metavar="N",
+                            default=cls.saliency_samples,
+                            help="saliency for the N crops nearest to each K-means centroid of all crops "
+                                 f"(N random crops without K-means) (default: {cls.saliency_samples})")
+        parser.add_argument("--saliency-rows", dest="saliency_rows", type=_rows_flag, metavar="I,J,...",
+                            default=cls.saliency_rows, help="saliency for these crops (rows of the split) instead")
+        parser.add_argument("--saliency-joints", dest="saliency_joints", type=comma_list, metavar="NAMES",
+                            default=cls.saliency_joints,
+                            help="joints to explain, comma-separated COCO names, e.g. left_wrist,right_knee "
+                                 "(default: all 17)")
+        parser.add_argument("--occlusion-patch", dest="occlusion_patch", type=int, metavar="PX",
+                            default=cls.occlusion_patch,
+                            help=f"side of the occluding square in crop pixels (default: {cls.occlusion_patch})")
+        parser.add_argument("--occlusion-stride", dest="occlusion_stride", type=int, metavar="PX",
+                            default=cls.occlusion_stride,
+                            help="step between occlusions; cost = ((256 - patch) / stride + 1)^2 passes per "
+                                 f"crop (default: {cls.occlusion_stride})")
+        parser.add_argument("--gradcam-layer", dest="gradcam_layer", metavar="NAME", default=cls.gradcam_layer,
+                            help="layer for Grad-CAM (default: stem, the 64x64 features entering the hourglass)")
+
+
+TITLE = "Saliency"
+TEMPLATE = fragment("saliency")
+SELECTABLE = True
+
+
+def wanted(ctx: Context) -> bool:
+    return ctx.asked("saliency")
+
+
+def run(ctx: Context) -> dict:
+    """explain.json's saliency section: per crop its figure and localities, their means."""
+    import torch
+
+    from hgpose.explain.latents import input_mean
+    from hgpose.inference.forward import to_input
+
+    o = ctx.options.parts["saliency"]
+    model = ctx.checkpoint.model.to(ctx.device).eval()
+    layer = _gradcam_layer(model, o.gradcam_layer)
+    joints = [JOINT_INDEX[j] for j in o.saliency_joints] or list(range(len(JOINTS)))
+    mean = input_mean(ctx.checkpoint)
+    samples = []
+    for row, cluster in _chosen_rows(ctx, o):
+        crop = np.array(ctx.images[row])   # a writable copy (torch warns on read-only maps)
+        kps = np.array(ctx.keypoints[row])
+        x = to_input(torch.from_numpy(crop)[None], mean, ctx.device, channels_last=False)
+        occ, cam = explain_sample(model, x, patch=o.occlusion_patch, stride=o.occlusion_stride,
+                                  layer=layer, joints=joints)
+        ids = ctx.latents.ids[row].tolist()
+        where = f", cluster {cluster}" if cluster is not None else ""
+        title = (f"Crop #{row} (image {ids[0]}, annotation {ids[1]}{where}): occlusion "
+                 f"{o.occlusion_patch}px/{o.occlusion_stride}px | Grad-CAM at {layer}; + = ground truth")
+        path = write_sample(ctx.fig_dir, row, crop, kps, ctx.latents.pred[row], joints, occ, cam, title)
+        samples.append({
+            "row": row, "ids": ids, "cluster": cluster,
+            "peaks": [float(ctx.latents.pred[row, j, 2]) for j in joints],
+            "occlusion_locality": locality(occ, kps, joints, o.occlusion_patch),
+            "gradcam_locality": locality(cam, kps, joints, o.occlusion_patch),
+            "figure": ctx.rel(path),
+        })
+    return {"patch": o.occlusion_patch, "stride": o.occlusion_stride, "gradcam_layer": layer,
+            "joints": [JOINTS[j] for j in joints], "samples": samples,
+            "mean_locality": _mean_locality(samples, joints)}
+
+
+def _gradcam_layer(model: nn.Module, name: str | None) -> str:
+    """--gradcam-layer, or the default; an unknown name raises the error listing the layers."""
+    layer = name or default_gradcam_layer(model)
+    if layer not in dict(model.named_modules()):
+        from hgpose.models import capture
+
+        with capture(model, [layer]):   # raises the error that lists the layer names
+            pass
+    return layer
+
+
+def _chosen_rows(ctx: Context, o: Options) -> list[tuple[int, int | None]]:
+    """(row, cluster) pairs: explicit rows, else the crops nearest to each centroid of (i),
+    else random crops."""
+    n = len(ctx.latents)
+    if o.saliency_rows:
+        bad = [r for r in o.saliency_rows if not 0 <= r < n]
+        if bad:
+            raise HgposeError(f"--saliency-rows {bad}: rows of split {ctx.options.split!r} run from 0 to {n - 1}")
+        return [(int(r), None) for r in o.saliency_rows]
+    entry = (ctx.sections.get("kmeans") or {}).get("subsets", {}).get("all")
+    if entry:
+        return [(r, c["cluster"]) for c in entry["clusters"] for r in c["nearest_rows"][:o.saliency_samples]]
+    rng = np.random.default_rng(ctx.options.seed)
+    return [(int(r), None) for r in np.sort(rng.choice(n, min(n, o.saliency_samples), replace=False))]
+
+
+def _mean_locality(samples: list[dict], joints: list[int]) -> dict:
+    out = {}
+    for method in ("occlusion", "gradcam"):
+        per_joint = {}
+        for i, j in enumerate(joints):
+            values = [s[f"{method}_locality"][i] for s in samples if s[f"{method}_locality"][i] is not None]
+            per_joint[JOINTS[j]] = float(np.mean(values)) if values else None
+        out[method] = per_joint
+    return out
+
+
+def summary_lines(section: dict, result: dict) -> list[str]:
+    return [f"  saliency: {len(section['samples'])} crops x {len(section['joints'])} joints"]
