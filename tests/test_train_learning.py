@@ -51,7 +51,6 @@ def synth_store(tmp_path_factory):
 
 def val_pck(model, store, config) -> float:
     cpu = torch.device("cpu")
-
     phase = PosePhase(config, cpu, torch.from_numpy(Store.open(store).mean_rgb))
     dataset = CropDataset(store, "val")
     loader = make_loader(dataset, 32, ShardSampler(len(dataset)), 0, cpu)
