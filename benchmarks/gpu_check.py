@@ -195,7 +195,7 @@ def measure_inference(key: str, mode: str, batch: int, s: dict) -> dict:
     import torch
 
     from hgpose import thesis
-    from hgpose.evaluate.export import ExportedNetwork
+    from hgpose.export import ExportedNetwork
     from hgpose.models import build_model
     from inference import torch_mode
 

@@ -161,7 +161,7 @@ def picture(run: Path, coco: Path, report: Path, predict_dir: Path, path: Path, 
     import numpy as np
 
     import hgpose
-    from hgpose.evaluate.predict import predict_images
+    from hgpose.predict import predict_images
 
     data = json.loads((coco / "annotations" / "person_keypoints_val2017.json").read_text())
     files = {im["id"]: im["file_name"] for im in data["images"]}

@@ -11,6 +11,7 @@ import errno
 import sys
 
 from hgpose import __version__, thesis
+from hgpose.config import PRECISIONS, PRESETS, REFINEMENTS
 from hgpose.errors import HgposeError
 
 
@@ -43,12 +44,55 @@ MAX_PIXELS_HELP = ("refuse images over this many pixels (width x height), read f
                    "(default: 1e8 = 100 megapixels, or $HGPOSE_MAX_PIXELS)")
 
 
-def _add_precision(p) -> None:
-    """--precision, the same on every command that runs a trained network."""
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="auto: bf16 where the CPU (AMX / AVX-512-BF16) or GPU computes it natively, "
-                        "else fp32; bf16; fp32: no mixed precision. BatchNorm is folded into the "
-                        "convolutions either way (default: auto)")
+# --- options shared by several commands, each defined once ----------------------------------
+
+def _add_run(p) -> None:
+    """RUN_DIR and --checkpoint: which trained network a command reads (hgpose.runs' rule)."""
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="run directory of `hgpose train` (or a .safetensors weights file)")
+    p.add_argument("--checkpoint", default=None, metavar="best|last|FILE",
+                   help="which weights of RUN_DIR: best, last, or a file (e.g. epoch_010.safetensors "
+                        "in RUN_DIR/checkpoints) (default: best, or last while the run has no best)")
+
+
+def _add_data(p) -> None:
+    p.add_argument("--data", required=True, metavar="DATA_DIR",
+                   help="dataset store written by `hgpose prepare`")
+
+
+def _add_device(p) -> None:
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+
+
+def _add_precision(p, default: str | None = "auto", what: str = "auto") -> None:
+    """--precision: one vocabulary and one rule for training and inference (config.PRECISIONS,
+    hgpose.inference.device)."""
+    p.add_argument("--precision", default=default, choices=PRECISIONS,
+                   help="autocast of the forward passes: auto = bf16 where the CPU (AMX / "
+                        "AVX-512-BF16) or GPU computes it natively, else fp32; bf16 (refused where "
+                        "not native); fp16 (CUDA); fp32 = none. Weights stay fp32 "
+                        f"(default: {what})")
+
+
+def _add_decoding(p) -> None:
+    """--flip and --refine: how a run's heatmaps become keypoints (evaluate, predict)."""
+    p.add_argument("--flip", action="store_true",
+                   help="flip test: average each crop's heatmaps with those of its mirror image, "
+                        "left/right joints swapped (default: off)")
+    p.add_argument("--refine", default=None, choices=tuple(REFINEMENTS),
+                   help="how the heatmap argmax is refined when decoding: "
+                        + "; ".join(f"{name}: {text}" for name, text in REFINEMENTS.items())
+                        + " (default: the run's target.refine; each codec knows some: the thesis "
+                          "codec only plain argmax)")
+
+
+def _add_max_pixels(p, then: str) -> None:
+    p.add_argument("--max-pixels", type=_pixels, default=None, metavar="N", help=f"{MAX_PIXELS_HELP}; {then}")
+
+
+def _add_no_progress(p) -> None:
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def _add_demo(sub) -> None:
@@ -127,8 +171,7 @@ def _add_prepare(sub) -> None:
         "--keep-work", action="store_true",
         help="keep the intermediate shards in OUT_DIR/.work after success (default: delete them)",
     )
-    p.add_argument("--max-pixels", type=_pixels, default=None, metavar="N",
-                   help=MAX_PIXELS_HELP + "; larger images are skipped and counted")
+    _add_max_pixels(p, "larger images are skipped and counted")
 
 
 def _run_prepare(args) -> int:
@@ -232,7 +275,7 @@ def _add_train(sub) -> None:
     )
     p.add_argument("data_dir", metavar="DATA_DIR", help="dataset store written by `hgpose prepare`")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (new, or existing with --resume)")
-    p.add_argument("--preset", choices=("thesis", "newell", "thesis-ae", "cpu"), default="thesis",
+    p.add_argument("--preset", choices=tuple(PRESETS), default="thesis",
                    help="recipe to start from (default: thesis; ignored with --resume, which uses RUN_DIR/config.json)")
     p.add_argument("--epochs", type=int, default=None, metavar="E",
                    help="epochs (thesis-ae: fine-tuning epochs; AE pre-training is --set ae.epochs=N)")
@@ -242,6 +285,7 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its saved state")
     p.add_argument("--init", metavar="CKPT", default=None,
                    help="start from these weights (.safetensors); required by thesis-ae (a thesis checkpoint)")
+    _add_precision(p, default=None, what="the preset's: thesis fp32, the others auto")
 
 
 def _run_train(args) -> int:
@@ -253,7 +297,8 @@ def _run_train(args) -> int:
     try:
         summary = train(
             args.data_dir, args.out, preset=args.preset, epochs=args.epochs,
-            batch_size=args.batch_size, overrides=args.overrides, resume=args.resume, init=args.init,
+            batch_size=args.batch_size, resume=args.resume, init=args.init,
+            overrides=args.overrides + ([f"precision={args.precision}"] if args.precision else []),
         )
     except TrainingInterrupted as e:
         if main_process:
@@ -301,15 +346,11 @@ def _add_explain(sub) -> None:
         ),
     )
     # The options all parts share (ExplainOptions' fields; dest = the field name) ...
-    p.add_argument("run_dir", metavar="RUN_DIR",
-                   help="a run directory of `hgpose train` (or a .safetensors weights file)")
-    p.add_argument("--data", required=True, metavar="DATA_DIR", help="the dataset store (`hgpose prepare` output)")
+    _add_run(p)
+    _add_data(p)
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="where explain.json, figures/ and report.html go")
     p.add_argument("--split", default="train", choices=("train", "val", "test"),
                    help="the crops to analyse (default: train, as the thesis)")
-    p.add_argument("--checkpoint", default=None, metavar="best|last|FILE",
-                   help="which weights of RUN_DIR: best, last, or a file name in RUN_DIR/checkpoints "
-                        "(default: best, falling back to last while the run has no best)")
     p.add_argument("--layer", default=None, metavar="NAME",
                    help="module whose output is the latent (default: the model's latent layer: "
                         "hourglass.bottleneck.2, or the AE code for SHG+AE); an unknown name lists the valid ones")
@@ -320,7 +361,7 @@ def _add_explain(sub) -> None:
                    help="folder of the latents cache (default: REPORT_DIR/latents)")
     p.add_argument("--limit", type=_count, default=0, metavar="N",
                    help="use only the first N crops of the split (default: 0 = all)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = CUDA when available)")
+    _add_device(p)
     _add_precision(p)
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="crops per network pass (default: 32)")
     p.add_argument("--workers", type=_count, default=0, metavar="N",
@@ -330,7 +371,7 @@ def _add_explain(sub) -> None:
     for part in PARTS.values():
         part.Options.add_arguments(p)
     # ... and the last common one.
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    _add_no_progress(p)
 
 
 def _run_explain(args) -> int:
@@ -377,10 +418,8 @@ def _add_evaluate(sub) -> None:
             "runs/thesis --data data/coco --split val --protocol gt-box --flip"
         ),
     )
-    p.add_argument("run_dir", metavar="RUN_DIR",
-                   help="run directory of `hgpose train` (or a .safetensors weights file)")
-    p.add_argument("--data", required=True, metavar="DATA_DIR",
-                   help="dataset store written by `hgpose prepare`")
+    _add_run(p)
+    _add_data(p)
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="split to evaluate (default: test)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="gt-box",
@@ -393,22 +432,12 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--box-score-threshold", type=float, default=None, metavar="X",
                    help="--protocol detections: leave out boxes scoring below X (default: "
                         f"{BOX_SCORE_THRESHOLD:g}, every box, as mmpose and HRNet on COCO)")
-    p.add_argument("--checkpoint", default=None, metavar="best|last|PATH",
-                   help="weights to use: best, last, or a file (e.g. epoch_010.safetensors in "
-                        "RUN_DIR/checkpoints) (default: best, or last if the run has no best)")
-    p.add_argument("--flip", action="store_true",
-                   help="flip test: average each crop's heatmaps with those of its mirror image, "
-                        "left/right joints swapped (default: off)")
-    p.add_argument("--refine", default=None, choices=("auto", "none", "quarter", "dark"),
-                   help="how the heatmap argmax is refined when decoding: none, quarter (a quarter "
-                        "pixel toward the higher neighbour), dark (DARK's Taylor step) (default: the "
-                        "run's target.refine; the thesis codec knows only plain argmax)")
+    _add_decoding(p)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default: RUN_DIR/eval/<split>-<protocol>-<checkpoint>[-flip])")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
                    help="crops per forward pass (default: 32)")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    _add_device(p)
     _add_precision(p)
     p.add_argument("--annotations", default=None, metavar="FILE",
                    help="COCO annotation file of the split, if it moved since `hgpose prepare` "
@@ -417,7 +446,7 @@ def _add_evaluate(sub) -> None:
                    help="joints scored by every metric: those the network was trained on "
                         "(default; an LSP-trained network never saw faces), all 17, the 12 body "
                         "joints, or comma-separated names such as left_wrist,right_wrist")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_no_progress(p)
 
 
 def _run_evaluate(args) -> int:
@@ -428,7 +457,7 @@ def _run_evaluate(args) -> int:
         box_score_threshold=args.box_score_threshold, checkpoint=args.checkpoint, flip=args.flip,
         refine=args.refine, out_dir=args.out, batch_size=args.batch_size, device=args.device,
         annotations=args.annotations, joints=args.joints, precision=args.precision,
-        progress=not args.no_progress,
+        progress=args.progress,
     )
     print(format_tables(metrics))
     print(f"written to {metrics['out_dir']}")
@@ -453,8 +482,7 @@ def _add_predict(sub) -> None:
             "runs/thesis photo.jpg --box 120,40,200,380"
         ),
     )
-    p.add_argument("run_dir", metavar="RUN_DIR",
-                   help="run directory of `hgpose train` (or a .safetensors weights file)")
+    _add_run(p)
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
                    help="image files, or folders whose images (jpg, png, ...) are all used")
     p.add_argument("--box", type=_box, default=None, metavar="x,y,w,h",
@@ -462,26 +490,17 @@ def _add_predict(sub) -> None:
                         "(default: the whole image as the box)")
     p.add_argument("--out", default="predictions", metavar="DIR",
                    help="output folder (default: ./predictions)")
-    p.add_argument("--checkpoint", default=None, metavar="best|last|PATH",
-                   help="weights to use (default: best, or last if the run has no best)")
-    p.add_argument("--flip", action="store_true",
-                   help="average with the heatmaps of the mirrored crop (default: off)")
-    p.add_argument("--refine", default=None, choices=("auto", "none", "quarter", "dark"),
-                   help="how the heatmap argmax is refined when decoding: none, quarter (a quarter "
-                        "pixel toward the higher neighbour), dark (DARK's Taylor step) (default: the "
-                        "run's target.refine; the thesis codec knows only plain argmax)")
+    _add_decoding(p)
     p.add_argument("--min-score", type=float, default=0.25, metavar="FRACTION",
                    help="draw joints faded when their score is below this fraction of a "
                         "perfect target's peak (default: 0.25)")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    _add_device(p)
     _add_precision(p)
-    p.add_argument("--max-pixels", type=_pixels, default=None, metavar="N",
-                   help=MAX_PIXELS_HELP + "; larger images are reported and skipped")
+    _add_max_pixels(p, "larger images are reported and skipped")
 
 
 def _run_predict(args) -> int:
-    from hgpose.evaluate.predict import describe, predict
+    from hgpose.predict import describe, predict
     from hgpose.images import set_max_pixels
 
     if args.max_pixels is not None:
@@ -518,18 +537,15 @@ def _add_export(sub) -> None:
         epilog="Needs the onnx package (and onnxruntime for the check). "
                "Example: hgpose export runs/thesis --onnx thesis.onnx",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR",
-                   help="run directory of `hgpose train` (or a .safetensors weights file)")
+    _add_run(p)
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
-    p.add_argument("--checkpoint", default=None, metavar="best|last|PATH",
-                   help="weights to export (default: best, or last if the run has no best)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the exported file in ONNX Runtime")
 
 
 def _run_export(args) -> int:
-    from hgpose.evaluate.export import export_onnx
+    from hgpose.export import export_onnx
 
     info = export_onnx(args.run_dir, args.onnx, checkpoint=args.checkpoint, opset=args.opset,
                        verify=not args.no_verify)

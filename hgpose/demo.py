@@ -70,7 +70,7 @@ def _train_within(data_dir: Path, run_dir: Path, seconds: float, progress: bool)
 def _predict_examples(coco_root: Path, run_dir: Path, out_dir: Path, count: int = 3) -> list[str]:
     """Predict the first person of a few validation images, with their annotated boxes."""
     import hgpose
-    from hgpose.evaluate.predict import predict_images
+    from hgpose.predict import predict_images
 
     data = json.loads((coco_root / "annotations" / "person_keypoints_val2017.json").read_text())
     first = {}

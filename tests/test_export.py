@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hgpose
-from hgpose.evaluate.export import export_onnx
+from hgpose.export import export_onnx
 from builders import make_run
 
 ort = pytest.importorskip("onnxruntime")

@@ -200,7 +200,7 @@ def test_predict_leaves_a_few_images_to_pytorch(monkeypatch, weights_file, tmp_p
     runs PyTorch."""
     from PIL import Image
 
-    from hgpose.evaluate import predict as predict_mod
+    from hgpose import predict as predict_mod
     from hgpose.inference import load as real_load
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", "0")

@@ -17,7 +17,7 @@ from hgpose.data.crop import thesis_crop_box, to_image
 from hgpose.errors import HgposeError
 from hgpose.inference import box_crop
 from hgpose.runs import RunDir, resolve_checkpoint
-from hgpose.evaluate.predict import predict_images
+from hgpose.predict import predict_images
 from builders import make_run
 
 

@@ -46,7 +46,7 @@ import numbers
 import numpy as np
 import torch
 
-from hgpose.skeleton import FLIP_INDEX, NUM_JOINTS
+from hgpose.skeleton import FLIP_INDEX
 
 ABSENT = -1  # v of a joint the crop's source does not annotate (in memory only)
 

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from hgpose import images, thesis
 from hgpose.data.crop import CROP_SIZE, ENLARGE, clean_keypoints, cut_crop, thesis_crop_box, to_crop
@@ -46,6 +45,7 @@ from hgpose.data.formats import FORMATS, DatasetFormat, ImageTask, Source, deriv
 from hgpose.data.store import FORMAT_VERSION, SPLITS
 from hgpose.errors import HgposeError
 from hgpose.io import atomic_path, lock_dir, lock_scope, save_npy, write_json
+from hgpose.progress import bar as progress_bar
 from hgpose.workers import process_pool
 
 IMAGE_PROBLEMS = ("missing_image", "corrupt_image", "truncated_image", "size_mismatch", "oversized_image")
@@ -521,8 +521,8 @@ def _shard_jobs(work: Path, tasks: dict, per_image: dict, dest: dict, drafts: di
 
 
 def _run_shards(pending: list[ShardJob], total: int, pool, progress: bool) -> None:
-    bar = tqdm(total=total, initial=total - sum(len(job.tasks) for job in pending), unit="img",
-               desc="prepare", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=total, initial=total - sum(len(job.tasks) for job in pending), unit="img",
+                       desc="prepare", disable=not progress)
     done = pool.imap_unordered(crop_shard, pending) if pool is not None and len(pending) > 1 else map(crop_shard, pending)
     with bar:
         for n_images in done:

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from hgpose.data.crop import to_image
 from hgpose.data.store import Split, Store
@@ -42,6 +41,7 @@ from hgpose.evaluate.pck import SUBSETS
 from hgpose.evaluate.split_pass import Forward, network_forward, split_pass, store_batches
 from hgpose.inference.estimator import decode_to_image, target_peak
 from hgpose.io import atomic_path, write_json
+from hgpose.progress import bar as progress_bar
 from hgpose.runs import default_eval_dir
 from hgpose.skeleton import JOINTS, NUM_JOINTS
 from hgpose.thesis import PCK as THESIS_PCK
@@ -74,8 +74,8 @@ def predict_split(split: Split, forward: Forward, codec, *, batch_size: int = 32
     coords, scores, correct, labelled = [], [], [], []
     per_image = {name: [] for name in SUBSETS}
     boxes = np.asarray(split.boxes)
-    with tqdm(total=n, unit="img", desc=f"evaluate {split.name}", disable=not progress,
-              dynamic_ncols=True, file=sys.stderr) as bar, torch.inference_mode():
+    with progress_bar(total=n, unit="img", desc=f"evaluate {split.name}", disable=not progress) as bar, \
+            torch.inference_mode():
         for batch in split_pass(store_batches(split, batch_size), forward):
             for name, (values, valid) in batch.pck.items():
                 per_image[name].append(torch.where(valid, values, torch.nan).cpu())

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -129,13 +128,12 @@ def predict_people(people: list[Person], heatmaps_of: CropHeatmaps, codec, *, in
     """Crop every person from its image by its box, run `heatmaps_of` in batches, decode
     with `codec` and map back to image pixels. Each image is read once; one that cannot be
     read is skipped (its people are UNREADABLE), not fatal."""
-    from tqdm import tqdm
+    from hgpose.progress import bar as progress_bar
 
     n = len(people)
     out = BoxPredictions(np.full((n, NUM_JOINTS, 2), np.nan), np.full((n, NUM_JOINTS), np.nan, np.float32),
                          np.zeros((n, 3), np.int64), np.full(n, PREDICTED, dtype=object), {})
-    with tqdm(total=n, unit="person", desc=desc, disable=not progress, dynamic_ncols=True,
-              file=sys.stderr) as bar:
+    with progress_bar(total=n, unit="person", desc=desc, disable=not progress) as bar:
         batch = []
         for index, crop, box in _crops(people, input_size, out, bar):
             batch.append((index, crop, box))

@@ -40,7 +40,6 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from hgpose.codecs import ThesisCodec
 from hgpose.data.dataset import CropDataset, make_loader
@@ -51,6 +50,7 @@ from hgpose.evaluate.split_pass import network_forward, split_pass
 from hgpose.inference.fast import prepare_network
 from hgpose.inference.load import load_run
 from hgpose.io import atomic_path, file_sha256, npy_rows, write_json
+from hgpose.progress import bar as progress_bar
 from hgpose.models import skips_disabled
 
 CACHE_FORMAT = 1
@@ -156,7 +156,7 @@ def forward_pass(
     codec = ThesisCodec()
     loader, n = _loader(store, split, limit, batch_size, workers, device)
     with nullcontext() if skips else skips_disabled(model):
-        bar = tqdm(total=n, desc=desc, unit="crop", disable=not progress, leave=False)
+        bar = progress_bar(total=n, desc=desc, unit="crop", disable=not progress, leave=False)
         for batch in split_pass(loader, forward, layer=(model, layer) if layer else None):
             xy, peak = codec.decode_torch(batch.heatmaps)
             latent = batch.layer.flatten(1).float().cpu().numpy() if layer else None

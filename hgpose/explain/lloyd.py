@@ -158,7 +158,14 @@ def _step(z, sq, active: list[Run], chunk: int, tol_abs: float, max_iter: int) -
             onehot[rows, offsets[members][None, :] + labels] = 1.0
         sums += onehot.T @ z[start:stop]
         counts += onehot.sum(0).astype(np.int64)
+    _update(z, active, offsets, sums, counts, inertia, far_index, new_labels, tol_abs, max_iter)
 
+
+def _update(z, active: list[Run], offsets, sums, counts, inertia, far_index, new_labels, tol_abs: float,
+            max_iter: int) -> None:
+    """Each active run after an assignment pass: done when its labels stopped changing (or
+    it was finishing), else its centres moved to the means of their points."""
+    n = len(z)
     for i, r in enumerate(active):
         r.n_iter += 1
         unchanged = bool(np.array_equal(new_labels[i], r.labels))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
+from hgpose.progress import bar as progress_bar
 
 from hgpose import thesis
 from hgpose.explain.protocol import fragment
@@ -101,7 +101,7 @@ def fit_pca(values: np.ndarray, rows: np.ndarray | None = None, *, chunk: int = 
     if n < 2:
         raise ValueError(f"PCA needs at least 2 rows, got {n}")
     steps = 2 * ((n + chunk - 1) // chunk)
-    bar = tqdm(total=steps, desc=desc, unit="chunk", disable=not progress, leave=False)
+    bar = progress_bar(total=steps, desc=desc, unit="chunk", disable=not progress, leave=False)
 
     total = np.zeros(d, np.float64)
     for sel in _chunks(len(values), rows, chunk):
@@ -141,13 +141,15 @@ def project(values: np.ndarray, pca: PCAResult, columns, rows: np.ndarray | None
     scores = np.empty((n, len(columns)), np.float32)
     sq_dist = np.empty(n, np.float64)
     at = 0
-    for sel in tqdm(list(_chunks(len(values), rows, chunk)), desc=desc, unit="chunk",
-                    disable=not progress, leave=False):
-        x = np.asarray(values[sel], dtype=np.float32) - mean32
-        m = len(x)
-        scores[at:at + m] = x @ basis
-        sq_dist[at:at + m] = np.einsum("ij,ij->i", x, x, dtype=np.float64)
-        at += m
+    chunks = list(_chunks(len(values), rows, chunk))
+    with progress_bar(total=len(chunks), desc=desc, unit="chunk", disable=not progress, leave=False) as bar:
+        for sel in chunks:
+            x = np.asarray(values[sel], dtype=np.float32) - mean32
+            m = len(x)
+            scores[at:at + m] = x @ basis
+            sq_dist[at:at + m] = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+            at += m
+            bar.update(1)
     return scores, sq_dist
 
 

@@ -7,7 +7,7 @@ bf16 autocast is faster still, so ONNX Runtime is used only for fp32 on a CPU.
 
 The graph is written here, once per estimator, on the first batch (1-4 s for the full-size
 networks): `to_onnx` is also what `hgpose export` writes (with the mean subtraction inside).
-ONNX Runtime is optional (`pip install onnxruntime`); without it PyTorch runs.
+ONNX Runtime is a dependency of hgpose; where it is missing (or HGPOSE_ONNXRUNTIME=0) PyTorch runs.
 """
 
 from __future__ import annotations

@@ -247,12 +247,7 @@ class Body3D:
 
 def pose_body(pose: Pose, build: Build, yaw_deg: float) -> Body3D:
     """Forward kinematics: joint angles + proportions + facing -> 3-D camera-frame points."""
-    L = build.limbs
-    # body frame before the turn: X = person's left, Y = down, Z = forward (toward camera)
-    lean, side = math.radians(pose.lean), math.radians(pose.side_lean)
-    spine = _unit(np.array([math.sin(side), -math.cos(lean) * math.cos(side), math.sin(lean)]))
-    lateral = _unit(np.array([1.0, 0, 0]) - spine[0] * spine)
-    forward = _cross(spine, lateral)
+    spine, lateral, forward = _torso_axes(pose)
     pelvis = np.zeros(3)
     neck_base = pelvis + spine * TORSO_LEN * build.torso
     w = build.width
@@ -263,41 +258,10 @@ def pose_body(pose: Pose, build: Build, yaw_deg: float) -> Body3D:
         j[J[f"{name}_hip"]] = pelvis + sgn * HIP_X * w * lateral
     points = {"pelvis": pelvis, "neck_base": neck_base}
     for name, sgn in (("left", 1.0), ("right", -1.0)):
-        flex, abd, bend, twist = pose.arms[name]
-        ua = _limb_dir(flex, abd, sgn)
-        fr = math.radians(flex)
-        # elbows bend the forearm toward the front (a hanging arm's hand comes forward/up)
-        la = _bent(ua, bend, np.array([0.0, -math.sin(fr), math.cos(fr)]), twist, sgn)
-        elbow = j[J[f"{name}_shoulder"]] + ua * UPPER_ARM * L
-        wrist = elbow + la * LOWER_ARM * L
-        j[J[f"{name}_elbow"]], j[J[f"{name}_wrist"]] = elbow, wrist
-        points[f"hand_{name}"] = wrist + la * HAND * L
-        flex, abd, bend = pose.legs[name]
-        th = _limb_dir(flex, abd, sgn)
-        fr = math.radians(flex)
-        # knees bend the shin backward (sitting: downward)
-        sh = _bent(th, bend, np.array([0.0, math.sin(fr), -math.cos(fr)]), 0.0, sgn)
-        knee = j[J[f"{name}_hip"]] + th * THIGH * L
-        ankle = knee + sh * SHIN * L
-        j[J[f"{name}_knee"]], j[J[f"{name}_ankle"]] = knee, ankle
-        toe = _unit(np.array([0.0, 0.25, 1.0]) + 0.3 * sh)  # forward, a little down
-        points[f"foot_{name}"] = ankle + toe * FOOT * L
-    # head: on a short neck continuing the spine, nodded and turned
-    h = build.head
-    nod = _rot(lateral, -math.radians(pose.head_pitch))  # positive pitch: face turns down
-    head_down, head_fwd = nod @ (-spine), nod @ forward
-    turn = _rot(head_down, math.radians(pose.head_yaw))  # positive yaw: toward the person's left
-    head_lat, head_fwd = turn @ lateral, turn @ head_fwd
-    head_c = neck_base - head_down * (NECK_LEN + HEAD_RY * h)
+        _pose_limbs(pose, build.limbs, name, sgn, j, points)
+    head_c, (head_lat, head_down, head_fwd), face = _pose_head(pose, build.head, spine, lateral, forward, neck_base)
     points["head"] = head_c
-    r = HEAD_RX * h
-    face = {
-        "nose": 0.82 * head_fwd + 0.15 * head_down,
-        "left_eye": 0.62 * head_fwd + 0.40 * head_lat - 0.12 * head_down,
-        "right_eye": 0.62 * head_fwd - 0.40 * head_lat - 0.12 * head_down,
-        "left_ear": 0.86 * head_lat - 0.08 * head_fwd,
-        "right_ear": -0.86 * head_lat - 0.08 * head_fwd,
-    }
+    r = HEAD_RX * build.head
     for name, off in face.items():
         j[J[name]] = head_c + off * r
     torso_sections = (
@@ -318,13 +282,72 @@ def pose_body(pose: Pose, build: Build, yaw_deg: float) -> Body3D:
     points = {k: R @ v for k, v in points.items()}
     torso_sections = tuple(tuple(R @ v for v in sec) for sec in torso_sections)
     head_axes = np.stack([R @ head_lat, R @ head_down, R @ head_fwd])
-    # a face point is seen when its surface normal does not point away from the viewer
+    h = build.head
+    return Body3D(j, _face_visible(face, R), points, head_axes, torso_sections, radii, (HEAD_RX * h, HEAD_RY * h))
+
+
+def _torso_axes(pose: Pose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(spine, lateral, forward) unit vectors of the leaning torso, in the body frame before
+    the turn: X = person's left, Y = down, Z = forward (toward the camera)."""
+    lean, side = math.radians(pose.lean), math.radians(pose.side_lean)
+    spine = _unit(np.array([math.sin(side), -math.cos(lean) * math.cos(side), math.sin(lean)]))
+    lateral = _unit(np.array([1.0, 0, 0]) - spine[0] * spine)
+    return spine, lateral, _cross(spine, lateral)
+
+
+def _pose_limbs(pose: Pose, L: float, name: str, sgn: float, j: np.ndarray, points: dict) -> None:
+    """One side's arm and leg from its shoulder and hip (already in `j`): elbow, wrist,
+    knee, ankle into `j`, hand and foot into `points`."""
+    J = JOINT_INDEX
+    flex, abd, bend, twist = pose.arms[name]
+    ua = _limb_dir(flex, abd, sgn)
+    fr = math.radians(flex)
+    # elbows bend the forearm toward the front (a hanging arm's hand comes forward/up)
+    la = _bent(ua, bend, np.array([0.0, -math.sin(fr), math.cos(fr)]), twist, sgn)
+    elbow = j[J[f"{name}_shoulder"]] + ua * UPPER_ARM * L
+    wrist = elbow + la * LOWER_ARM * L
+    j[J[f"{name}_elbow"]], j[J[f"{name}_wrist"]] = elbow, wrist
+    points[f"hand_{name}"] = wrist + la * HAND * L
+    flex, abd, bend = pose.legs[name]
+    th = _limb_dir(flex, abd, sgn)
+    fr = math.radians(flex)
+    # knees bend the shin backward (sitting: downward)
+    sh = _bent(th, bend, np.array([0.0, math.sin(fr), -math.cos(fr)]), 0.0, sgn)
+    knee = j[J[f"{name}_hip"]] + th * THIGH * L
+    ankle = knee + sh * SHIN * L
+    j[J[f"{name}_knee"]], j[J[f"{name}_ankle"]] = knee, ankle
+    toe = _unit(np.array([0.0, 0.25, 1.0]) + 0.3 * sh)  # forward, a little down
+    points[f"foot_{name}"] = ankle + toe * FOOT * L
+
+
+def _pose_head(pose: Pose, h: float, spine, lateral, forward, neck_base):
+    """The head on a short neck continuing the spine, nodded and turned: its centre, its
+    axes (lateral, down, forward) and the face points' offsets from the centre (in head
+    radii)."""
+    nod = _rot(lateral, -math.radians(pose.head_pitch))  # positive pitch: face turns down
+    head_down, head_fwd = nod @ (-spine), nod @ forward
+    turn = _rot(head_down, math.radians(pose.head_yaw))  # positive yaw: toward the person's left
+    head_lat, head_fwd = turn @ lateral, turn @ head_fwd
+    head_c = neck_base - head_down * (NECK_LEN + HEAD_RY * h)
+    face = {
+        "nose": 0.82 * head_fwd + 0.15 * head_down,
+        "left_eye": 0.62 * head_fwd + 0.40 * head_lat - 0.12 * head_down,
+        "right_eye": 0.62 * head_fwd - 0.40 * head_lat - 0.12 * head_down,
+        "left_ear": 0.86 * head_lat - 0.08 * head_fwd,
+        "right_ear": -0.86 * head_lat - 0.08 * head_fwd,
+    }
+    return head_c, (head_lat, head_down, head_fwd), face
+
+
+def _face_visible(face: dict, R: np.ndarray) -> np.ndarray:
+    """bool [17]: a face point is seen when its surface normal does not point away from the
+    viewer (the body's other joints always count as visible here)."""
     vis = np.ones(NUM_JOINTS, bool)
     for name, off in face.items():
         normal = _unit(R @ off)
         limit = -0.35 if name.endswith("ear") else -0.12 if name == "nose" else -0.05
-        vis[J[name]] = normal[2] >= limit
-    return Body3D(j, vis, points, head_axes, torso_sections, radii, (HEAD_RX * h, HEAD_RY * h))
+        vis[JOINT_INDEX[name]] = normal[2] >= limit
+    return vis
 
 
 def facing_of(yaw_deg: float) -> str:

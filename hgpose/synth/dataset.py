@@ -25,10 +25,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from hgpose.errors import HgposeError
 from hgpose.io import atomic_path, write_bytes, write_json
+from hgpose.progress import bar as progress_bar
 from hgpose.skeleton import BONES, JOINTS
 from hgpose.synth.scene import FACTORS, Scene, render_scene
 from hgpose.workers import process_pool
@@ -190,48 +190,18 @@ def generate(
     """
     out_dir = Path(out_dir)
     counts = {"train2017": train_images, "val2017": val_images}
-    for name, n in counts.items():
-        if not isinstance(n, (int, np.integer)) or n < 0:
-            raise HgposeError(f"{name} images: {n!r}; give a whole count >= 0")
-    if train_images + val_images == 0:
-        raise HgposeError("nothing to make: give --train-images and/or --val-images > 0")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise HgposeError(f"--seed {seed!r}: give a whole number >= 0")
-    try:
-        width, height = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise HgposeError(f"--size {size!r}: give width and height in pixels") from None
-    if not (64 <= width <= MAX_SIDE and 64 <= height <= MAX_SIDE):
-        raise HgposeError(f"--size {width} {height}: width and height must be between 64 and {MAX_SIDE} pixels")
-    if not 1 <= quality <= 100:
-        raise HgposeError(f"JPEG quality {quality}: give 1..100")
+    width, height = _check_settings(counts, seed, size, quality)
     total = train_images + val_images
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise HgposeError(f"--workers {workers}: give at least 1")
     workers = min(workers, max(1, total // 32))   # a pool is not worth it for a handful
     _check_out_dir(out_dir)
-
-    jobs = []
-    for split in SPLITS:
-        folder = out_dir / split
-        folder.mkdir(parents=True, exist_ok=True)
-        keep = {f"{image_id(split, i):012d}.jpg" for i in range(counts[split])}
-        _remove_stale(folder, keep)
-        jobs += [(seed, split, i, width, height, str(folder), quality) for i in range(counts[split])]
-    (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
+    jobs = _image_jobs(out_dir, counts, seed, width, height, quality)
 
     started = time.perf_counter()
-    results = {split: ([], []) for split in SPLITS}
-    bar = tqdm(total=total, unit="img", desc="synth", disable=not progress, dynamic_ncols=True)
-    with process_pool(workers) as pool, bar:
-        stream = pool.imap(_make_image, jobs, chunksize=8) if pool else map(_make_image, jobs)
-        for job, (image, anns) in zip(jobs, stream):
-            results[job[1]][0].append(image)
-            results[job[1]][1].extend(anns)
-            bar.update(1)
+    results = _draw(jobs, workers, progress)
     seconds = time.perf_counter() - started
-
     files = {}
     for split in SPLITS:
         path = out_dir / "annotations" / f"person_keypoints_{split}.json"
@@ -250,6 +220,53 @@ def generate(
     }
     write_json(out_dir / "synth.json", summary)
     return summary
+
+
+def _check_settings(counts: dict, seed, size, quality: int) -> tuple[int, int]:
+    """One-line errors for every setting, before anything is written; returns (width, height)."""
+    for name, n in counts.items():
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise HgposeError(f"{name} images: {n!r}; give a whole count >= 0")
+    if sum(counts.values()) == 0:
+        raise HgposeError("nothing to make: give --train-images and/or --val-images > 0")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise HgposeError(f"--seed {seed!r}: give a whole number >= 0")
+    try:
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise HgposeError(f"--size {size!r}: give width and height in pixels") from None
+    if not (64 <= width <= MAX_SIDE and 64 <= height <= MAX_SIDE):
+        raise HgposeError(f"--size {width} {height}: width and height must be between 64 and {MAX_SIDE} pixels")
+    if not 1 <= quality <= 100:
+        raise HgposeError(f"JPEG quality {quality}: give 1..100")
+    return width, height
+
+
+def _image_jobs(out_dir: Path, counts: dict, seed: int, width: int, height: int, quality: int) -> list[tuple]:
+    """One job per image to draw, in split order; the image folders made and cleared of
+    images a previous call with other counts left."""
+    jobs = []
+    for split in SPLITS:
+        folder = out_dir / split
+        folder.mkdir(parents=True, exist_ok=True)
+        keep = {f"{image_id(split, i):012d}.jpg" for i in range(counts[split])}
+        _remove_stale(folder, keep)
+        jobs += [(seed, split, i, width, height, str(folder), quality) for i in range(counts[split])]
+    (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
+    return jobs
+
+
+def _draw(jobs: list[tuple], workers: int, progress: bool) -> dict:
+    """Draw and write every image (in worker processes); split -> (images, annotations)."""
+    results = {split: ([], []) for split in SPLITS}
+    bar = progress_bar(total=len(jobs), unit="img", desc="synth", disable=not progress)
+    with process_pool(workers) as pool, bar:
+        stream = pool.imap(_make_image, jobs, chunksize=8) if pool else map(_make_image, jobs)
+        for job, (image, anns) in zip(jobs, stream):
+            results[job[1]][0].append(image)
+            results[job[1]][1].extend(anns)
+            bar.update(1)
+    return results
 
 
 def format_summary(summary: dict) -> str:

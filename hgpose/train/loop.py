@@ -33,6 +33,7 @@ from hgpose.data.dataset import make_loader
 from hgpose.errors import HgposeError
 from hgpose.inference.device import resolve_device
 from hgpose.io import write_bytes
+from hgpose.progress import bar as progress_bar
 from hgpose.runs import RunDir, weights
 from hgpose.runs import state as ckpt
 from hgpose.train.data import ResumableSampler, ShardSampler, batch_generator
@@ -268,9 +269,10 @@ class _Fit:
         self.progress["epoch"] = epoch
         self.sampler.set_epoch(epoch, skip=progress["step"] * job.batch_size)
         self.train_model.train()
-        bar = tqdm(total=math.ceil(len(self.sampler.inner) / job.batch_size), initial=progress["step"],
-                   unit="batch", desc=f"{self.phase.name} epoch {epoch + 1}/{job.epochs}", dynamic_ncols=True,
-                   disable=not (self.rt.main and self.config.progress), file=sys.stderr)
+        # Off a terminal the epoch line of RunLog is all that is printed (summary=False).
+        bar = progress_bar(total=math.ceil(len(self.sampler.inner) / job.batch_size), initial=progress["step"],
+                           unit="batch", desc=f"{self.phase.name} epoch {epoch + 1}/{job.epochs}",
+                           disable=not (self.rt.main and self.config.progress), summary=False)
         start, seen = time.perf_counter(), 0
         with bar:
             for batch in self.loader:
