@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hgpose.codecs import GaussianCodec, ThesisCodec, argmax_2d, flip_back
+from hgpose.codecs import GaussianCodec, HeatmapCodec, ThesisCodec, argmax_2d, flip_back
 from hgpose.skeleton import FLIP_INDEX, NUM_JOINTS
 
 J = NUM_JOINTS
@@ -378,3 +378,68 @@ def test_other_sizes_follow_the_stride():
     assert heatmaps.shape == (J, 64, 64)
     coords, _ = codec.decode(heatmaps)
     np.testing.assert_allclose(coords, k[:, :2], atol=0.02)
+
+
+# --- the registry: a codec a contributor adds ------------------------------------------------
+
+class ToyCodec(HeatmapCodec):
+    """A codec added as one class and one line in CODECS: Gaussian maps of a fixed width,
+    decoded by plain argmax."""
+
+    name = "toy"
+    refinements = ("none",)
+    decoding = "plain argmax of sigma-1.5 maps"
+
+    def __init__(self):
+        super().__init__(256, 64, J)
+        self._maps = GaussianCodec(sigma=1.5, refine="none")
+
+    @classmethod
+    def from_config(cls, target):
+        return cls()
+
+    def parameters(self) -> dict:
+        return {"sigma": 1.5}
+
+    def encode(self, keypoints):
+        return self._maps.encode(keypoints)
+
+    def encode_torch(self, keypoints):
+        return self._maps.encode_torch(keypoints)
+
+    def decode(self, heatmaps):
+        return self._maps.decode(heatmaps)
+
+    def decode_torch(self, heatmaps):
+        return self._maps.decode_torch(heatmaps)
+
+
+def test_a_registered_codec_is_validated_trained_decoded_and_exported(tmp_path, monkeypatch):
+    """Adding a codec = one class + one registry line: config validation, training's targets,
+    `hgpose.load`'s decoding and the ONNX export's metadata all find it through CODECS."""
+    import json
+
+    import onnx
+
+    import hgpose
+    from builders import make_store
+    from hgpose import config as cfg
+    from hgpose.codecs import CODECS
+    from hgpose.errors import HgposeError
+    from hgpose.export import export_onnx
+    from hgpose.train import train
+
+    monkeypatch.setitem(CODECS, "toy", ToyCodec)
+    with pytest.raises(HgposeError, match="target.refine=dark: the toy codec decodes by plain argmax of sigma-1.5"):
+        cfg.resolve("thesis", ["target.codec=toy", "target.refine=dark"])
+    store = make_store(tmp_path / "store", n_train=4, n_val=2)
+    run = tmp_path / "run"
+    train(store, run, preset="thesis", epochs=1, batch_size=2,
+          overrides=["target.codec=toy", "model.features=8", "data.workers=0", "progress=false", "tensorboard=false"])
+    est = hgpose.load(run, device="cpu")
+    assert isinstance(est.codec, ToyCodec)
+    assert est.predict(np.zeros((64, 48, 3), np.uint8)).shape == (J, 3)
+    export_onnx(run, tmp_path / "toy.onnx", verify=False)
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "toy.onnx")).metadata_props}
+    assert json.loads(meta["codec"]) == {"name": "toy", "decode": "argmax", "sigma": 1.5, "stride": 4,
+                                         "cell_centre": "u = 4 * column + 1.5"}
