@@ -7,7 +7,6 @@ runs one more pass with `skips_disabled` and compares per-image thesis PCK.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from hgpose import thesis
 from hgpose.explain import figures
-from hgpose.explain.protocol import fragment
+from hgpose.explain.protocol import NoOptions, fragment
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -117,16 +116,8 @@ def write_figures(out_dir: Path, split: str, images, keypoints, latents: Latents
 
 # --- the part ------------------------------------------------------------------------------
 
-@dataclass
-class Options:
-    """No options of its own: the pass uses the common ones (--batch-size, --workers, --limit)."""
-
-    def check(self, options) -> None:
-        pass
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        pass
+# No options of its own: the pass uses the common ones (--batch-size, --workers, --limit).
+Options = NoOptions
 
 
 TITLE = "Skip ablation"

@@ -19,13 +19,12 @@ does not name it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hgpose.explain.protocol import fragment
+from hgpose.explain.protocol import NoOptions, fragment
 
 if TYPE_CHECKING:
     from hgpose.data.store import Store
@@ -176,16 +175,8 @@ def _robust_limits(set_limits, values: np.ndarray) -> None:
 
 # --- the part ------------------------------------------------------------------------------
 
-@dataclass
-class Options:
-    """No options: the components (TOP) and shuffles (PERMUTATIONS) are fixed."""
-
-    def check(self, options) -> None:
-        pass
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        pass
+# No options of its own: the components (TOP) and shuffles (PERMUTATIONS) are fixed.
+Options = NoOptions
 
 
 TITLE = "Known factors"

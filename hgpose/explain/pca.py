@@ -26,7 +26,7 @@ import numpy as np
 from hgpose.progress import bar as progress_bar
 
 from hgpose import thesis
-from hgpose.explain.protocol import fragment
+from hgpose.explain.protocol import NoOptions, fragment
 
 if TYPE_CHECKING:
     from hgpose.explain.context import Context
@@ -254,16 +254,8 @@ def walk_figure(images, keypoints, rows: np.ndarray, z: np.ndarray, component: i
 
 # --- the part ------------------------------------------------------------------------------
 
-@dataclass
-class Options:
-    """The PCA has no options of its own: the components it shows are the thesis's."""
-
-    def check(self, options) -> None:
-        pass
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        pass
+# No options of its own: the components it shows are the thesis's.
+Options = NoOptions
 
 
 TITLE = "PCA"

@@ -29,6 +29,7 @@ names, so an analysis owns everything about itself in its module and its report 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -61,6 +62,18 @@ class Part(Protocol):
     def run(self, ctx: Context) -> dict | None: ...
 
     def summary_lines(self, section: dict, result: dict) -> list[str]: ...
+
+
+@dataclass
+class NoOptions:
+    """The Options of a part that has none of its own (it uses the common ones)."""
+
+    def check(self, options) -> None:
+        return None
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        return None
 
 
 def fragment(name: str) -> Path:
