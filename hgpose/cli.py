@@ -311,7 +311,7 @@ def _run_train(args) -> int:
 
 def _parts(text: str) -> tuple[str, ...]:
     """`--only`: a comma-separated subset of the explain parts."""
-    from hgpose.explain.pipeline import selectable_parts
+    from hgpose.explain.parts import selectable_parts
 
     parts = tuple(p.strip() for p in text.split(",") if p.strip())
     unknown = [p for p in parts if p not in selectable_parts()]
@@ -322,7 +322,7 @@ def _parts(text: str) -> tuple[str, ...]:
 
 
 def _add_explain(sub) -> None:
-    from hgpose.explain.pipeline import PARTS, selectable_parts
+    from hgpose.explain.parts import PARTS, selectable_parts
 
     p = sub.add_parser(
         "explain",
@@ -375,11 +375,12 @@ def _add_explain(sub) -> None:
 
 
 def _run_explain(args) -> int:
-    from hgpose.explain import ExplainOptions, explain
-    from hgpose.explain.pipeline import format_summary, option_owners
+    from hgpose.explain import explain
+    from hgpose.explain.parts import default_options, option_owners
+    from hgpose.explain.pipeline import format_summary
 
     given = vars(args)   # a part option without a flag keeps its default
-    options = ExplainOptions().replace(**{name: given[name] for name in option_owners() if name in given})
+    options = default_options().replace(**{name: given[name] for name in option_owners() if name in given})
     result = explain(args.run_dir, args.data, args.out, options)
     print(format_summary(result, args.out))
     return 0

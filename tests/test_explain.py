@@ -17,6 +17,7 @@ from hgpose.data.store import Store
 from hgpose.errors import HgposeError
 from hgpose.explain import ExplainOptions, clusters, pca
 from hgpose.explain import latents as latents_mod
+from hgpose.explain.parts import default_options
 from hgpose.explain.pipeline import check_options
 from builders import make_store
 
@@ -272,19 +273,19 @@ def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
 ])
 def test_bad_options_are_user_errors(change, message):
     with pytest.raises(HgposeError, match=message):
-        check_options(ExplainOptions().replace(**change))
+        check_options(default_options().replace(**change))
 
 
 def test_flat_option_names_reach_the_part_that_owns_them():
     """`explain(..., k_max=3)` and the command line use flat names; each lands in the common
     options or in the Options of the one part that declares it."""
-    base = ExplainOptions()
+    base = default_options()
     options = base.replace(only="pca,kmeans", limit=5, k_max=3, occlusion_stride=8, saliency_rows="0, 4",
                            compare="runs/ae")
     assert options.only == ("pca", "kmeans") and options.limit == 5
     assert options.parts["kmeans"].k_max == 3 and options.parts["saliency"].occlusion_stride == 8
     assert options.parts["saliency"].saliency_rows == (0, 4) and options.parts["compare"].compare == "runs/ae"
-    assert base == ExplainOptions()            # the options replaced are left as they were
+    assert base == default_options()           # the options replaced are left as they were
     flat = options.flat()                      # explain.json's "options"
     assert flat["k_max"] == 3 and flat["saliency_rows"] == [0, 4] and flat["only"] == ["pca", "kmeans"]
     with pytest.raises(TypeError, match="unknown explain option.* k_maxx"):
@@ -302,7 +303,7 @@ def test_every_part_states_its_options_flags_and_fragment_once():
     defaults their help states) are the dataclass's, and an existing report fragment."""
     from dataclasses import MISSING, fields
 
-    from hgpose.explain.pipeline import PARTS, option_owners
+    from hgpose.explain.parts import PARTS, option_owners
 
     owners = option_owners()                   # raises if two parts declare the same name
     parser = _explain_parser()
@@ -310,7 +311,7 @@ def test_every_part_states_its_options_flags_and_fragment_once():
     actions = {a.dest: a for a in parser._actions}
     for name, part in PARTS.items():
         defaults = part.Options()
-        defaults.check(ExplainOptions())
+        defaults.check(default_options())
         for f in fields(part.Options):
             assert f.default is not MISSING or f.default_factory is not MISSING, (name, f.name)
             if f.name in actions:
@@ -321,10 +322,10 @@ def test_every_part_states_its_options_flags_and_fragment_once():
         assert Path(part.TEMPLATE).is_file(), name
         assert f'<h2 id="{name}">' in Path(part.TEMPLATE).read_text(), name   # the nav's anchor
         assert part.TITLE and isinstance(part.SELECTABLE, bool)
-    # every flag feeds an option, and the command line's defaults are ExplainOptions()'s
+    # every flag feeds an option, and the command line's defaults are the options' defaults
     assert set(actions) - {"help", "run_dir", "data", "out"} <= set(owners)
     given = vars(args)
-    assert ExplainOptions().replace(**{k: given[k] for k in owners if k in given}) == ExplainOptions()
+    assert default_options().replace(**{k: given[k] for k in owners if k in given}) == default_options()
 
 
 def test_listing_the_parts_flags_keeps_the_command_line_light():
@@ -348,7 +349,7 @@ def test_a_registered_toy_part_runs_end_to_end(tmp_path, monkeypatch, capsys):
     from matplotlib.figure import Figure
 
     from hgpose.cli import main
-    from hgpose.explain import explain, pipeline
+    from hgpose.explain import explain, parts
 
     @dataclass
     class ToyOptions:
@@ -377,7 +378,7 @@ def test_a_registered_toy_part_runs_end_to_end(tmp_path, monkeypatch, capsys):
     toy = SimpleNamespace(Options=ToyOptions, TITLE="Toy", TEMPLATE=fragment, SELECTABLE=True,
                           wanted=lambda ctx: ctx.asked("toy"), run=run,
                           summary_lines=lambda section, result: [f"  toy: mean {section['scaled_mean']:.4f}"])
-    monkeypatch.setitem(pipeline.PARTS, "toy", toy)
+    monkeypatch.setitem(parts.PARTS, "toy", toy)
     store = make_store(tmp_path / "store", 5, 2, 2)
     run_dir = tiny_run(tmp_path / "run")
     out = tmp_path / "report"

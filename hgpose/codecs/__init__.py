@@ -13,14 +13,11 @@ export's metadata all read it. Adding a codec is one module with a `HeatmapCodec
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from hgpose.codecs.base import ABSENT, HeatmapCodec, argmax_2d, flip_back
 from hgpose.codecs.gaussian import GaussianCodec
 from hgpose.codecs.thesis import ThesisCodec
 
-if TYPE_CHECKING:
-    from hgpose.config import TargetConfig
 
 CODECS: dict[str, type[HeatmapCodec]] = {"thesis": ThesisCodec, "gaussian": GaussianCodec}
 
@@ -35,9 +32,10 @@ def refine_problem(name: str, refine: str) -> str | None:
     return None
 
 
-def build_codec(target: "TargetConfig") -> HeatmapCodec:
-    """The codec a run's target config describes: training encodes with it, every reader of
-    the run decodes with it."""
+def build_codec(target) -> HeatmapCodec:
+    """The codec a run's target config (a `hgpose.config.TargetConfig`, read by field: this
+    package does not import hgpose.config, which validates through it) describes: training
+    encodes with it, every reader of the run decodes with it."""
     return CODECS[target.codec].from_config(target)
 
 

@@ -12,7 +12,9 @@ context is what they share; latents is the cached network pass; figures and repo
 See docs/explain.md.
 """
 
-from hgpose.explain.pipeline import PARTS, ExplainOptions, explain
+from hgpose.explain.options import ExplainOptions
+from hgpose.explain.parts import PARTS
+from hgpose.explain.pipeline import explain
 from hgpose.explain.report import render
 
 __all__ = ["PARTS", "ExplainOptions", "explain", "render"]

@@ -135,7 +135,7 @@ def run(ctx: Context) -> dict:
     other_all = pca_mod.fit_pca(other_lat.values, progress=o.progress, desc="PCA compare")
     full = other_lat.fully_annotated
     other_full = pca_mod.fit_pca(other_lat.values, full) if len(full) >= pca_mod.MIN_ROWS else None
-    spaces = ctx.pca_spaces()
+    spaces = pca_mod.spaces(ctx)
     rows = [row("this run", ctx.checkpoint, ctx.latents, ctx.layer, spaces["all"].pca,
                 spaces["full"].pca if "full" in spaces else None),
             row("--compare", other, other_lat, other_layer, other_all, other_full)]

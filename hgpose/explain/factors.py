@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hgpose.explain import pca
 from hgpose.explain.protocol import NoOptions, fragment
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 NUMERIC = ("scale", "rotation_deg", "lean_deg", "yaw_deg", "occluded_joints", "outside_joints",
            "occluded_fraction", "people")
 CATEGORICAL = ("posture", "facing")
-TOP = 10            # components related to the factors
+TOP = pca.SCORED_COMPONENTS   # components related to the factors
 PERMUTATIONS = 200  # shuffles for the chance levels
 
 
@@ -185,12 +186,12 @@ SELECTABLE = False
 
 
 def wanted(ctx: Context) -> bool:
-    return ctx.pca_recomputed()
+    return pca.recomputed(ctx)
 
 
 def run(ctx: Context) -> dict | None:
     """explain.json's factors section, or None when the crops carry no synth factors."""
-    spaces = ctx.pca_spaces()
+    spaces = pca.spaces(ctx)
     if "all" not in spaces:
         return None
     found = load(ctx.store, ctx.options.split, ctx.latents.ids)

@@ -2,9 +2,9 @@
 the mean silhouette; per cluster its size, joints, the crops nearest to its centroid and its
 own 2-component scatter drawn as skeletons.
 
-It clusters in the leading principal components of the shared PCA space (`Context.pca_spaces`)
+It clusters in the leading principal components of the shared PCA space (`pca.spaces`)
 that hold --kmeans-variance of the variance; the sweep, silhouette and figures are in
-`clusters`, the lockstep Lloyd solver in `lloyd` (`kmeans_many`, also importable from here).
+`clusters`, the lockstep Lloyd solver in `lloyd` (`kmeans_many`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 
 from hgpose.errors import HgposeError
 from hgpose.explain import clusters
-from hgpose.explain.lloyd import kmeans_many  # noqa: F401  (its home before `lloyd`; callers import it here)
-from hgpose.explain.pca import SUBSET_LABELS
+from hgpose.explain import pca
+from hgpose.explain.pca import SUBSET_LABELS, PCASpace
 from hgpose.explain.protocol import fragment, require_at_least_one
 
 if TYPE_CHECKING:
-    from hgpose.explain.context import Context, PCASpace
+    from hgpose.explain.context import Context
 
 
 @dataclass
@@ -86,8 +86,8 @@ def wanted(ctx: Context) -> bool:
 def run(ctx: Context) -> dict:
     """explain.json's kmeans section: the K sweep of each subset and the silhouette figure."""
     o = ctx.options.parts["kmeans"]
-    spaces = ctx.pca_spaces()
-    out = {"subsets": {}, "skipped": ctx.pca_skipped(), "algorithm": o.kmeans_algorithm,
+    spaces = pca.spaces(ctx)
+    out = {"subsets": {}, "skipped": pca.skipped(ctx), "algorithm": o.kmeans_algorithm,
            "n_init": o.n_init, "max_iter": o.max_iter, "variance_kept": o.kmeans_variance}
     for name, space in spaces.items():
         entry = _subset(ctx, o, name, space)

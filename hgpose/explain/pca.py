@@ -2,7 +2,7 @@
 
 On (i) all crops and (ii) the fully annotated ones: the explained-variance table and curves,
 the components for 90/95/99 %, and the thesis's PC walks (`run`; the fit and projection
-themselves are shared with the other parts through the context, `Context.pca_spaces`).
+themselves are shared with the other parts: `spaces(ctx)` fits them once per call).
 
 Why this algorithm: with D = 4,096 the covariance is only 4,096 x 4,096 (128 MB in float64)
 however many rows there are, and accumulating it is one BLAS matrix product per chunk
@@ -19,19 +19,23 @@ float32 when the mean is large next to the spread.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from hgpose.progress import bar as progress_bar
 
 from hgpose import thesis
 from hgpose.explain.protocol import NoOptions, fragment
+from hgpose.progress import bar as progress_bar
 
 if TYPE_CHECKING:
     from hgpose.explain.context import Context
 
 CHUNK = 8192            # rows per product: 8192 x 4096 float32 = 128 MB
+# Every row is projected on the leading components up to this many (and on the walks' and
+# K-means' components): the factors part relates them to the known generating factors.
+SCORED_COMPONENTS = 10
 FRACTIONS = (0.90, 0.95, 0.99)
 WALK_COMPONENTS = (1, 2, 3, 10, 30, 50, 100)   # 1-based, plus the last (thesis)
 WALK_STEPS = (-3, -2, -1, 0, 1, 2, 3)          # multiples of sqrt(eigenvalue); 0 = the mean
@@ -252,6 +256,60 @@ def walk_figure(images, keypoints, rows: np.ndarray, z: np.ndarray, component: i
     return figures.tile_grid(tiles, cols=len(tiles), titles=titles, tile_inches=1.7, title=title)
 
 
+# --- the PCA space the parts share ----------------------------------------------------------
+
+@dataclass
+class PCASpace:
+    """One subset's PCA and the projection of its rows on the components the parts use."""
+
+    pca: PCAResult
+    columns: list[int]        # projected components, 0-based, ascending: 0..dims-1 first
+    scores: np.ndarray        # float32 [n, len(columns)]
+    sq_dist: np.ndarray       # float64 [n]: each row's squared distance to the mean
+    dims: int                 # leading components holding --kmeans-variance: K-means' space
+
+
+def spaces(ctx: Context) -> dict[str, PCASpace]:
+    """Each subset's PCA and one projection of its latents (K-means' space, the PC walks'
+    scores and the factors' components in one pass), fitted on the first call of an explain
+    call whichever part asks first, and timed once ("pca_fit"). Subsets too small for a PCA
+    are left out (`skipped`)."""
+    if ctx.pca is None:
+        started = time.perf_counter()
+        ctx.pca = {}
+        for name, chosen in ctx.subsets.items():
+            n = len(ctx.latents) if chosen is None else len(chosen)
+            if n < MIN_ROWS:
+                ctx.pca_skipped[name] = f"only {n} crops (need {MIN_ROWS})"
+            else:
+                ctx.pca[name] = _space(ctx, name, chosen)
+        ctx.timings["pca_fit"] = round(time.perf_counter() - started, 2)
+    return ctx.pca
+
+
+def skipped(ctx: Context) -> dict[str, str]:
+    """subset -> why it has no PCA."""
+    spaces(ctx)
+    return dict(ctx.pca_skipped)
+
+
+def recomputed(ctx: Context) -> bool:
+    """Whether this call has fitted a PCA (of at least one subset)."""
+    return bool(ctx.pca)
+
+
+def _space(ctx: Context, name: str, chosen: np.ndarray | None) -> PCASpace:
+    progress = ctx.options.progress
+    values = ctx.latents.values
+    p = fit_pca(values, chosen, progress=progress, desc=f"PCA {name}")
+    dims = p.n_for(ctx.options.parts["kmeans"].kmeans_variance)
+    walk = [k - 1 for k in walk_components(p)]
+    top = min(SCORED_COMPONENTS, p.rank, len(p.ratios))
+    columns = sorted(set(range(max(dims, top))) | set(walk))
+    scores, sq_dist = project(values, p, columns, chosen, progress=progress, desc=f"projection {name}")
+    return PCASpace(p, columns, scores, sq_dist, dims)
+
+
 # --- the part ------------------------------------------------------------------------------
 
 # No options of its own: the components it shows are the thesis's.
@@ -269,15 +327,15 @@ def wanted(ctx: Context) -> bool:
 
 def run(ctx: Context) -> dict:
     """explain.json's pca section: per subset its numbers and walks, the variance figure."""
-    spaces = ctx.pca_spaces()
-    out = {"subsets": {}, "skipped": ctx.pca_skipped(), "thesis": {
+    fitted = spaces(ctx)
+    out = {"subsets": {}, "skipped": skipped(ctx), "thesis": {
         "ratios": THESIS_RATIOS, "cumulative": THESIS_CUMULATIVE, "components_for_95": THESIS_N95}}
-    if not spaces:
+    if not fitted:
         return out
-    fits = {name: space.pca for name, space in spaces.items()}
+    fits = {name: space.pca for name, space in fitted.items()}
     out["variance_figure"] = ctx.save_figure(
         variance_figure(fits, {k: SUBSET_LABELS[k] for k in fits}), "pca_variance.png")
-    for name, space in spaces.items():
+    for name, space in fitted.items():
         entry = numbers(space.pca)
         entry["walks"] = [_walk(ctx, name, space, k) for k in walk_components(space.pca)]
         out["subsets"][name] = entry

@@ -20,101 +20,23 @@ they were made from the same checkpoint, split, layer and limit; otherwise it st
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from hgpose import __version__
 from hgpose.data.store import Store
 from hgpose.errors import HgposeError
-from hgpose.explain import ablation, compare, factors, kmeans, pca, saliency
 from hgpose.explain.context import Context
-from hgpose.explain.protocol import Part, comma_list, require_at_least_one
+from hgpose.explain.options import ExplainOptions
+from hgpose.explain.parts import PARTS, default_options, selectable_parts
+from hgpose.explain.protocol import require_at_least_one
 from hgpose.io import write_json
 
 # The command line imports this module (and so every part) to list the parts' flags: what
 # needs torch, scikit-learn or matplotlib is imported where it runs, so `hgpose --help` and
 # the other commands start in a fraction of a second.
-
 FORMAT_VERSION = 1
-# The analyses, in run order. Adding one: its module (hgpose.explain.protocol) + one line here.
-PARTS: dict[str, Part] = {
-    "pca": pca,
-    "kmeans": kmeans,
-    "ablation": ablation,
-    "saliency": saliency,
-    "compare": compare,
-    "factors": factors,
-}
-
-
-def _default_part_options() -> dict:
-    return {name: part.Options() for name, part in PARTS.items()}
-
-
-@dataclass
-class ExplainOptions:
-    """The options all parts share; each part's own are its Options in `parts` (name -> Options).
-
-    `replace(**changes)` takes the flat names of both (`k_max=`, `saliency_rows=`, ...), as
-    `explain(..., **changes)` and the command line do.
-    """
-
-    split: str = "train"
-    layer: str | None = None              # default: the model's latent_layer
-    checkpoint: str | None = None         # None = best (else last) | best | last | a file in RUN_DIR/checkpoints | a path
-    only: tuple[str, ...] = ()            # parts to run; () = every part that runs by default
-    cache_dir: str | None = None          # latents cache; default REPORT_DIR/latents
-    device: str = "auto"
-    precision: str = "auto"               # forward passes: auto (bf16 where native) | bf16 | fp32
-    batch_size: int = 32
-    workers: int = 0                      # DataLoader processes reading crops
-    limit: int = 0                        # use the first N crops of the split (0 = all)
-    seed: int = 0                         # K-means, the silhouette sample, drawings, random crops
-    progress: bool = True
-    parts: dict = field(default_factory=_default_part_options)
-
-    def __post_init__(self):
-        self.only = comma_list(self.only)   # "pca,kmeans" from Python callers, as on the command line
-
-    def replace(self, **changes) -> ExplainOptions:
-        """A copy with `changes` applied, each to the common options or to the part owning it."""
-        owners = option_owners()
-        unknown = sorted(set(changes) - set(owners))
-        if unknown:
-            raise TypeError(f"unknown explain option(s) {', '.join(unknown)}; the options are {', '.join(owners)}")
-        parts = {}
-        for name, part in PARTS.items():
-            own = {k: v for k, v in changes.items() if owners[k] == name}
-            parts[name] = dataclasses.replace(self.parts[name] if name in self.parts else part.Options(), **own)
-        common = {k: v for k, v in changes.items() if owners[k] is None}
-        return dataclasses.replace(self, **common, parts=parts)
-
-    def flat(self) -> dict:
-        """Every option by its flat name, tuples as lists: explain.json's "options"."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "parts"}
-        for part_options in self.parts.values():
-            values.update(asdict(part_options))
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
-
-
-def option_owners() -> dict[str, str | None]:
-    """Each flat option name -> the registered part whose Options has it (None: common)."""
-    owners: dict[str, str | None] = {f.name: None for f in fields(ExplainOptions) if f.name != "parts"}
-    for name, part in PARTS.items():
-        for f in fields(part.Options):
-            if f.name in owners:
-                raise ValueError(f"option {f.name!r} of part {name!r} is already an option of "
-                                 f"{owners[f.name] or 'ExplainOptions'}; option names must be unique")
-            owners[f.name] = name
-    return owners
-
-
-def selectable_parts() -> list[str]:
-    """The parts --only can name."""
-    return [name for name, part in PARTS.items() if part.SELECTABLE]
 
 
 def check_options(o: ExplainOptions) -> None:
@@ -141,7 +63,7 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
     from hgpose.explain import latents as latents_mod
     from hgpose.inference.device import resolve_device
 
-    options = (options or ExplainOptions()).replace(**changes)
+    options = default_options(options).replace(**changes)
     check_options(options)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

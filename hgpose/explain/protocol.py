@@ -1,7 +1,7 @@
 """The explain part protocol: what every analysis of `hgpose explain` provides.
 
 An analysis (PCA, K-means, the skip ablation, ...) is one module, registered by one line in
-`hgpose.explain.pipeline.PARTS` (name -> module; the dict's order is the run order). The
+`hgpose.explain.parts.PARTS` (name -> module; the dict's order is the run order). The
 pipeline, the command line, the report and the terminal summary only ever go through these
 names, so an analysis owns everything about itself in its module and its report fragment:
 
@@ -92,10 +92,3 @@ def require_at_least_one(options, names: tuple[str, ...]) -> None:
         value = getattr(options, name)
         if value < 1:
             raise HgposeError(f"{flag(name)} {value}: must be at least 1")
-
-
-def comma_list(text) -> tuple[str, ...]:
-    """"a, b" -> ("a", "b"); a tuple or list passes through as a tuple."""
-    if isinstance(text, str):
-        return tuple(v.strip() for v in text.split(",") if v.strip())
-    return tuple(text)

@@ -18,7 +18,7 @@ from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, FunctionLoader,
 from hgpose import thesis
 from hgpose.errors import HgposeError
 from hgpose.explain.pca import SUBSET_LABELS
-from hgpose.explain.pipeline import PARTS
+from hgpose.explain.parts import PARTS
 from hgpose.io import atomic_path
 
 TEMPLATES = Path(__file__).parent / "templates"

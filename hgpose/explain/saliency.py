@@ -33,7 +33,8 @@ import numpy as np
 from hgpose.draw import heatmap_overlay
 from hgpose.errors import HgposeError
 from hgpose.explain import figures
-from hgpose.explain.protocol import comma_list, fragment
+from hgpose.explain.options import comma_list
+from hgpose.explain.protocol import fragment
 from hgpose.skeleton import JOINT_INDEX, JOINTS
 
 if TYPE_CHECKING:

@@ -8,12 +8,13 @@ S = 1 for the thesis network) and has `num_stacks`, `num_joints` and `latent_lay
 `MODELS` is the registry: the `model.name` config value -> the class. Every class has
 `name`, `from_config(ModelConfig)` and `config_problem(ModelConfig)` (why a config cannot
 build it, or None). Adding a network is one module and one line in `MODELS`: config
-validation, training and every reader of a weights file build through `build_model`.
+validation, training and every reader of a weights file build through `build_model`. The
+`config` arguments are `hgpose.config.ModelConfig`s, read by field: this package does not
+import hgpose.config, which validates through it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -24,13 +25,11 @@ from .hourglass import Hourglass, skips_disabled
 from .newell import StackedHourglass
 from .thesis import ThesisNetwork
 
-if TYPE_CHECKING:
-    from hgpose.config import ModelConfig
 
 MODELS: dict[str, type[nn.Module]] = {"thesis": ThesisNetwork, "newell": StackedHourglass}
 
 
-def model_problem(config: "ModelConfig") -> str | None:
+def model_problem(config) -> str | None:
     """Why `config` cannot build a network (a "key=value: what to do" line), None when it can."""
     if config.name not in MODELS:
         return f"model.name={config.name!r}: choose one of {', '.join(MODELS)}"
@@ -40,7 +39,7 @@ def model_problem(config: "ModelConfig") -> str | None:
     return MODELS[config.name].config_problem(config)
 
 
-def build_model(config: "ModelConfig") -> nn.Module:
+def build_model(config) -> nn.Module:
     """The network a model config describes (training builds it so, and so does every reader
     of a weights file, from the config stored in it)."""
     problem = model_problem(config)

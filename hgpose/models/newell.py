@@ -15,7 +15,6 @@ Default PyTorch init, as the reference.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -23,8 +22,6 @@ from torch import nn
 from .blocks import Residual, to_heatmap_grid, to_resolution
 from .hourglass import Hourglass
 
-if TYPE_CHECKING:
-    from hgpose.config import ModelConfig
 
 
 class StackedHourglass(nn.Module):
@@ -38,11 +35,11 @@ class StackedHourglass(nn.Module):
     name = "newell"
 
     @classmethod
-    def from_config(cls, config: "ModelConfig") -> "StackedHourglass":
+    def from_config(cls, config) -> "StackedHourglass":
         return cls(num_stacks=config.stacks, features=config.features, resolution=config.resolution)
 
     @staticmethod
-    def config_problem(config: "ModelConfig") -> str | None:
+    def config_problem(config) -> str | None:
         if config.stacks < 1:
             return f"model.stacks={config.stacks}: must be at least 1"
         if config.autoencoder:

@@ -7,7 +7,6 @@ Full size (features=256, 17 joints, 256x256 input): 14,526,053 parameters and ab
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -16,8 +15,6 @@ from .autoencoder import LatentAutoencoder
 from .blocks import Residual, to_heatmap_grid, to_resolution, xavier_init
 from .hourglass import Hourglass
 
-if TYPE_CHECKING:
-    from hgpose.config import ModelConfig
 
 # Output of the 3rd bottleneck Residual: 256x4x4 = 4,096 values for a 256x256 input.
 BOTTLENECK_LAYER = "hourglass.bottleneck.2"
@@ -46,11 +43,11 @@ class ThesisNetwork(nn.Module):
     num_stacks = 1
 
     @classmethod
-    def from_config(cls, config: "ModelConfig") -> "ThesisNetwork":
+    def from_config(cls, config) -> "ThesisNetwork":
         return cls(features=config.features, autoencoder=config.autoencoder, resolution=config.resolution)
 
     @staticmethod
-    def config_problem(config: "ModelConfig") -> str | None:
+    def config_problem(config) -> str | None:
         return None   # every width, resolution and AE choice builds; stacks is not its setting
 
     def __init__(
