@@ -63,6 +63,7 @@ class SplitPredictions:
     image_read: np.ndarray | None = None
 
 
+@torch.inference_mode()
 def predict_split(split: Split, forward: Forward, codec, *, batch_size: int = 32,
                   progress: bool = False) -> SplitPredictions:
     """Run `forward` over the split's crops in batches (the one pass, `split_pass`) and score
@@ -74,8 +75,7 @@ def predict_split(split: Split, forward: Forward, codec, *, batch_size: int = 32
     coords, scores, correct, labelled = [], [], [], []
     per_image = {name: [] for name in SUBSETS}
     boxes = np.asarray(split.boxes)
-    with progress_bar(total=n, unit="img", desc=f"evaluate {split.name}", disable=not progress) as bar, \
-            torch.inference_mode():
+    with progress_bar(total=n, unit="img", desc=f"evaluate {split.name}", disable=not progress) as bar:
         for batch in split_pass(store_batches(split, batch_size), forward):
             for name, (values, valid) in batch.pck.items():
                 per_image[name].append(torch.where(valid, values, torch.nan).cpu())
