@@ -586,8 +586,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
-                  errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -600,12 +598,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hgpose {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        # The file system refused a path the user chose (read-only, full, a file in the way):
-        # the user's to fix, so one line naming the path. Other OSErrors keep their traceback.
-        if e.errno not in USER_OS_ERRORS or not e.filename:
-            raise
-        print(f"hgpose {args.command}: error: {e.filename}: {e.strerror}; "
-              "check that path (permissions, free space) or choose another", file=sys.stderr)
+        # The file system refused (read-only, full, a file in the way, ...): the user's to fix,
+        # so one line naming the path where the error knows it (hgpose.io names the file it
+        # was writing for a full disk) and what to check. The outputs are complete or absent.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"hgpose {args.command}: error: {where}{e.strerror or e}; check that path (permissions, "
+              "free space) or choose another, then run the same command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hgpose {args.command}: interrupted; run the same command again to resume", file=sys.stderr)

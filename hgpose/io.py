@@ -31,7 +31,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     except (FileExistsError, NotADirectoryError):
         raise HgposeError(f"{path}: cannot be written, a file is in the way of its folder "
                           f"{path.parent}; choose another path") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    except OSError as e:
+        raise _named(e, path) from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -39,9 +42,24 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
         # give the finished file the permissions a plain open() would have.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# A write that failed for lack of room: the error names the file being written, which the
+# OS error of a write through a file object does not.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _named(error: OSError, path: Path) -> OSError:
+    """`error` with the path it was writing, where it did not name one (a full disk)."""
+    if error.filename is None and error.errno in _NO_ROOM:
+        return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
+    return error
 
 
 def _umask() -> int:

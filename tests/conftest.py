@@ -77,3 +77,30 @@ def manifest_reads(monkeypatch) -> list[str]:
     monkeypatch.setattr(builtins, "open", counting_open)
     monkeypatch.setattr(io, "open", counting_open)
     return reads
+
+
+@pytest.fixture
+def disk_full(monkeypatch):
+    """disk_full(after=n): from the (n+1)-th file hgpose writes through hgpose.io on, every
+    write fails as on a full disk (OSError ENOSPC, no file name, as a write through a file
+    object reports it). Returns the list of paths written before, for the test to inspect."""
+    import errno
+    import tempfile as real_tempfile
+    from types import SimpleNamespace
+
+    import hgpose.io
+
+    written: list[str] = []
+
+    def arm(after: int = 0) -> list[str]:
+        def mkstemp(*args, **kwargs):
+            if len(written) >= after:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            fd, path = real_tempfile.mkstemp(*args, **kwargs)
+            written.append(path)
+            return fd, path
+
+        monkeypatch.setattr(hgpose.io, "tempfile", SimpleNamespace(mkstemp=mkstemp))
+        return written
+
+    return arm

@@ -438,21 +438,32 @@ def test_explain_with_a_single_crop_writes_its_report(run, store, tmp_path, caps
     assert "skipped: only 1 crops" in html
 
 
-def test_file_system_refusals_are_one_line_other_os_errors_keep_their_traceback(monkeypatch, capsys):
-    """The CLI's safety net for paths the file system refuses (read-only, full disk), which a
-    test running as root cannot provoke for real."""
+def test_every_file_system_refusal_is_one_line_naming_the_path(monkeypatch, capsys, tmp_path, disk_full):
+    """The CLI's safety net for paths the file system refuses (read-only, full disk, an I/O
+    error), which a test running as root cannot provoke for real: one line, exit 2, naming the
+    path, also where the OS error carries none (a full disk seen by a write through a file
+    object: hgpose.io names the file it was writing)."""
     import errno
 
     from hgpose import cli
 
-    def refuse(code):
+    def refuse(code, filename="/data/out/x.npy"):
         def run(args):
-            raise OSError(code, os.strerror(code), "/data/out/x.npy")
+            raise OSError(code, os.strerror(code), filename) if filename else OSError(code, os.strerror(code))
         return run
 
     monkeypatch.setitem(cli.COMMANDS, "synth", (cli.COMMANDS["synth"][0], refuse(errno.EROFS)))
     assert main(["synth", "/data/out"]) == 2
     one_error_line(capsys, "hgpose synth: error: /data/out/x.npy: Read-only file system; check that path")
-    monkeypatch.setitem(cli.COMMANDS, "synth", (cli.COMMANDS["synth"][0], refuse(errno.EIO)))
-    with pytest.raises(OSError):
-        main(["synth", "/data/out"])
+    monkeypatch.setitem(cli.COMMANDS, "synth", (cli.COMMANDS["synth"][0], refuse(errno.EIO, None)))
+    assert main(["synth", "/data/out"]) == 2
+    one_error_line(capsys, "hgpose synth: error: Input/output error; check that path")
+
+    monkeypatch.undo()
+    disk_full(after=0)
+    from hgpose.io import write_json
+
+    with pytest.raises(OSError) as e:
+        write_json(tmp_path / "out" / "a.json", {"a": 1})
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "out" / "a.json")
+    assert list((tmp_path / "out").iterdir()) == []       # nothing half-written is left
