@@ -121,7 +121,7 @@ def _peak_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=124040, help="rows (default: full COCO train, 124040)")
     parser.add_argument("--dim", type=int, default=4096, help="values per latent (default: 4096)")
@@ -136,7 +136,11 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the latents go (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated latents")
     parser.add_argument("--path", help=argparse.SUPPRESS)          # child mode
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.path:
         analyse(args)
         return

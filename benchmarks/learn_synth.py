@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="work folder (data, store, run, eval)")
     parser.add_argument("--train-images", type=int, default=20000, help="synthetic training images (default: 20000)")
@@ -36,8 +36,11 @@ def main() -> int:
     parser.add_argument("--metric", choices=("bbox", "torso"), default="bbox", help="which PCK@0.2 the target is on")
     parser.add_argument("--target", type=float, default=0.9, help="PCK@0.2 to reach (default: 0.9)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> int:
+    args = parse_args()
     from hgpose.data.prepare import prepare
     from hgpose.evaluate.evaluate import evaluate
     from hgpose.synth import generate
