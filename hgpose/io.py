@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,36 +154,57 @@ def run_lock(folder: str | os.PathLike, command: str, what: str = "output folder
     second process writing the same folder stops at once with one line instead of
     interleaving its files with ours.
 
-    flock is released by the kernel when the process dies (even by kill -9), so a crashed
-    run never leaves a stale lock behind. A folder this call created and that still holds
-    nothing but the lock file afterwards (the command failed before writing) is removed.
+    The lock is an flock on FOLDER/.hgpose.lock, which names its holder; it is removed when
+    the block ends. The kernel releases an flock when its process dies (even by kill -9), so
+    a lock file a killed run left behind is taken over, with a note naming that run. A folder
+    this call created and that still holds nothing afterwards (the command failed before
+    writing) is removed.
     """
     folder = Path(folder)
     created = not folder.exists()
     ensure_dir(folder, what)
     lock_path = folder / LOCK_NAME
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _acquire(lock_path, folder)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise HgposeError(
-                f"{folder}: in use by {holder}; wait for it to finish (or stop it), "
-                "or choose another folder") from None
+        left = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if left:
+            print(f"hgpose: note: {folder}: taking over the lock {left} left when it stopped "
+                  "without cleaning up", file=sys.stderr)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"`{command}` (pid {os.getpid()})".encode(), 0)
         yield folder
     finally:
-        os.close(fd)  # releases the lock
-        if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
-            lock_path.unlink(missing_ok=True)
+        lock_path.unlink(missing_ok=True)   # while still held: the next holder makes a new file
+        os.close(fd)                        # releases the lock
+        if created and not any(folder.iterdir()):
             try:
                 folder.rmdir()
             except OSError:
                 pass
+
+
+def _acquire(lock_path: Path, folder: Path) -> int:
+    """An open, flocked descriptor of lock_path, or one line naming the holder. The file may
+    be unlinked by its holder between our open and our flock: then we hold a lock on a file
+    nobody else sees, so open again until the flocked file is the one at lock_path."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise HgposeError(f"{folder}: in use by {holder}; wait for it to finish (or stop it), "
+                              "or choose another folder") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
 
 
 _held = threading.local()

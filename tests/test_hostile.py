@@ -250,7 +250,19 @@ def test_second_prepare_into_the_same_out_dir_stops(tmp_path, capsys):
         assert main(["prepare", str(root), str(out), "--test-size", "1", "--workers", "1"]) == 2
         one_error_line(capsys, f"{out}: in use by `hgpose prepare` (pid {os.getpid()})")
         assert [p.name for p in out.iterdir()] == [".hgpose.lock"]
+    assert not out.exists()                 # the lock file went with the lock, and the folder it made
     assert main(["prepare", str(root), str(out), "--test-size", "1", "--workers", "1"]) == 0
+    assert not (out / ".hgpose.lock").exists()
+
+
+def test_a_lock_file_left_by_a_killed_run_is_taken_over_with_a_note(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".hgpose.lock").write_text("`hgpose train` (pid 999999)")   # its process is gone
+    with run_lock(out, "hgpose evaluate"):
+        assert (out / ".hgpose.lock").read_text() == f"`hgpose evaluate` (pid {os.getpid()})"
+    assert "taking over the lock `hgpose train` (pid 999999) left when it stopped" in capsys.readouterr().err
+    assert not (out / ".hgpose.lock").exists()
 
 
 # --- train ---------------------------------------------------------------------------------
