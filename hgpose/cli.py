@@ -275,16 +275,21 @@ def _add_train(sub) -> None:
     )
     p.add_argument("data_dir", metavar="DATA_DIR", help="dataset store written by `hgpose prepare`")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (new, or existing with --resume)")
-    p.add_argument("--preset", choices=tuple(PRESETS), default="thesis",
-                   help="recipe to start from (default: thesis; ignored with --resume, which uses RUN_DIR/config.json)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="recipe to start from (default: thesis); --resume goes on with RUN_DIR/config.json, "
+                        "and refuses another preset")
     p.add_argument("--epochs", type=int, default=None, metavar="E",
                    help="epochs (thesis-ae: fine-tuning epochs; AE pre-training is --set ae.epochs=N)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="crops per step and process")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="change any config field, e.g. --set model.features=64 optim.lr=1e-3 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its saved state")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR from its saved state, on the same store; a change given "
+                        "with it (--epochs, --set, ...) is applied and recorded, or refused when it would make "
+                        "the run mean something else (model.*, target.*, optim.name, seed, ...: docs/training.md)")
     p.add_argument("--init", metavar="CKPT", default=None,
-                   help="start from these weights (.safetensors); required by thesis-ae (a thesis checkpoint)")
+                   help="start from these weights: a .safetensors file, or a run directory (its best, else last); "
+                        "required by thesis-ae (a thesis network)")
     _add_precision(p, default=None, what="the preset's: thesis fp32, the others auto")
 
 
@@ -304,9 +309,29 @@ def _run_train(args) -> int:
         if main_process:
             print(f"hgpose train: {e}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the last saved state kept
+        if main_process:
+            print(f"hgpose train: interrupted without saving; {_train_again(args)}", file=sys.stderr)
+        return 130
+    except OSError as e:
+        # A full disk or a refused path: the epoch's files were written as one set, so the
+        # run is as it was at its last save, and the next command is the one to say.
+        where = f"{e.filename}: " if e.filename else ""
+        raise HgposeError(f"{where}{e.strerror or e}; check that path (permissions, free space), "
+                          f"then {_train_again(args)}") from None
     if main_process:
         print(format_summary(summary))
     return 0
+
+
+def _train_again(args) -> str:
+    """What runs a stopped `train` on: --resume once the run saved anything, else the same command."""
+    from hgpose.runs import RunDir
+
+    run = RunDir(args.out)
+    if args.resume or not run.has_progress():
+        return "run the same command again"
+    return "add --resume to the same command to continue from the last saved state"
 
 
 def _parts(text: str) -> tuple[str, ...]:

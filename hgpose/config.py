@@ -321,17 +321,52 @@ def _hint_of(key: str):
     return _hints(cls)[leaf]
 
 
-def _get(config, key: str):
+def get_value(config, key: str):
+    """The value of a dotted key ("optim.lr") in a config."""
     for part in key.split("."):
         config = getattr(config, part)
     return config
 
 
+# Ranges of the numeric fields, checked after their types (`_check_ranges`); both optimisers
+# (optim.* and ae.optim.*) follow the same rules. The upper limits are where a value stops
+# meaning anything, or where training would fail later (a library error, a NaN).
+SEED_LIMIT = 2**32 - 1    # numpy's seed range: the run seeds numpy, python and torch with it
+# 20 in the cpu preset; 1000 already weighs a peak pixel 1000 times the background, and far
+# larger weights overflow fp32 (1e308 turned the first loss into NaN).
+FOREGROUND_LIMIT = 1000.0
+SIGMA_LIMIT = 64.0        # the heatmap grid is 64 cells wide: a wider Gaussian is flat
+AT_LEAST_ZERO = ("seed", "data.workers", "data.train_limit", "data.val_limit", "augment.rotation", "augment.colour",
+                 "ae.noise", "ae.epochs", "save_every_steps")
+AT_LEAST_ONE = ("epochs", "batch_size", "model.features", "data.val_batch_size", "ae.batch_size", "log_every")
+OPTIM_AT_LEAST_ZERO = ("min_lr", "weight_decay", "plateau_patience", "warmup_steps", "step_every")
+ABOVE_ZERO = ("target.sigma", "augment.scale_min")
+OPTIM_ABOVE_ZERO = ("lr", "step_gamma")
+
+
 def validate(config: TrainConfig) -> None:
+    """Every field of `config` (from the command line, config.json or a weights file's
+    metadata): its type, its range, its vocabulary, and the combinations that cannot run."""
+    _check_types(config)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", config.device):
+        raise HgposeError(f"config device={config.device!r}: choose auto, cpu, cuda or cuda:N")
+    _check_ranges(config)
+    for key, allowed in CHOICES.items():
+        value = get_value(config, key)
+        if value not in allowed:
+            raise HgposeError(f"config {key}={value!r}: choose one of {', '.join(allowed)}")
+    _check_registered(config)
+    if config.recipe == "thesis-ae" and not config.model.autoencoder:
+        raise HgposeError("config recipe=thesis-ae needs model.autoencoder=true")
+    if not config.augment.scale_min <= config.augment.scale_max:
+        raise HgposeError("config augment.scale_min must not exceed augment.scale_max")
+
+
+def _check_types(config: TrainConfig) -> None:
     # Types first (a config.json edited by hand may hold "features": "eight"), so that the
-    # range checks below compare numbers with numbers.
+    # range checks compare numbers with numbers.
     for key in valid_keys():
-        hint, value = _hint_of(key), _get(config, key)
+        hint, value = _hint_of(key), get_value(config, key)
         ok = (isinstance(value, bool) if hint is bool
               else isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float
               else isinstance(value, int) and not isinstance(value, bool) if hint is int
@@ -342,42 +377,41 @@ def validate(config: TrainConfig) -> None:
             raise HgposeError(f"config {key}={value!r}: must be {kind.get(hint, 'a list of whole numbers')}")
         if hint is float and not math.isfinite(value):
             raise HgposeError(f"config {key}={value}: must be a finite number")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", config.device):
-        raise HgposeError(f"config device={config.device!r}: choose auto, cpu, cuda or cuda:N")
-    at_least = {  # key -> smallest allowed value (the learning rates: above 0, see below)
-        "seed": 0, "log_every": 1, "save_every_steps": 0, "data.workers": 0, "data.train_limit": 0,
-        "data.val_limit": 0, "target.foreground": 0, "augment.rotation": 0, "augment.colour": 0,
-        "ae.noise": 0, "ae.epochs": 0,
-    }
-    for prefix in ("optim.", "ae.optim."):
-        at_least.update({prefix + k: 0 for k in ("min_lr", "weight_decay", "momentum", "alpha",
-                                                   "plateau_patience", "warmup_steps", "step_every")})
-    for key, low in at_least.items():
-        if _get(config, key) < low:
-            raise HgposeError(f"config {key}={_get(config, key)}: must be at least {low}")
-    above_zero = ("optim.lr", "ae.optim.lr", "target.sigma", "augment.scale_min",
-                  "optim.plateau_factor", "optim.step_gamma", "ae.optim.step_gamma")
-    for key in above_zero:
-        if not _get(config, key) > 0:
-            raise HgposeError(f"config {key}={_get(config, key)}: must be greater than 0")
-    if not 0 <= config.augment.flip <= 1:
-        raise HgposeError(f"config augment.flip={config.augment.flip}: a probability, between 0 and 1")
-    for key, allowed in CHOICES.items():
-        value = _get(config, key)
-        if value not in allowed:
-            raise HgposeError(f"config {key}={value!r}: choose one of {', '.join(allowed)}")
-    positive = ("epochs", "batch_size", "model.features", "data.val_batch_size",
-                "ae.batch_size")
-    for key in positive:
-        if _get(config, key) < 1:
-            raise HgposeError(f"config {key}={_get(config, key)}: must be at least 1")
-    if config.ae.epochs < 0:
-        raise HgposeError(f"config ae.epochs={config.ae.epochs}: must be at least 0")
-    _check_registered(config)
-    if config.recipe == "thesis-ae" and not config.model.autoencoder:
-        raise HgposeError("config recipe=thesis-ae needs model.autoencoder=true")
-    if not config.augment.scale_min <= config.augment.scale_max:
-        raise HgposeError("config augment.scale_min must not exceed augment.scale_max")
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    def fail(key: str, rule: str):
+        raise HgposeError(f"config {key}={get_value(config, key)}: {rule}")
+
+    optims = ("optim.", "ae.optim.")
+    for key in AT_LEAST_ZERO + tuple(p + k for p in optims for k in OPTIM_AT_LEAST_ZERO):
+        if get_value(config, key) < 0:
+            fail(key, "must be at least 0")
+    for key in AT_LEAST_ONE:
+        if get_value(config, key) < 1:
+            fail(key, "must be at least 1")
+    for key in ABOVE_ZERO + tuple(p + k for p in optims for k in OPTIM_ABOVE_ZERO):
+        if not get_value(config, key) > 0:
+            fail(key, "must be greater than 0")
+    for prefix in optims:
+        # torch accepts these and then diverges (alpha > 1 takes the root of a negative
+        # average) or refuses them mid-run (ReduceLROnPlateau: factor >= 1).
+        if not 0 < get_value(config, prefix + "plateau_factor") < 1:
+            fail(prefix + "plateau_factor", "the plateau schedule's lr factor must be between 0 and 1 (exclusive)")
+        for key in ("alpha", "momentum"):
+            if not 0 <= get_value(config, prefix + key) < 1:
+                fail(prefix + key, "must be at least 0 and below 1")
+    if config.seed > SEED_LIMIT:
+        fail("seed", f"must be at most {SEED_LIMIT} (2**32 - 1, numpy's seed range)")
+    if not 0 <= config.target.foreground <= FOREGROUND_LIMIT:
+        fail("target.foreground", f"must be between 0 and {FOREGROUND_LIMIT:g} (the cpu preset uses 20)")
+    if config.target.sigma > SIGMA_LIMIT:
+        fail("target.sigma", f"must be at most {SIGMA_LIMIT:g} heatmap px (the grid is 64 wide)")
+    for key in ("augment.flip", "augment.half_body"):
+        if not 0 <= get_value(config, key) <= 1:
+            fail(key, "a probability, between 0 and 1")
+    if config.augment.colour > 1:  # the jitter's factors are 1 ± colour: none may turn negative
+        fail("augment.colour", "must be at most 1 (factors 1 ± colour)")
 
 
 def _check_registered(config: TrainConfig) -> None:
@@ -416,13 +450,25 @@ def from_dict(data: dict, cls=TrainConfig, where: str = "config"):
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             values[name] = from_dict(value, hint, f"{where}.{name}")
-        elif typing.get_origin(hint) is tuple:
-            values[name] = tuple(value)
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            values[name] = tuple(value)  # anything else stays as it is, for validate to name
         elif hint is float and isinstance(value, int):
             values[name] = float(value)
         else:
             values[name] = value
     return cls(**values)
+
+
+def section_from_dict(name: str, data, where: str):
+    """One section of a run's config ("model", "target") recorded elsewhere, such as a
+    weights file's metadata, read and checked by the rules of a whole config (its other
+    sections at their defaults): HgposeError naming `where` ("FILE: metadata") and the field."""
+    section = from_dict(data, _hints(TrainConfig)[name], f"{where} {name}")
+    try:
+        validate(TrainConfig(**{name: section}))
+    except HgposeError as e:
+        raise HgposeError(f"{where} {str(e).removeprefix('config ')}") from None
+    return section
 
 
 def _migrated(data: dict) -> dict:

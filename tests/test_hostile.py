@@ -293,7 +293,7 @@ def test_failed_train_leaves_nothing_and_the_corrected_command_runs(store, tmp_p
     run = tmp_path / "run"
     assert main(["train", str(store), "--out", str(run), "--epochs", "1", "--batch-size", "4",
                  "--init", str(tmp_path / "nope.safetensors"), "--set", *TINY]) == 2
-    one_error_line(capsys, "nope.safetensors: checkpoint not found")
+    one_error_line(capsys, "nope.safetensors: not found")
     assert not run.exists()
     (tmp_path / "file").write_text("x")
     assert main(["train", str(store), "--out", str(tmp_path / "file"), "--set", *TINY]) == 2

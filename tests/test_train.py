@@ -229,7 +229,7 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(store, tmp_path):
     state = run / "checkpoints" / "state.pt"
     last = run / "checkpoints" / "last.safetensors"
 
-    with pytest.raises(HgposeError, match=f"{tmp_path / 'nope.safetensors'}: checkpoint not found"):
+    with pytest.raises(HgposeError, match=f"--init {tmp_path / 'nope.safetensors'}: not found"):
         train(store, tmp_path / "other", epochs=1, overrides=TINY, init=tmp_path / "nope.safetensors")
     last.write_bytes(last.read_bytes()[:1000])  # truncated
     with pytest.raises(HgposeError, match=f"{last}: not a readable safetensors checkpoint"):

@@ -9,6 +9,8 @@ own metadata (`hgpose.codecs.build_codec`), so a run is always decoded the way i
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,22 +23,66 @@ from hgpose.errors import HgposeError
 from hgpose.models import build_model
 from hgpose.runs import RunDir, resolve_checkpoint
 from hgpose.runs.weights import load_into, load_weights
+from hgpose.skeleton import JOINTS
 
 
 def load_network(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the network a weights file was saved from; returns (model in eval mode, metadata).
 
     metadata holds "model" (ModelConfig fields), "mean_rgb", "epoch", "metrics", "preset",
-    and in newer files "target" (the codec config) and "joints" (those trained on).
+    and in newer files "target" (the codec config) and "joints" (those trained on); each is
+    checked here, where it enters, so a damaged or hand-edited file is one line naming the
+    file and the field.
     """
     state, metadata = load_weights(path)
+    model_config = check_metadata(path, metadata)
+    model = build_model(model_config)
+    load_into(model, state, path)
+    return model.to(device).eval(), metadata
+
+
+def check_metadata(path: str | Path, metadata: dict) -> cfg.ModelConfig:
+    """The model config of a weights file's metadata, after checking every field a reader
+    uses: the model and target sections by the typed config's own rules, the mean RGB
+    (3 numbers in [0, 1], as a store's), the joints (COCO-17 names), epoch, metrics, preset."""
     for key in ("model", "mean_rgb"):  # the network, and how its input is normalised
         if key not in metadata:
             raise HgposeError(f"{path}: has no {key!r} in its hgpose metadata; "
                               "it was not written by `hgpose train`")
-    model = build_model(cfg.from_dict(metadata["model"], cfg.ModelConfig, f"{path} model"))
-    load_into(model, state, path)
-    return model.to(device).eval(), metadata
+    model = cfg.section_from_dict("model", metadata["model"], f"{path}: metadata")
+    if "target" in metadata:
+        cfg.section_from_dict("target", metadata["target"], f"{path}: metadata")
+    problem = _metadata_problem(metadata)
+    if problem:
+        raise HgposeError(f"{path}: metadata {problem}")
+    return model
+
+
+def _metadata_problem(metadata: dict) -> str | None:
+    """Why a plain field of the metadata is unusable ("field=value: what it must be"), or None."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    mean = metadata["mean_rgb"]
+    if not (isinstance(mean, list) and len(mean) == 3 and all(number(v) and 0 <= v <= 1 for v in mean)):
+        return f"mean_rgb={_shown(mean)}: must be 3 numbers between 0 and 1 (the training crops' mean RGB)"
+    joints = metadata.get("joints")
+    if joints is not None and not (isinstance(joints, list) and all(j in JOINTS for j in joints)):
+        return f"joints={_shown(joints)}: must be a list of COCO-17 joint names ({', '.join(JOINTS[:3])}, ...)"
+    epoch = metadata.get("epoch")
+    if epoch is not None and not (isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0):
+        return f"epoch={_shown(epoch)}: must be a whole number of at least 0"
+    if not isinstance(metadata.get("metrics", {}), dict):
+        return f"metrics={_shown(metadata['metrics'])}: must be an object"
+    if not isinstance(metadata.get("preset", ""), str):
+        return f"preset={_shown(metadata['preset'])}: must be a string"
+    return None
+
+
+def _shown(value) -> str:
+    """A metadata value as the message shows it: JSON, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -86,7 +132,7 @@ def _target_of(run: RunDir | None, metadata: dict, weights: Path) -> cfg.TargetC
     if run is not None and run.is_run():
         return run.load_config().target
     if "target" in metadata:
-        return cfg.from_dict(metadata["target"], cfg.TargetConfig, f"{weights} target")
+        return cfg.section_from_dict("target", metadata["target"], f"{weights}: metadata")
     preset = metadata.get("preset", "thesis")
     if preset not in cfg.PRESETS:
         raise HgposeError(f"{weights}: unknown preset {preset!r} in its metadata and no config.json beside it")

@@ -21,12 +21,19 @@ reading its own autoencoder run):
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from hgpose.errors import HgposeError
+from hgpose.io import LOCK_NAME
 
 CHECKPOINT_NAMES = ("best", "last")
+# hgpose.io's temporary names (".NAME.<8 random characters><suffix>.tmp") for the files a
+# run writes: what a save killed mid-write (kill -9, power loss) leaves behind.
+_TEMPORARY = re.compile(r"\.(config\.json|run\.json|metrics\.csv|state\.pt|[^/]+\.safetensors|(train|val)\.npy)"
+                        r"\.[a-z0-9_]{8}(\.pt|\.safetensors|\.npy)?\.tmp")
 
 
 @dataclass(frozen=True)
@@ -77,12 +84,47 @@ class RunDir:
     def is_run(self) -> bool:
         return self.config_path.is_file()
 
+    def has_weights(self) -> bool:
+        """Whether checkpoints/ holds a weights file (of any name)."""
+        return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.safetensors"))
+
     def has_progress(self) -> bool:
         """Whether the folder holds training worth keeping: a saved state or weights (its
         own or its autoencoder's). A run that failed before its first save left at most
         config.json, which a new run may replace."""
         return any(any(folder.glob(pattern)) for folder in (self.checkpoints, self.autoencoder.checkpoints)
                    for pattern in ("state.pt", "*.safetensors"))
+
+    def strangers(self) -> list[Path]:
+        """What a new run in this folder would mix with or write over: every entry of it (its
+        lock file aside), unless the folder is a run folder of `hgpose train` (its
+        config.json says so: a run that failed before its first save)."""
+        if not self.path.is_dir() or self._config_is_ours():
+            return []
+        return sorted(p for p in self.path.iterdir() if p.name != LOCK_NAME)
+
+    def _config_is_ours(self) -> bool:
+        """Whether config.json is a TrainConfig as `hgpose train` writes it (by its keys,
+        so that one with a bad value still counts: loading it names the value)."""
+        from hgpose.config import TrainConfig
+
+        try:
+            data = json.loads(self.config_path.read_text())
+        except (OSError, ValueError):
+            return False
+        known = set(TrainConfig.__dataclass_fields__) | {"amp", "cpu_amp"}  # and the older precision keys
+        return isinstance(data, dict) and "model" in data and set(data) <= known
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files hgpose's own writes left in this run folder when they
+        were killed (see _TEMPORARY); only while the run's lock is held. Returns them."""
+        folders = (self.path, self.checkpoints, self.autoencoder.path, self.autoencoder.checkpoints,
+                   self.autoencoder.path / "latents")
+        found = [p for folder in folders if folder.is_dir() for p in folder.iterdir()
+                 if p.is_file() and _TEMPORARY.fullmatch(p.name)]
+        for path in found:
+            path.unlink(missing_ok=True)
+        return found
 
     def load_config(self):
         """The run's TrainConfig (validated)."""

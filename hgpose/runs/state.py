@@ -1,7 +1,8 @@
 """The resumable training state (RUN_DIR/checkpoints/state.pt) and the RNG states it carries.
 
 state.pt holds everything `--resume` needs: weights, optimizer, scheduler, epoch and step
-within it, history, best metric, RNG states. The weights files beside it are `weights.py`'s.
+within it, history, best metric, RNG states, and the config it was saved under (what a
+resumed run's changes are compared with: hgpose.train.resume). The weights files beside it are `weights.py`'s.
 Every write is atomic (temporary file + rename). Loading never unpickles code: the state goes through `torch.load(weights_only=True)`, which
 only accepts tensors and plain containers (the numpy RNG state is stored as a tensor for
 that reason).
@@ -24,9 +25,13 @@ FORMAT_VERSION = 1
 # --- training state ------------------------------------------------------------------------
 
 def save_state(path: str | Path, state: dict) -> None:
-    state = {"format_version": FORMAT_VERSION, **state}
     with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
+        write_state(tmp, state)
+
+
+def write_state(path: str | Path, state: dict) -> None:
+    """`save_state` without the rename, for the last file of an epoch's set (loop.py)."""
+    torch.save({"format_version": FORMAT_VERSION, **state}, path)
 
 
 def load_state(path: str | Path) -> dict:

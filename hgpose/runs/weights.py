@@ -26,14 +26,20 @@ WEIGHTS_FORMAT = "hgpose-weights"
 
 def save_weights(path: str | Path, model: nn.Module, metadata: dict) -> None:
     """Model weights (and BN buffers) as safetensors; `metadata` must be JSON-serialisable."""
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        write_weights(tmp, model, metadata)
+
+
+def write_weights(path: str | Path, model: nn.Module, metadata: dict) -> None:
+    """`save_weights` without the rename: for a file that is one of a set written together
+    (an epoch's end: `hgpose.train.loop`), which renames them all at the end."""
     from safetensors.torch import save_file
 
     # contiguous(): channels-last parameters are not, and safetensors stores flat buffers.
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     header = {"format": WEIGHTS_FORMAT, "format_version": str(FORMAT_VERSION),
               "hgpose": json.dumps(metadata)}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    save_file(tensors, str(path), metadata=header)
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,14 +29,16 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from hgpose import config as cfg
 from hgpose.config import OptimConfig, TrainConfig
 from hgpose.data.dataset import make_loader
 from hgpose.errors import HgposeError
 from hgpose.inference.device import resolve_device
-from hgpose.io import write_bytes
+from hgpose.io import atomic_path
 from hgpose.progress import bar as progress_bar
 from hgpose.runs import RunDir, weights
 from hgpose.runs import state as ckpt
+from hgpose.train import divergence, resume as resume_rule
 from hgpose.train.data import ResumableSampler, ShardSampler, batch_generator
 from hgpose.train.recipes import scheduled_lr
 from hgpose.train.step import Trainer
@@ -80,12 +83,13 @@ class Runtime:
 
 def start_runtime(config: TrainConfig) -> Runtime:
     """One process, or one DDP rank when started by torchrun (RANK/WORLD_SIZE/LOCAL_RANK set)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world, rank, local_rank = process_env()
     device = resolve_device(config.device)  # the one rule of every command: auto, cpu, cuda, cuda:N
     if device.type == "cuda":
         if world > 1 or device.index is None:  # torchrun: one GPU per local rank
+            if local_rank >= torch.cuda.device_count():
+                raise HgposeError(f"environment variable LOCAL_RANK={local_rank}: this machine has "
+                                  f"{torch.cuda.device_count()} GPU(s); start at most that many processes per node")
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     owns = False
@@ -93,6 +97,38 @@ def start_runtime(config: TrainConfig) -> Runtime:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
         owns = True
     return Runtime(device, rank, world, local_rank, owns)
+
+
+def process_env() -> tuple[int, int, int]:
+    """(WORLD_SIZE, RANK, LOCAL_RANK) as torchrun sets them (1, 0, 0 without it), checked
+    before any process group is joined: one line naming the variable otherwise."""
+    def number(name: str, default: int) -> int:
+        text = os.environ.get(name, "").strip()
+        if not text:
+            return default
+        if not text.isdigit():
+            raise HgposeError(f"environment variable {name}={text!r}: must be a whole number of at least 0 "
+                              "(torchrun sets it; unset it to train in one process)")
+        return int(text)
+
+    world, rank, local_rank = number("WORLD_SIZE", 1), number("RANK", 0), number("LOCAL_RANK", 0)
+    if world < 1 or rank >= world:
+        raise HgposeError(f"environment variables RANK={rank}, WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE "
+                          "(start the processes with torchrun, or unset both to train in one process)")
+    if world > 1 and not dist.is_initialized():
+        for name in ("MASTER_ADDR", "MASTER_PORT"):
+            if not os.environ.get(name):
+                raise HgposeError(f"environment variable {name} is not set, but WORLD_SIZE={world}: start the "
+                                  "processes with torchrun (which sets it), or unset WORLD_SIZE")
+    return world, rank, local_rank
+
+
+def loader_workers(config: TrainConfig) -> int:
+    """data.workers, at most the CPU cores this process may use: each worker is a process
+    with its own copy of torch, and more than the cores only wait for them (a config.json
+    from a larger machine still runs here)."""
+    return min(config.data.workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
 
 
 def stop_runtime(rt: Runtime) -> None:
@@ -160,7 +196,12 @@ class Job:
     optim: OptimConfig
     run: RunDir                   # where its files go (thesis-ae's autoencoder: RUN_DIR/ae)
     metadata: Callable[[int, dict], dict]   # (epoch, metrics) -> weights-file metadata
-    on_start: Callable[[], None] | None = None  # called once the saved state (if any) fits
+    # Called once the saved state (if any) fits, with run.json's record of the resume (where
+    # it went on and what changed: resume.record), None when the run starts from scratch.
+    on_start: Callable[[dict | None], None] | None = None
+    # The run's config.json before this command: what a state saved before states recorded
+    # their own config is compared with (resume.ran_config).
+    recorded: TrainConfig | None = None
     progress: dict = field(default_factory=lambda: {
         "epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "samples": 0,
         "best": None, "best_epoch": None, "history": []})
@@ -171,10 +212,9 @@ def fit(job: Job, config: TrainConfig, rt: Runtime, resume: bool,
     """Train `job.model` for `job.epochs` epochs (continuing a saved state if `resume`)."""
     require_crops(job)
     run = _Fit(job, config, rt)
-    if resume and run.state_path.exists():
-        run.restore()
+    resumed = run.restore() if resume and run.state_path.exists() else None
     if job.on_start is not None:
-        job.on_start()
+        job.on_start(resumed)
     return run.run(resume, on_step)
 
 
@@ -192,43 +232,71 @@ class _Fit:
         self.plateau = plateau_scheduler(self.optimizer, job.optim, self.phase.mode)
         self.progress = job.progress
 
-    def restore(self) -> None:
-        """Continue from state.pt: weights, optimiser, schedulers, RNG and position."""
-        job, rt, state_path = self.job, self.rt, self.state_path
-        state = ckpt.load_state(state_path)
-        weights.load_into(self.model, state["model"], state_path)
+    def restore(self) -> dict:
+        """Continue from state.pt: weights, optimiser, schedulers, RNG and position, with this
+        command's changes applied, or refused before anything is written (resume.py).
+        Returns run.json's record of this resume."""
+        state = ckpt.load_state(self.state_path)
+        progress = state["progress"]
+        position = (progress["epoch"], progress["step"])
+        changed = self.check_changes(state, position)
+        weights.load_into(self.model, state["model"], self.state_path)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.plateau is not None and state["plateau"] is not None:
             self.plateau.load_state_dict(state["plateau"])
-        self.scaler.load_state_dict(state["scaler"])
+        lr_key = "ae.optim.lr" if self.phase.name == "ae" else "optim.lr"
+        resume_rule.apply_optim(self.optimizer, self.plateau, self.job.optim, lr_key in changed)
+        if state["scaler"] and self.scaler.is_enabled():  # none saved by a run without fp16
+            self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
-        progress = self.progress = state["progress"]
+        self.progress = progress
+        if not self.rt.main:  # the running loss of an interrupted epoch was saved as a global total
+            progress["loss_sum"], progress["samples"] = 0.0, 0
+        return resume_rule.record(changed, position)
+
+    def check_changes(self, state: dict, position: tuple[int, int]) -> dict:
+        """The changes of this command against the state's config; HgposeError for one
+        that cannot be applied, before anything is written."""
+        job, rt, state_path = self.job, self.rt, self.state_path
+        epoch, step = position
         # A mid-epoch position is a number of batches of this size on this many processes.
-        if progress["step"] > 0 and (state["world"], state["batch_size"]) != (rt.world, job.batch_size):
+        if step > 0 and (state["world"], state["batch_size"]) != (rt.world, job.batch_size):
             raise HgposeError(
                 f"{state_path}: saved mid-epoch by {state['world']} process(es) with batch size "
                 f"{state['batch_size']}; resume it with the same (now {rt.world}, {job.batch_size})")
-        if not rt.main:  # the running loss of an interrupted epoch was saved as a global total
-            progress["loss_sum"], progress["samples"] = 0.0, 0
-        if progress["epoch"] > job.epochs:  # checked before on_start rewrites config.json
+        if epoch > job.epochs:
             raise HgposeError(
-                f"{state_path}: this run has already trained {progress['epoch']} epochs and cannot be "
-                f"cut to --epochs {job.epochs}; give --epochs {progress['epoch']} or more to continue it")
+                f"{state_path}: this run has already trained {epoch} epochs and cannot be "
+                f"cut to --epochs {job.epochs}; give --epochs {epoch} or more to continue it")
+        ran = resume_rule.ran_config(state, job.recorded, state_path)
+        changed = resume_rule.changes(ran, self.config) if ran is not None else {}
+        resume_rule.check(changed, state.get("phase", self.phase.name), position, job.run.path)
+        resume_rule.check_optimizer_kind(state["optimizer"], job.optim.name, state_path)
+        return changed
 
     def save_state(self, epoch_sums: tuple[float, int]) -> None:
-        check_weights(self.model, self.state_path)  # on every rank (identical weights): none waits alone
+        check_weights(self.model, self.advice)  # on every rank (identical weights): none waits alone
         if self.rt.main:
-            ckpt.save_state(self.state_path, {
-                "phase": self.phase.name,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "plateau": self.plateau.state_dict() if self.plateau is not None else None,
-                "scaler": self.scaler.state_dict(),
-                "rng": ckpt.rng_state(),
-                "world": self.rt.world,
-                "batch_size": self.job.batch_size,
-                "progress": {**self.progress, "loss_sum": epoch_sums[0], "samples": epoch_sums[1]},
-            })
+            ckpt.save_state(self.state_path, self.state_dict(epoch_sums))
+
+    def state_dict(self, epoch_sums: tuple[float, int]) -> dict:
+        """What state.pt holds (see hgpose.runs.state)."""
+        return {
+            "phase": self.phase.name,
+            "config": cfg.to_dict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "plateau": self.plateau.state_dict() if self.plateau is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "world": self.rt.world,
+            "batch_size": self.job.batch_size,
+            "progress": {**self.progress, "loss_sum": epoch_sums[0], "samples": epoch_sums[1]},
+        }
+
+    def advice(self) -> str:
+        """What to say if the run diverges now (divergence.py)."""
+        return divergence.advice(self.config, self.job.run, self.phase.name)
 
     def epoch_sums(self) -> tuple[float, int]:
         """(loss sum, samples) of the epoch so far, over every process."""
@@ -249,10 +317,10 @@ class _Fit:
         job, config, rt, progress = self.job, self.config, self.rt, self.progress
         self.train_model = self.training_model()
         self.sampler = ResumableSampler(job.train_set, config.data.shuffle, config.seed, rt.rank, rt.world)
-        self.loader = make_loader(job.train_set, job.batch_size, self.sampler, config.data.workers, self.device)
+        workers = loader_workers(config)
+        self.loader = make_loader(job.train_set, job.batch_size, self.sampler, workers, self.device)
         self.val_loader = make_loader(job.val_set, config.data.val_batch_size,
-                                      ShardSampler(len(job.val_set), rt.rank, rt.world),
-                                      config.data.workers, self.device)
+                                      ShardSampler(len(job.val_set), rt.rank, rt.world), workers, self.device)
         self.log = RunLog(job.run, config, rt, progress["global_step"] if resume else None)
         with StopRequests() as stop:
             try:
@@ -296,7 +364,7 @@ class _Fit:
                 group["lr"] = lr
         generator = batch_generator(self.config.seed, self.rt.rank, epoch, progress["step"])
         value, n = self.trainer.step(batch, generator, network=self.train_model, check=lambda loss: check_finite(
-            loss, self.rt, epoch, progress["step"], self.state_path))
+            loss, self.rt, epoch, progress["step"], self.advice))
         progress["step"] += 1
         progress["global_step"] += 1
         progress["loss_sum"] += value * n
@@ -320,13 +388,13 @@ class _Fit:
             self.save_state(self.epoch_sums())
 
     def end_epoch(self, epoch: int, seen: int, seconds: float) -> None:
-        """Validate, schedule, record, and write the weights files and the state."""
+        """Validate, schedule, record, and write the epoch's files (`commit_epoch`)."""
         phase, progress = self.phase, self.progress
         loss_sum, samples = self.epoch_sums()
         metrics = {"train_loss": loss_sum / max(samples, 1)}
         metrics.update(validate(phase, self.model, self.val_loader, self.autocast, self.rt))
-        check_finite(metrics["val_loss"], self.rt, epoch, progress["step"], self.state_path, "validation loss")
-        check_weights(self.model, self.state_path)  # before anything of this epoch is saved
+        check_finite(metrics["val_loss"], self.rt, epoch, progress["step"], self.advice, "validation loss")
+        check_weights(self.model, self.advice)  # on every rank, before anything of this epoch is saved
         metric = metrics.get(phase.metric, float("nan"))
         if self.plateau is not None and math.isfinite(metric):
             self.plateau.step(metric)
@@ -341,17 +409,27 @@ class _Fit:
         progress["history"].append({"epoch": epoch + 1, **metrics})
         progress.update(epoch=epoch + 1, step=0, loss_sum=0.0, samples=0)
         if self.rt.main:
-            self.save_weights(epoch, metrics, improved)
-        self.save_state((0.0, 0))
+            self.commit_epoch(epoch, metrics, improved)
         self.log.epoch(phase.name, progress["history"], improved, progress["global_step"])
 
-    def save_weights(self, epoch: int, metrics: dict, improved: bool) -> None:
+    def commit_epoch(self, epoch: int, metrics: dict, improved: bool) -> None:
+        """The files of an epoch's end as one step: each is written under a temporary name
+        and all are renamed into place once every one is complete, state.pt last. After any
+        failure (a full disk, a kill) state.pt, which --resume trusts, and the weights and
+        metrics.csv it vouches for are those of one epoch, and nothing half-written is left."""
         meta, run = self.job.metadata(epoch + 1, metrics), self.job.run
-        if self.config.keep_epoch_checkpoints:
-            weights.save_weights(run.epoch_weights(epoch + 1), self.model, meta)
-        if improved:
-            weights.save_weights(run.weights("best"), self.model, meta)
-        weights.save_weights(run.weights("last"), self.model, meta)
+        names = ([run.epoch_weights(epoch + 1)] if self.config.keep_epoch_checkpoints else []) \
+            + ([run.weights("best")] if improved else []) + [run.weights("last")]
+        # An ExitStack ends its blocks in reverse order: the state, entered first, is renamed
+        # last; an error in any block removes every temporary file.
+        with ExitStack() as files:
+            def staged(path: Path, suffix: str = "") -> Path:
+                return files.enter_context(atomic_path(path, suffix=suffix))
+
+            ckpt.write_state(staged(self.state_path, ".pt"), self.state_dict((0.0, 0)))
+            staged(run.metrics_path).write_bytes(metrics_csv(self.progress["history"]))
+            for path in names:
+                weights.write_weights(staged(path, ".safetensors"), self.model, meta)
 
     def summary(self) -> dict:
         progress = self.progress
@@ -368,31 +446,25 @@ class _Fit:
         }
 
 
-def check_finite(value: float, rt: Runtime, epoch: int, step: int, state_path: Path,
+def check_finite(value: float, rt: Runtime, epoch: int, step: int, advice: Callable[[], str],
                  what: str = "loss") -> None:
     """Stop on a NaN/inf (training or validation) loss before it reaches the weights;
-    nothing is saved after it."""
+    nothing is saved after it. `advice`: what was kept and what to change (divergence.py)."""
     bad = not math.isfinite(value)
     if rt.distributed:
         flag = torch.tensor([float(bad)], device=rt.device)
         bad = bool(rt.all_reduce(flag, dist.ReduceOp.MAX).item())
     if bad:
         where = f"at step {step + 1}" if what == "loss" else "at its end"
-        raise HgposeError(f"{what} became {value} in epoch {epoch + 1} {where}; {_stopped(state_path)}")
+        raise HgposeError(f"{what} became {value} in epoch {epoch + 1} {where}; {advice()}")
 
 
-def _stopped(state_path: Path) -> str:
-    kept = f"the last good state is {state_path}" if state_path.exists() else "no state was saved yet"
-    return (f"training stopped and {kept} (weights: {state_path.parent}/last.safetensors). Lower the "
-            "learning rate (--set optim.lr=...) or turn mixed precision off (--precision fp32), then --resume")
-
-
-def check_weights(model: nn.Module, state_path: Path) -> None:
+def check_weights(model: nn.Module, advice: Callable[[], str]) -> None:
     """NaN/inf weights are never saved: they would become `best`/`last` and every later
     stage would read them (a step can diverge without its own loss being NaN)."""
     bad = weights.non_finite(model.state_dict())
     if bad:
-        raise HgposeError(f"weights became NaN/inf ({bad[0]} and {len(bad) - 1} more); {_stopped(state_path)}")
+        raise HgposeError(f"weights became NaN/inf ({bad[0]} and {len(bad) - 1} more); {advice()}")
 
 
 def require_crops(job: Job) -> None:
@@ -426,8 +498,18 @@ def validate(phase, model: nn.Module, loader, autocast, rt: Runtime) -> dict:
 
 # --- logs ----------------------------------------------------------------------------------
 
+def metrics_csv(history: list[dict]) -> bytes:
+    """metrics.csv: one row per epoch of `history`, the columns of its latest row."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(history[-1]), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return text.getvalue().encode()
+
+
 class RunLog:
-    """Per-epoch CSV (rewritten atomically) and TensorBoard scalars; rank 0 only."""
+    """TensorBoard scalars and the epoch line (metrics.csv is one of an epoch's files:
+    `_Fit.commit_epoch`); rank 0 only."""
 
     def __init__(self, run: RunDir, config: TrainConfig, rt: Runtime, purge_step: int | None):
         self.run = run
@@ -449,12 +531,6 @@ class RunLog:
         if not self.enabled:
             return
         row = history[-1]
-        columns = list(row)
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(history)
-        write_bytes(self.run.metrics_path, text.getvalue().encode())
         for key, value in row.items():
             if key != "epoch" and value is not None:
                 self.scalar(f"{phase}/{key}", value, global_step)
