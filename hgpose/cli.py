@@ -7,7 +7,6 @@ API). Problems the user can fix surface as one line `hgpose <cmd>: error: ...` a
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 
 from hgpose import __version__, thesis

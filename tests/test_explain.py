@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from hgpose.data.store import Store
 from hgpose.errors import HgposeError
-from hgpose.explain import ExplainOptions, clusters, pca
+from hgpose.explain import clusters, pca
 from hgpose.explain import latents as latents_mod
 from hgpose.explain.parts import default_options
 from hgpose.explain.pipeline import check_options
