@@ -8,11 +8,11 @@ from its saved state and keeps counting its budget from metrics.csv):
 
 1. `prepare` LSPET (`--lspet`, its own seeded val/test draws: --val-size/--test-size) and
    the COCO sample (`--coco`; only its val2017 people are used: never trained on);
-2. `train --preset cpu` (plus --set overrides) for `--minutes` of wall-clock time: one
-   epoch is timed first, the number of epochs that fits the budget is planned and the
-   preset's step decay placed at 2/3 and 5/6 of it; at the first decay the plan is made
-   again at the pace measured so far (OUT/run/budget.json); a run that falls behind stops
-   at the budget with its best checkpoint;
+2. `train --preset cpu --minutes M` (plus --set overrides; hgpose.train.budget): one epoch
+   is timed first, the number of epochs that fits the budget is planned and the preset's
+   step decays placed at 2/3 and 5/6 of it; at the first decay the plan is made again at the
+   pace measured so far (OUT/run/budget.json); a run that falls behind stops at the budget
+   with its best checkpoint;
 3. `evaluate` the held-out LSPET test people (its 12 joints) and the COCO sample's val2017
    people on the 12 body joints (the joints LSP has), cropped by `--protocol` (default
    gt-box: from each person's box alone), with the flip test when the preset validates with
@@ -83,60 +83,16 @@ def history(run: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def plan_epochs(budget: float, done: list[dict], earliest_step: int = 1) -> dict:
-    """The epochs that fit `budget` seconds at the mean pace of the epochs `done` so far
-    (metrics.csv rows), with the step decay at 2/3 and 5/6 of them (optim.step_epochs: a
-    decay at e applies from the (e+1)-th epoch on), the first no earlier than `earliest_step`
-    and the second after it."""
-    spent = sum(row["seconds"] + row.get("val_seconds", 0.0) for row in done)
-    pace = spent / len(done) * 1.03   # 3 %: checkpoints and start-up
-    epochs = max(2, len(done) + int(max(budget - spent, 0.0) // pace))
-    first = max(round(epochs * 2 / 3), earliest_step)
-    steps = [first, max(round(epochs * 5 / 6), first + 1)]
-    return {"epochs": epochs, "step_epochs": steps, "epoch_seconds": round(pace, 1)}
-
-
 def train_within(store: Path, run: Path, minutes: float, overrides: list[str]) -> dict:
-    """Time one epoch and plan the epochs that fit the budget (and the step decay); train at
-    the full learning rate up to the first decay, plan again at the pace measured so far, and
-    train on to the end. (The machine's speed drifts within an hour: planned from the first
-    epoch alone, one run was stopped by the budget after 14 of 16 epochs, before its second
-    decay; another finished its 19 epochs in 53.5 of its 60 minutes.)"""
-    from hgpose.io import write_json
-    from hgpose.train import TrainingInterrupted, train
-
-    budget, plan_path = minutes * 60, run / "budget.json"
-    if not (run / "config.json").is_file():
-        train(store, run, preset="cpu", epochs=1, overrides=overrides + ["tensorboard=false"])
-    if not plan_path.is_file():
-        write_json(plan_path, plan_epochs(budget, history(run)) | {"replanned": False})
-    plan = json.loads(plan_path.read_text())
-    try:
-        if not plan.get("replanned", True):   # plans written before re-planning stay as they were
-            train_to(store, run, plan["step_epochs"][0], plan["step_epochs"], budget)
-            done = history(run)
-            plan = plan_epochs(budget, done, earliest_step=len(done)) | {"replanned": True}
-            write_json(plan_path, plan)
-        train_to(store, run, plan["epochs"], plan["step_epochs"], budget)
-    except TrainingInterrupted:
-        print(f"training stopped at the {minutes:g}-minute budget; using its best checkpoint")
-    return plan
-
-
-def train_to(store: Path, run: Path, epochs: int, step_epochs: list[int], budget: float) -> None:
-    """Resume the run up to `epochs`, stopping at `budget` seconds of training in all."""
+    """`hgpose train --preset cpu --minutes M` (hgpose.train.budget): the first epoch timed,
+    the epochs and the preset's decays planned to fit, planned again at the first decay, the
+    run stopped at the budget with its best weights. Returns the plan."""
+    from hgpose.runs import RunDir
     from hgpose.train import train
 
-    done = history(run)
-    spent = sum(row["seconds"] for row in done)
-    started = time.perf_counter()
-
-    def out_of_time(_step: dict) -> bool:
-        return spent + time.perf_counter() - started > budget
-
-    if done and int(done[-1]["epoch"]) < epochs:
-        train(store, run, resume=True, epochs=epochs,
-              overrides=["optim.step_epochs=" + ",".join(map(str, step_epochs))], on_step=out_of_time)
+    summary = train(store, run, preset="cpu", minutes=minutes, overrides=overrides + ["tensorboard=false"],
+                    resume=RunDir(run).state_path.is_file())
+    return summary["budget"]
 
 
 def evaluations(run: Path, lspet: Path, coco: Path, protocol: str) -> dict:

@@ -191,6 +191,17 @@ def _run_prepare(args) -> int:
     return 0
 
 
+def _positive(text: str) -> float:
+    """A finite number > 0 (`--minutes`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number, e.g. 60")
+    return value
+
+
 def _count(text: str) -> int:
     """A whole number >= 0."""
     try:
@@ -277,8 +288,14 @@ def _add_train(sub) -> None:
     p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="recipe to start from (default: thesis); --resume goes on with RUN_DIR/config.json, "
                         "and refuses another preset")
-    p.add_argument("--epochs", type=int, default=None, metavar="E",
-                   help="epochs (thesis-ae: fine-tuning epochs; AE pre-training is --set ae.epochs=N)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, default=None, metavar="E",
+                        help="epochs (thesis-ae: fine-tuning epochs; AE pre-training is --set ae.epochs=N)")
+    length.add_argument("--minutes", type=_positive, default=None, metavar="M",
+                        help="train for M minutes of wall-clock time instead: the first epoch is timed, "
+                             "the epochs that fit are planned with the preset's lr decays in proportion "
+                             "(planned again at the first decay), and the run stops at the budget with "
+                             "its best weights (RUN_DIR/budget.json; --resume continues the budget)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="crops per step and process")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="change any config field, e.g. --set model.features=64 optim.lr=1e-3 (repeatable)")
@@ -300,7 +317,7 @@ def _run_train(args) -> int:
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, only rank 0 reports
     try:
         summary = train(
-            args.data_dir, args.out, preset=args.preset, epochs=args.epochs,
+            args.data_dir, args.out, preset=args.preset, epochs=args.epochs, minutes=args.minutes,
             batch_size=args.batch_size, resume=args.resume, init=args.init,
             overrides=args.overrides + ([f"precision={args.precision}"] if args.precision else []),
         )

@@ -49,25 +49,6 @@ def test_the_held_out_people_are_scored_with_the_runs_flip_test(learn_real, stor
     assert (run / "eval" / f"coco-val-body-{tag}" / "metrics.json").is_file()
 
 
-def test_the_plan_fits_the_budget_at_the_pace_measured_so_far(learn_real):
-    """One 100 s epoch (+3 s validation) of a 60-minute budget: 33 epochs at 3 % margin, the
-    decay at 2/3 and 5/6. Planned again after 21 epochs, faster ones give more epochs and
-    slower ones fewer, and no decay reaches back to an epoch already trained."""
-    first = [{"seconds": 100.0, "val_seconds": 3.0}]
-    assert learn_real.plan_epochs(3600, first) == {"epochs": 33, "step_epochs": [22, 28], "epoch_seconds": 106.1}
-
-    faster = first + [{"seconds": 77.0, "val_seconds": 3.0}] * 20
-    assert learn_real.plan_epochs(3600, faster, earliest_step=21) == \
-        {"epochs": 43, "step_epochs": [29, 36], "epoch_seconds": 83.5}
-
-    slower = first + [{"seconds": 150.0, "val_seconds": 3.0}] * 20
-    plan = learn_real.plan_epochs(3600, slower, earliest_step=21)
-    assert plan == {"epochs": 23, "step_epochs": [21, 22], "epoch_seconds": 155.1}
-
-    spent = [{"seconds": 4000.0}]   # over budget already: the minimum, 2 epochs
-    assert learn_real.plan_epochs(3600, spent) == {"epochs": 2, "step_epochs": [1, 2], "epoch_seconds": 4120.0}
-
-
 @pytest.mark.parametrize("limit, crops", [(0, 30), (12, 12), (99, 30)])
 def test_the_summary_counts_the_crops_the_run_trained_on(learn_real, tmp_path, limit, crops):
     """`--set data.train_limit=N` trains on the first N crops: the JSON and the printout say N."""

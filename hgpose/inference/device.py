@@ -70,6 +70,22 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
     return None
 
 
+def describe_precision(precision: str, device: torch.device | str) -> str:
+    """What runs and why, in a few words: "bf16 (native: avx512_bf16)", "fp32 (auto: this CPU
+    has no native bf16)", "fp32 (asked)"."""
+    from hgpose.cpu import bf16_features
+
+    device = torch.device(device)
+    name = precision_name(autocast_dtype(precision, device))
+    if precision != "auto":
+        return f"{name} (asked)"
+    if device.type == "cuda":
+        return f"{name} (auto: {'native' if name == 'bf16' else 'no bf16'} on {device})"
+    if name == "bf16":
+        return f"bf16 (auto: native on this CPU, {', '.join(bf16_features()) or 'HGPOSE_CPU_BF16=1'})"
+    return "fp32 (auto: this CPU has no native bf16; HGPOSE_CPU_BF16=1 would emulate it, slower)"
+
+
 def precision_name(dtype: torch.dtype | None) -> str:
     """What runs, in the precision vocabulary: "bf16", "fp16" or "fp32"."""
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")

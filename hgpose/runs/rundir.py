@@ -66,6 +66,11 @@ class RunDir:
         return self.path / "checkpoints"
 
     @property
+    def budget_path(self) -> Path:
+        """`train --minutes`: the plan of a run trained for a wall-clock budget."""
+        return self.path / "budget.json"
+
+    @property
     def state_path(self) -> Path:
         return self.checkpoints / "state.pt"
 

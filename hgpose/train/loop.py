@@ -38,7 +38,7 @@ from hgpose.io import atomic_path
 from hgpose.progress import bar as progress_bar
 from hgpose.runs import RunDir, weights
 from hgpose.runs import state as ckpt
-from hgpose.train import divergence, resume as resume_rule
+from hgpose.train import announce, divergence, resume as resume_rule
 from hgpose.train.data import ResumableSampler, ShardSampler, batch_generator
 from hgpose.train.recipes import scheduled_lr
 from hgpose.train.step import Trainer
@@ -322,6 +322,11 @@ class _Fit:
         self.val_loader = make_loader(job.val_set, config.data.val_batch_size,
                                       ShardSampler(len(job.val_set), rt.rank, rt.world), workers, self.device)
         self.log = RunLog(job.run, config, rt, progress["global_step"] if resume else None)
+        loud = rt.main and config.progress
+        if loud:
+            print(announce.start_line(config, self.phase.name, len(job.train_set), len(job.val_set),
+                                      job.batch_size, job.epochs, self.device, rt.world), file=sys.stderr)
+        self.pace = announce.Pace(math.ceil(len(self.sampler.inner) / job.batch_size), loud)
         with StopRequests() as stop:
             try:
                 for epoch in range(progress["epoch"], job.epochs):
@@ -345,6 +350,7 @@ class _Fit:
         with bar:
             for batch in self.loader:
                 value, n = self.step(epoch, batch)
+                self.pace.step()
                 seen += n
                 img_s = seen * self.rt.world / max(time.perf_counter() - start, 1e-9)
                 bar.update(1)

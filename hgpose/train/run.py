@@ -33,6 +33,7 @@ from hgpose import config as cfg
 from hgpose.runs import RunDir, resolve_checkpoint, weights
 from hgpose.data.dataset import CropDataset, make_loader
 from hgpose.train.loop import Job, Runtime, fit, loader_workers, start_runtime, stop_runtime
+from hgpose.train import announce
 from hgpose.train.step import autocast_factory
 from hgpose.train.recipes import AE_PREFIX, AEPhase, LatentDataset, PosePhase, extract_latents
 
@@ -49,6 +50,7 @@ def train(
     init: str | Path | None = None,
     config: cfg.TrainConfig | None = None,
     on_step: Callable[[dict], bool] | None = None,
+    minutes: float | None = None,
 ) -> dict:
     """Train a pose network on a dataset store; returns a summary of the run.
 
@@ -61,12 +63,24 @@ def train(
         thesis-ae: the thesis checkpoint the AE learns from).
     on_step: called after every optimizer step with {"epoch", "step", "global_step", "loss"};
         returning True stops the run like Ctrl-C (state saved, TrainingInterrupted raised).
+    minutes: train for this wall-clock budget instead of a number of epochs: the epochs and
+        the schedule's decays are planned from the measured pace (hgpose.train.budget).
 
     Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 writes all files.
     """
+    if minutes is not None:
+        if epochs is not None:
+            raise HgposeError("give --epochs or --minutes, not both: --minutes plans the epochs that fit")
+        from hgpose.train.budget import train_for
+
+        return train_for(minutes, data_dir, run_dir, preset, resume=resume, overrides=overrides,
+                         batch_size=batch_size, init=init, config=config, on_step=on_step)
     run_dir = RunDir(run_dir)
     config, recorded = _resolve(run_dir, preset, config, overrides, epochs, batch_size, resume)
     rt = start_runtime(config)
+    note = announce.cut_decays(config)
+    if note and rt.main and config.progress:
+        print(note, file=sys.stderr)
     deterministic = torch.are_deterministic_algorithms_enabled()
     # Rank 0 holds RUN_DIR's lock for the whole run: a second `train` (or `--resume`) into
     # it stops with one line instead of both writing checkpoints.
@@ -336,6 +350,26 @@ def _pretrain_ae(config, ae_dir: RunDir, start: _Start, rt: Runtime, on_start) -
     )
     # Without --resume the run directory was new, so there is nothing to continue anyway.
     return fit(job, config, rt, start.resume, start.on_step)
+
+
+def run_summary(run: RunDir) -> dict:
+    """A pose run's summary (as `train` returns it) from its folder: metrics.csv and its
+    weights files. For a run stopped on purpose, e.g. at the end of its time budget."""
+    import csv
+
+    history = []
+    if run.metrics_path.is_file():
+        with open(run.metrics_path, newline="") as f:
+            history = [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+                       for row in csv.DictReader(f)]
+    scored = [row for row in history if row.get("val_pck") is not None]
+    best = max(scored, key=lambda row: row["val_pck"], default=None)
+    return {"run_dir": str(run.path), "phase": "pose", "epochs": len(history), "metric": "val_pck",
+            "best": None if best is None else best["val_pck"],
+            "best_epoch": None if best is None else int(best["epoch"]),
+            "last": str(run.weights("last")),
+            "best_checkpoint": str(run.weights("best")) if run.weights("best").is_file() else None,
+            "history": history}
 
 
 def format_summary(summary: dict) -> str:
