@@ -167,14 +167,21 @@ class RunDir:
 
 def resolve_checkpoint(source: str | Path, which: str | Path | None = None) -> tuple[Path, RunDir | None]:
     """(weights file, its run or None) for a run folder or a weights file (module docstring)."""
+    from hgpose.runs.pretrained import PRETRAINED, weights_of
+
+    if not Path(source).exists() and str(source) in PRETRAINED:
+        if which is not None:
+            raise HgposeError(f"--checkpoint applies to a run directory; {source} is a registered model")
+        return weights_of(str(source)), None
     source = Path(source)
     if source.is_file():
         if which is not None:
             raise HgposeError(f"{source} is a weights file; --checkpoint only applies to a run directory")
         return source, RunDir.of_weights(source)
     if not source.is_dir():
-        raise HgposeError(f"{source}: not found — give a run directory of `hgpose train` "
-                          "or a .safetensors weights file")
+        names = ", ".join(PRETRAINED) or "none yet"
+        raise HgposeError(f"{source}: not found — give a run directory of `hgpose train`, a .safetensors "
+                          f"weights file or a registered model name ({names})")
     return RunDir(source).resolve(which), RunDir(source)
 
 
