@@ -387,14 +387,30 @@ def _run_explain(args) -> int:
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
-    """`--box x,y,w,h`: a person box in image pixels (COCO's bbox order)."""
+    """`--box x,y,w,h`: a person box in image pixels (COCO's bbox order), four finite numbers."""
+    import math
+
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give x,y,w,h in pixels with w > 0 and h > 0, e.g. 120,40,200,380")
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[2] <= 0 or values[3] <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give x,y,w,h in pixels, four finite numbers with "
+                                         "w > 0 and h > 0, e.g. 120,40,200,380")
     return values
+
+
+def _min_score(text: str) -> float:
+    """`--min-score`: a finite fraction >= 0 (NaN would fade no joint and say nothing)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction >= 0, e.g. 0.25")
+    return value
 
 
 def _add_evaluate(sub) -> None:
@@ -470,16 +486,21 @@ def _add_predict(sub) -> None:
         "predict",
         help="keypoints of the person in each image, as JSON and pictures",
         description=(
-            "For each image: cut the person crop with the thesis crop rule (from --box, or the "
-            "whole image when no box is given), run the network and write the 17 keypoints "
-            "with scores in image coordinates as JSON (COCO results format), the image with "
-            "the skeleton drawn (left orange, right blue, low-score joints faded) and the fused "
-            "heatmaps over the crop (the thesis's Figure 5)."
+            "For each image, as it is displayed (its EXIF orientation applied): cut the person "
+            "crop with the thesis crop rule (from --box, or the whole image when no box is "
+            "given), run the network and write the 17 keypoints with scores in image "
+            "coordinates as JSON (COCO results format), the image with the skeleton drawn "
+            "(left orange, right blue, low-score joints faded; at most 2048 px on its longer "
+            "side) and the fused heatmaps over the crop "
+            "(the thesis's Figure 5)."
         ),
         epilog=(
             "OUT_DIR receives <name>.json, <name>.skeleton.png and <name>.heatmaps.png per "
-            "image, and predictions.json with all of them. An unreadable image is reported in "
-            "one line and skipped; the exit status is then 1. Example: hgpose predict "
+            "image, and predictions.json with all of them, which also records the files predict "
+            "wrote: a file there that predict did not write (a LabelMe <name>.json, say) is never "
+            "replaced, the output takes a new name and its line says so. The outputs appear "
+            "together at the end, or not at all. An unreadable image is reported in one line "
+            "and skipped; the exit status is then 1. Example: hgpose predict "
             "runs/thesis photo.jpg --box 120,40,200,380"
         ),
     )
@@ -492,7 +513,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--out", default="predictions", metavar="DIR",
                    help="output folder (default: ./predictions)")
     _add_decoding(p)
-    p.add_argument("--min-score", type=float, default=0.25, metavar="FRACTION",
+    p.add_argument("--min-score", type=_min_score, default=0.25, metavar="FRACTION",
                    help="draw joints faded when their score is below this fraction of a "
                         "perfect target's peak (default: 0.25)")
     _add_device(p)
@@ -518,6 +539,8 @@ def _run_predict(args) -> int:
         device=args.device, flip=args.flip, min_score=args.min_score, on_image=report,
         refine=args.refine, precision=args.precision,
     )
+    if summary.summary_file is not None:
+        print(f"results: {summary.summary_file}")
     if summary.failed:
         print(f"hgpose predict: {len(summary.failed)} of {len(summary.outcomes)} inputs failed",
               file=sys.stderr)
