@@ -522,7 +522,7 @@ def _add_predict(sub) -> None:
 
 
 def _run_predict(args) -> int:
-    from hgpose.predict import describe, predict
+    from hgpose.predict import describe, predict, printable
     from hgpose.images import set_max_pixels
 
     if args.max_pixels is not None:
@@ -540,7 +540,7 @@ def _run_predict(args) -> int:
         refine=args.refine, precision=args.precision,
     )
     if summary.summary_file is not None:
-        print(f"results: {summary.summary_file}")
+        print(printable(f"results: {summary.summary_file}"))
     if summary.failed:
         print(f"hgpose predict: {len(summary.failed)} of {len(summary.outcomes)} inputs failed",
               file=sys.stderr)

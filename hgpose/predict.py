@@ -93,7 +93,7 @@ def list_images(inputs, skip: frozenset[Path] = frozenset()) -> tuple[list[Path]
     """Expand folders (their image files, sorted, not recursive; `skip`: resolved paths of
     predict's own earlier outputs, which are no inputs); a missing path or a folder without
     images becomes a failed outcome rather than stopping the others."""
-    paths, problems = [], []
+    paths, problems, seen = [], [], set()
     for item in inputs:
         item = Path(item)
         if item.is_dir():
@@ -101,11 +101,15 @@ def list_images(inputs, skip: frozenset[Path] = frozenset()) -> tuple[list[Path]
                            and p.resolve() not in skip)
             if not found:
                 problems.append(ImageOutcome(item, error=f"{item}: folder holds no {'/'.join(IMAGE_SUFFIXES)} images"))
-            paths += found
         elif item.exists():
-            paths.append(item)
+            found = [item]
         else:
+            found = []
             problems.append(ImageOutcome(item, error=f"{item}: not found"))
+        for path in found:   # an image given twice (by name and in its folder) is predicted once
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                paths.append(path)
     return paths, problems
 
 
@@ -153,7 +157,15 @@ def read_record(folder: Path) -> Record:
             return Record(folder, name, [], listing)
         entries = own_entries(folder / name)
         if entries is not None:
-            return Record(folder, name, [e for e in entries if set(e["outputs"]) <= listing], listing)
+            return Record(folder, name, [e for e in entries if _still_there(folder, e["outputs"])], listing)
+
+
+def _still_there(folder: Path, outputs: list[str]) -> bool:
+    """Whether an earlier result's files are all still files in the folder, its .json still
+    predict's: one a user replaced (by a folder, or a label file of the same name) is theirs."""
+    if not outputs or not all((folder / name).is_file() for name in outputs):
+        return False
+    return all(own_entries(folder / name) is not None for name in outputs if name.endswith(".json"))
 
 
 def own_entries(path: Path) -> list[dict] | None:
@@ -405,7 +417,17 @@ def predict(source, inputs, out_dir: str | Path = "predictions", *, box=None,
 
 
 def describe(outcome: ImageOutcome) -> str:
-    """One line per image for the CLI."""
+    """One line per image for the CLI, printable whatever the bytes of its file names (a
+    name that is not UTF-8 shows its odd bytes as \\xNN)."""
+    return printable(_describe(outcome))
+
+
+def printable(text: str) -> str:
+    """`text` with the undecodable bytes of file names (kept by Python as surrogates) as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _describe(outcome: ImageOutcome) -> str:
     if not outcome.ok:
         return outcome.error
     pred = outcome.prediction

@@ -533,3 +533,82 @@ def test_a_leftover_staging_folder_of_a_killed_call_is_no_strangers_file(run, co
     assert main(["evaluate", str(run), "--data", str(coco_store), "--split", "val", "--out", str(out),
                  "--device", "cpu", "--no-progress"]) == 0
     assert (out / "metrics.json").is_file()
+
+
+# --- more hostile cases of the same kind --------------------------------------------------------
+
+def test_a_users_file_put_in_place_of_a_predict_output_is_no_longer_predicts(run, tmp_path, capsys):
+    """The record says predict wrote g.json; the user has since saved a label file under that
+    name (or made it a folder): it is theirs now and is kept."""
+    write_jpeg(tmp_path / "in" / "g.jpg", photo())
+    write_jpeg(tmp_path / "in" / "h.jpg", photo(seed=1))
+    out = tmp_path / "out"
+    assert predict_cli(run, tmp_path / "in", "--out", out) == 0
+    (out / "g.json").write_text('{"shapes": []}')
+    (out / "h.json").unlink()
+    (out / "h.json").mkdir()
+    assert predict_cli(run, tmp_path / "in", "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert "g-2.json" in printed and "h-2.json" in printed
+    assert (out / "g.json").read_text() == '{"shapes": []}' and (out / "h.json").is_dir()
+
+
+def test_an_image_given_twice_is_predicted_once(run, tmp_path, capsys):
+    path = write_jpeg(tmp_path / "in" / "k.jpg", photo())
+    assert predict_cli(run, path, tmp_path / "in", "--out", tmp_path / "out") == 0
+    assert capsys.readouterr().out.count("k.jpg:") == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "k.heatmaps.png", "k.json", "k.skeleton.png", "predictions.json"]
+
+
+def test_odd_image_names_and_sizes(run, tmp_path, capsys):
+    """A name that is not UTF-8, a 25-digit name (no COCO id: past int64), a 1x1 image."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = os.fsdecode(b"caf\xe9-latin1.jpg")
+    cv2.imwrite(str(folder / "0000000000000000000000001.png"), photo()[..., ::-1])
+    cv2.imwrite(str(folder / "tiny.png"), np.full((1, 1, 3), 128, np.uint8))
+    write_jpeg(folder / odd, photo())
+    out = tmp_path / "out"
+    assert predict_cli(run, folder, "--out", out) == 0
+    results = json.loads((out / "predictions.json").read_text())
+    assert len(results) == 3 and all(r["image_id"] is None for r in results)
+    assert os.fsdecode(b"caf\xe9-latin1.json") in os.listdir(out)
+    assert cv2.imread(str(out / "tiny.skeleton.png")).shape == (1, 1, 3)
+    assert predict_cli(run, folder, "--out", out) == 0                # and again: its own files
+    assert len(os.listdir(out)) == 10
+
+
+def test_an_interrupted_explain_leaves_the_previous_report_whole(run, tmp_path, monkeypatch):
+    from hgpose.explain import explain, kmeans
+
+    store = make_store(tmp_path / "store", n_train=12)
+    out = tmp_path / "r"
+    explain(run, store, out, only="pca,kmeans", k_max=3, device="cpu", progress=False)
+    before = listing(out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kmeans, "_scatter", interrupted)    # Ctrl-C half-way through the K-means figures
+    with pytest.raises(KeyboardInterrupt):
+        explain(run, store, out, only="pca,kmeans", k_max=4, device="cpu", progress=False)
+    assert listing(out) == before
+    monkeypatch.undo()
+    result = explain(run, store, out, only="kmeans", k_max=4, device="cpu", progress=False)
+    assert result["latents"]["reused"] and [k["k"] for k in result["kmeans"]["subsets"]["all"]["per_k"]] == [2, 3, 4]
+    assert "pca" in result and (out / result["pca"]["variance_figure"]).is_file()   # kept, with its figure
+
+
+@pytest.mark.parametrize("command", ["evaluate", "explain"])
+def test_the_run_folder_itself_as_output_is_refused(run, coco_store, capsys, command):
+    before = listing(run)
+    assert main([command, str(run), "--data", str(coco_store), "--out", str(run), "--device", "cpu"]) == 2
+    one_error_line(capsys, f"--out {run}: holds")
+    assert listing(run) == before
+
+
+def test_a_folder_given_as_annotation_file_is_named_as_a_folder(run, coco_store, tmp_path, capsys):
+    assert main(["evaluate", str(run), "--data", str(coco_store), "--split", "val", "--annotations", str(tmp_path),
+                 "--out", str(tmp_path / "e"), "--device", "cpu", "--no-progress"]) == 2
+    one_error_line(capsys, f"{tmp_path}: is a folder; give the COCO annotation file itself")

@@ -224,6 +224,9 @@ def annotation_file(store: Store, split: str, override: str | Path | None = None
 def load_annotations(path: Path):
     from hgpose.data.formats.coco import load_coco
 
+    if path.is_dir():
+        raise HgposeError(f"{path}: is a folder; give the COCO annotation file itself "
+                          "(e.g. annotations/person_keypoints_val2017.json) with --annotations")
     if not path.is_file():
         raise HgposeError(f"{path}: COCO annotation file not found (the store records where it was "
                           "when prepared); pass its new location with --annotations")

@@ -134,6 +134,9 @@ def check_report_dir(out_dir: Path) -> None:
     if RESULT_FILE in names and _own_result(out_dir / RESULT_FILE):
         return
     stranger = next((n for n in names if not OWN_NAMES.fullmatch(n)), None)
+    if stranger == RESULT_FILE:
+        raise HgposeError(f"--out {out_dir}: holds an explain.json that `hgpose explain` did not write (or that "
+                          "cannot be read); hgpose never replaces files it did not write: give a new or empty folder")
     if stranger is not None:
         raise HgposeError(f"--out {out_dir}: holds {stranger} and no explain.json of `hgpose explain`; "
                           "hgpose never replaces files it did not write: give a new or empty folder")
