@@ -369,6 +369,16 @@ def test_a_pca_that_does_not_fit_in_memory_is_refused_with_the_estimate():
         check_projection(124_040, 4000, 3000, available=2**30)
 
 
+def test_a_silhouette_sample_too_large_for_memory_is_refused_with_one_that_fits():
+    from hgpose.explain.kmeans import check_silhouette_memory
+
+    check_silhouette_memory(124_040, 20_000, available=2 * 2**30)      # the default: 1.6 GB
+    with pytest.raises(HgposeError) as e:
+        check_silhouette_memory(124_040, 1_000_000, available=2 * 2**30)
+    assert str(e.value) == ("--silhouette-sample 1000000: the distance matrix of 124,040 crops needs about "
+                            "57.3 GiB, more than the 2.0 GiB available; use --silhouette-sample 23,170 or fewer")
+
+
 def test_explain_refuses_a_pca_too_large_before_computing_any_latent(run, tmp_path, capsys, monkeypatch):
     from hgpose.explain import pca
 

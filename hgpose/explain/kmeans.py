@@ -75,6 +75,19 @@ class Options:
                                  f"every K) (default: {cls.silhouette_sample})")
 
 
+def check_silhouette_memory(n: int, sample: int, available: int | None = None) -> None:
+    """Refuse, before any latent is computed, a silhouette sample whose distance matrix
+    (min(n, sample)^2 float32, computed once for every K) would not fit in memory."""
+    size = min(n, sample)
+    available = pca.available_memory() if available is None else available
+    need = size * size * 4
+    if available is not None and need > available:
+        fits = int((available / 4) ** 0.5)
+        raise HgposeError(f"--silhouette-sample {sample}: the distance matrix of {size:,} crops needs about "
+                          f"{pca.size(need)}, more than the {pca.size(available)} available; use "
+                          f"--silhouette-sample {fits:,} or fewer")
+
+
 TITLE = "K-means"
 TEMPLATE = fragment("kmeans")
 SELECTABLE = True

@@ -155,7 +155,9 @@ PCA_PARTS = ("pca", "kmeans", "compare")   # the parts that fit a PCA (factors u
 
 def check_costs(ckpt, store: Store, options: ExplainOptions, layer: str, device) -> None:
     """Refuse, before the latents pass, a PCA that would not fit in memory (`pca.check_memory`:
-    the estimate and a --limit that fits). The layer's width comes from one blank crop."""
+    the estimate and a --limit that fits), or a silhouette sample whose distance matrix would
+    not. The layer's width comes from one blank crop."""
+    from hgpose.explain import kmeans as kmeans_mod
     from hgpose.explain import latents as latents_mod
     from hgpose.explain import pca as pca_mod
 
@@ -163,8 +165,11 @@ def check_costs(ckpt, store: Store, options: ExplainOptions, layer: str, device)
         return
     n = len(store.split(options.split))
     n = min(n, options.limit) if options.limit else n
-    if n >= pca_mod.MIN_ROWS:
-        pca_mod.check_memory(n, latents_mod.layer_size(ckpt, layer, device), f"layer {layer}")
+    if n < pca_mod.MIN_ROWS:
+        return
+    pca_mod.check_memory(n, latents_mod.layer_size(ckpt, layer, device), f"layer {layer}")
+    if not options.only or "kmeans" in options.only:
+        kmeans_mod.check_silhouette_memory(n, options.parts["kmeans"].silhouette_sample)
 
 
 def _result_head(out_dir: Path, store: Store, options: ExplainOptions, ckpt, lat, layer: str, cache_dir: Path,
