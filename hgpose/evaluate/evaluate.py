@@ -309,12 +309,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
     # The staging folder is made before the split is scored: a folder that cannot be
     # written (a read-only run folder) stops the command at once.
     with staged(out_dir, last=(METRICS_FILE,), what="evaluate output folder (--out)") as stage:
-        if protocol == "detections":
-            threshold = protocols.BOX_SCORE_THRESHOLD if box_score_threshold is None else float(box_score_threshold)
-            metrics, rows, results = score_detected_people(run, folders[0], detections, threshold=threshold,
-                                                           boxes_file=boxes)
-        else:
-            metrics, rows, results = score_split_people(run, folders)
+        metrics, rows, results = _score(run, protocol, folders, detections, boxes, box_score_threshold)
         metrics.update(protocol=protocol, protocol_description=protocols.DESCRIPTIONS[protocol],
                        checkpoint=est.checkpoint, split=split, flip=bool(flip),
                        codec=type(est.codec).__name__, refine=getattr(est.codec, "refine", "none"),
@@ -325,6 +320,14 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
             if RESULTS_FILE.fullmatch(name):
                 stage.forget(name)
     return {**metrics, "out_dir": str(out_dir)}
+
+
+def _score(run: "Scoring", protocol: str, folders, detections, boxes, box_score_threshold):
+    """(metrics, rows, results files) of the protocol."""
+    if protocol == "detections":
+        threshold = protocols.BOX_SCORE_THRESHOLD if box_score_threshold is None else float(box_score_threshold)
+        return score_detected_people(run, folders[0], detections, threshold=threshold, boxes_file=boxes)
+    return score_split_people(run, folders)
 
 
 def _check_scored_joints(data: Split, scored: np.ndarray, spec: str) -> None:
