@@ -428,14 +428,30 @@ def _run_explain(args) -> int:
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
-    """`--box x,y,w,h`: a person box in image pixels (COCO's bbox order)."""
+    """`--box x,y,w,h`: a person box in image pixels (COCO's bbox order), four finite numbers."""
+    import math
+
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give x,y,w,h in pixels with w > 0 and h > 0, e.g. 120,40,200,380")
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[2] <= 0 or values[3] <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give x,y,w,h in pixels, four finite numbers with "
+                                         "w > 0 and h > 0, e.g. 120,40,200,380")
     return values
+
+
+def _min_score(text: str) -> float:
+    """`--min-score`: a finite fraction >= 0 (NaN would fade no joint and say nothing)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction >= 0, e.g. 0.25")
+    return value
 
 
 def _add_evaluate(sub) -> None:
@@ -511,16 +527,21 @@ def _add_predict(sub) -> None:
         "predict",
         help="keypoints of the person in each image, as JSON and pictures",
         description=(
-            "For each image: cut the person crop with the thesis crop rule (from --box, or the "
-            "whole image when no box is given), run the network and write the 17 keypoints "
-            "with scores in image coordinates as JSON (COCO results format), the image with "
-            "the skeleton drawn (left orange, right blue, low-score joints faded) and the fused "
-            "heatmaps over the crop (the thesis's Figure 5)."
+            "For each image, as it is displayed (its EXIF orientation applied): cut the person "
+            "crop with the thesis crop rule (from --box, or the whole image when no box is "
+            "given), run the network and write the 17 keypoints with scores in image "
+            "coordinates as JSON (COCO results format), the image with the skeleton drawn "
+            "(left orange, right blue, low-score joints faded; at most 2048 px on its longer "
+            "side) and the fused heatmaps over the crop "
+            "(the thesis's Figure 5)."
         ),
         epilog=(
             "OUT_DIR receives <name>.json, <name>.skeleton.png and <name>.heatmaps.png per "
-            "image, and predictions.json with all of them. An unreadable image is reported in "
-            "one line and skipped; the exit status is then 1. Example: hgpose predict "
+            "image, and predictions.json with all of them, which also records the files predict "
+            "wrote: a file there that predict did not write (a LabelMe <name>.json, say) is never "
+            "replaced, the output takes a new name and its line says so. The outputs appear "
+            "together at the end, or not at all. An unreadable image is reported in one line "
+            "and skipped; the exit status is then 1. Example: hgpose predict "
             "runs/thesis photo.jpg --box 120,40,200,380"
         ),
     )
@@ -533,7 +554,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--out", default="predictions", metavar="DIR",
                    help="output folder (default: ./predictions)")
     _add_decoding(p)
-    p.add_argument("--min-score", type=float, default=0.25, metavar="FRACTION",
+    p.add_argument("--min-score", type=_min_score, default=0.25, metavar="FRACTION",
                    help="draw joints faded when their score is below this fraction of a "
                         "perfect target's peak (default: 0.25)")
     _add_device(p)
@@ -542,7 +563,7 @@ def _add_predict(sub) -> None:
 
 
 def _run_predict(args) -> int:
-    from hgpose.predict import describe, predict
+    from hgpose.predict import describe, predict, printable
     from hgpose.images import set_max_pixels
 
     if args.max_pixels is not None:
@@ -559,6 +580,8 @@ def _run_predict(args) -> int:
         device=args.device, flip=args.flip, min_score=args.min_score, on_image=report,
         refine=args.refine, precision=args.precision,
     )
+    if summary.summary_file is not None:
+        print(printable(f"results: {summary.summary_file}"))
     if summary.failed:
         print(f"hgpose predict: {len(summary.failed)} of {len(summary.outcomes)} inputs failed",
               file=sys.stderr)
@@ -573,17 +596,20 @@ def _add_export(sub) -> None:
             "Write the network as an ONNX graph: input float32 [batch, 3, 256, 256] RGB crops "
             "in [0, 1] (the mean-RGB subtraction is inside the graph), output float32 "
             "[batch, 17, 64, 64] heatmaps of the last stack. The codec, joint names, mean RGB "
-            "and crop rule are stored in the model's metadata. The file is then run in ONNX "
-            "Runtime (when installed) and compared with PyTorch."
+            "and crop rule are stored in the model's metadata. Before the file takes its name it "
+            "is run in ONNX Runtime and compared with the network in float64: above a tolerance "
+            "from fp32 rounding, nothing is written and the command fails."
         ),
-        epilog="Needs the onnx package (and onnxruntime for the check). "
+        epilog="Opsets: 9 to the newest for networks working at 256 px; 11 on for 64 and 128 px "
+               "(the cpu preset); none for 192 px. Needs the onnx and onnxruntime packages. "
                "Example: hgpose export runs/thesis --onnx thesis.onnx",
     )
     _add_run(p)
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
     p.add_argument("--no-verify", action="store_true",
-                   help="skip running the exported file in ONNX Runtime")
+                   help="skip running the exported file in ONNX Runtime and comparing it with "
+                        "PyTorch (the known opset limits still apply)")
 
 
 def _run_export(args) -> int:
@@ -591,12 +617,13 @@ def _run_export(args) -> int:
 
     info = export_onnx(args.run_dir, args.onnx, checkpoint=args.checkpoint, opset=args.opset,
                        verify=not args.no_verify)
-    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB, opset {info['opset']}) "
-          f"from {info['checkpoint']}")
+    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB, opset {info['opset']}, network at "
+          f"{info['resolution']} px) from {info['checkpoint']}")
     if info["max_abs_diff"] is not None:
-        print(f"ONNX Runtime vs PyTorch on a batch of 2: max |difference| {info['max_abs_diff']:.2e}")
-    elif not args.no_verify:
-        print("not verified: onnxruntime is not installed")
+        print(f"ONNX Runtime vs PyTorch on a batch of 2: max |difference| {info['max_abs_diff']:.2e} "
+              f"(tolerance {info['tolerance']:.1e}, from fp32 rounding)")
+    else:
+        print("not verified (--no-verify)")
     return 0
 
 

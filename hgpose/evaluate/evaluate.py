@@ -13,18 +13,23 @@ detector's boxes, the standard COCO protocol). Two families of metrics:
   normalised) and COCO OKS AP/AR by pycocotools' COCOeval on the original annotations.
 
 OUT_DIR receives metrics.json, metrics.md, per_image.csv and keypoints_<split>_results.json
-(COCO results format). Crops are read from the memory-mapped store batch by batch, so a
-split is never loaded whole.
+(COCO results format), as a set: written to a staging folder and moved into OUT_DIR together,
+metrics.json last (`hgpose.outputs.staged`), so a failed call (a full disk) leaves OUT_DIR as it
+was. OUT_DIR must be new, empty or an earlier evaluate output; that it can be written is
+checked before the split is scored. Crops are read from the memory-mapped store batch by
+batch, so a split is never loaded whole.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import re
 import dataclasses
 import io
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +46,7 @@ from hgpose.evaluate.pck import SUBSETS
 from hgpose.evaluate.split_pass import Forward, network_forward, split_pass, store_batches
 from hgpose.inference.estimator import decode_to_image, target_peak
 from hgpose.io import atomic_path, write_json
+from hgpose.outputs import leftover_staging, staged
 from hgpose.progress import bar as progress_bar
 from hgpose.runs import default_eval_dir
 from hgpose.skeleton import JOINTS, NUM_JOINTS
@@ -218,6 +224,9 @@ def annotation_file(store: Store, split: str, override: str | Path | None = None
 def load_annotations(path: Path):
     from hgpose.data.formats.coco import load_coco
 
+    if path.is_dir():
+        raise HgposeError(f"{path}: is a folder; give the COCO annotation file itself "
+                          "(e.g. annotations/person_keypoints_val2017.json) with --annotations")
     if not path.is_file():
         raise HgposeError(f"{path}: COCO annotation file not found (the store records where it was "
                           "when prepared); pass its new location with --annotations")
@@ -280,35 +289,86 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
     protocols.check_options(protocol, boxes, box_score_threshold)
     if batch_size < 1:
         raise HgposeError(f"--batch-size {batch_size}: give at least 1")
-    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
-        # found now, not after the whole split has been scored
-        raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the results")
+    if out_dir is not None:
+        check_out_dir(Path(out_dir))    # found now, not after the whole split has been scored
     detections = protocols.read_detections(boxes) if protocol == "detections" else None
     est = load(run_dir, checkpoint=checkpoint, device=device, flip=flip, refine=refine, precision=precision)
     scored = select_joints(joints, est.joints)
     store = Store.open(data_dir)
     data, cocos = _annotated_split(store, split, annotations, scored, protocol)
+    _check_scored_joints(data, scored, joints)
     folders = None if protocol == "thesis" else store.image_folders(split, annotations)
-    names = [s["name"] for s in store.sources]
+    if out_dir is None:
+        out_dir = default_eval_dir(Path(est.checkpoint), est.run, split, protocol, flip)
+        check_out_dir(out_dir)
     note = store.old_pixel_convention
     if note:
         print(f"hgpose evaluate: note: {note}", file=sys.stderr)
-    run = Scoring.of(est, data, cocos, names=names, joints=scored, batch_size=batch_size, progress=progress)
+    run = Scoring.of(est, data, cocos, names=[s["name"] for s in store.sources], joints=scored,
+                     batch_size=batch_size, progress=progress)
+    # The staging folder is made before the split is scored: a folder that cannot be
+    # written (a read-only run folder) stops the command at once.
+    with staged(out_dir, last=(METRICS_FILE,), what="evaluate output folder (--out)") as stage:
+        metrics, rows, results = _score(run, protocol, folders, detections, boxes, box_score_threshold)
+        metrics.update(protocol=protocol, protocol_description=protocols.DESCRIPTIONS[protocol],
+                       checkpoint=est.checkpoint, split=split, flip=bool(flip),
+                       codec=type(est.codec).__name__, refine=getattr(est.codec, "refine", "none"),
+                       precision=est.precision, engine=est.engine, data_dir=str(Path(data_dir).resolve()),
+                       joints=[name for name, keep in zip(JOINTS, scored) if keep])
+        write_outputs(stage.path, metrics, rows, results)
+        for name in os.listdir(out_dir):    # results files of an earlier call that this one has not
+            if RESULTS_FILE.fullmatch(name):
+                stage.forget(name)
+    return {**metrics, "out_dir": str(out_dir)}
+
+
+def _score(run: "Scoring", protocol: str, folders, detections, boxes, box_score_threshold):
+    """(metrics, rows, results files) of the protocol."""
     if protocol == "detections":
         threshold = protocols.BOX_SCORE_THRESHOLD if box_score_threshold is None else float(box_score_threshold)
-        metrics, rows, results = score_detected_people(run, folders[0], detections, threshold=threshold,
-                                                       boxes_file=boxes)
-    else:
-        metrics, rows, results = score_split_people(run, folders)
-    metrics.update(protocol=protocol, protocol_description=protocols.DESCRIPTIONS[protocol],
-                   checkpoint=est.checkpoint, split=split, flip=bool(flip),
-                   codec=type(est.codec).__name__, refine=getattr(est.codec, "refine", "none"),
-                   precision=est.precision, engine=est.engine, data_dir=str(Path(data_dir).resolve()),
-                   joints=[name for name, keep in zip(JOINTS, scored) if keep])
-    out_dir = Path(out_dir) if out_dir is not None else default_eval_dir(Path(est.checkpoint), est.run, split,
-                                                                         protocol, flip)
-    write_outputs(out_dir, metrics, rows, results)
-    return {**metrics, "out_dir": str(out_dir)}
+        return score_detected_people(run, folders[0], detections, threshold=threshold, boxes_file=boxes)
+    return score_split_people(run, folders)
+
+
+def _check_scored_joints(data: Split, scored: np.ndarray, spec: str) -> None:
+    """Refuse, before scoring, a --joints choice that no person of the split has labelled:
+    every metric would be empty."""
+    if not (np.asarray(data.keypoints[..., 2]) > 0).any():
+        names = [name for name, keep in zip(JOINTS, scored) if keep]
+        raise HgposeError(f"--joints {spec}: no person of the {data.name} split has any of the scored joints "
+                          f"({', '.join(names) or 'none'}) labelled; every metric would be empty: choose joints "
+                          "its dataset annotates (--joints all or body)")
+
+
+# --- the output folder -----------------------------------------------------------------------
+
+METRICS_FILE = "metrics.json"
+RESULTS_FILE = re.compile(r"keypoints_.+_results\.json")
+OWN_FILES = (METRICS_FILE, "metrics.md", "per_image.csv")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """OUT_DIR may be new, empty or hold what evaluate writes (an earlier call's results,
+    which are replaced); a file evaluate did not write is never replaced: one line."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HgposeError(f"--out {out_dir}: is a file, not a folder; give a folder for the results")
+    if not out_dir.is_dir():
+        return
+    names = sorted(n for n in os.listdir(out_dir) if not leftover_staging(n))
+    stranger = next((n for n in names if n not in OWN_FILES and not RESULTS_FILE.fullmatch(n)), None)
+    if stranger is None and METRICS_FILE in names and not _own_metrics(out_dir / METRICS_FILE):
+        stranger = METRICS_FILE
+    if stranger is not None:
+        raise HgposeError(f"--out {out_dir}: holds {stranger}, which evaluate did not write; hgpose never "
+                          "replaces such files: give a new or empty folder")
+
+
+def _own_metrics(path: Path) -> bool:
+    try:
+        metrics = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and {"protocol", "n_images", "coco"} <= set(metrics)
 
 
 def _annotated_split(store: Store, split: str, annotations, scored: np.ndarray, protocol: str) -> tuple[Split, dict]:
@@ -413,8 +473,8 @@ def score_detected_people(run: Scoring, folder: Path, detections: list[dict], *,
 # --- output files --------------------------------------------------------------------------
 
 def write_outputs(out_dir: Path, metrics: dict, rows: list[dict], results: dict[str, list[dict]]) -> None:
-    """metrics.json, metrics.md, per_image.csv and each COCO results file (name -> results)."""
-    write_json(out_dir / "metrics.json", _json_safe(metrics))
+    """metrics.md, per_image.csv, each COCO results file (name -> results) and metrics.json,
+    the file that marks a complete set, last."""
     with atomic_path(out_dir / "metrics.md") as tmp:
         tmp.write_text(format_tables(metrics, per_joint=True))
     with atomic_path(out_dir / "per_image.csv") as tmp, open(tmp, "w", newline="") as f:
@@ -425,6 +485,7 @@ def write_outputs(out_dir: Path, metrics: dict, rows: list[dict], results: dict[
     for name, entries in results.items():
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(json.dumps(entries))
+    write_json(out_dir / METRICS_FILE, _json_safe(metrics))
 
 
 def format_tables(metrics: dict, per_joint: bool = False) -> str:

@@ -241,23 +241,53 @@ def _finite_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+PERSON = 1   # COCO's category id of a person
+
+
 def detected_people(detections: list[dict], image_ids, coco, folder: Path, *, threshold: float,
                     path: str | Path = "--boxes") -> tuple[list[Person], dict]:
     """The person boxes (category 1) scoring at least `threshold` on the given images, and
-    counts of what was left out. An error when no box at all is on these images: the file
-    is then most likely another split's (or another dataset's)."""
+    counts of what was left out. An error, saying what was found, when no box at all is on
+    these images (the file is then most likely another split's or another dataset's), when
+    none of them is a person, when a person box scores below 0 (the rescoring needs
+    scores >= 0), or when none reaches the threshold: each would score AP "—" or nonsense."""
     image_ids = {int(i) for i in image_ids}
     on_split = [d for d in detections if d["image_id"] in image_ids]
     if detections and not on_split:
         raise HgposeError(f"{path}: none of its {len(detections):,d} boxes is on an image of this split "
                           f"(e.g. image_id {detections[0]['image_id']}); are they another split's detections?")
-    persons = [d for d in on_split if d["category_id"] == 1]
+    persons = [d for d in on_split if d["category_id"] == PERSON]
+    problem = _detections_problem(on_split, persons, threshold)
+    if problem:
+        raise HgposeError(f"{path}: {problem}")
     kept = [d for d in persons if d["score"] >= threshold]
     people = [Person(0, d["image_id"], folder / coco.imgs[d["image_id"]]["file_name"],
                      tuple(float(v) for v in d["bbox"]), float(d["score"])) for d in kept]
     counts = {"boxes_in_file": len(detections), "boxes_on_split_images": len(on_split),
               "person_boxes": len(persons), "boxes_above_threshold": len(kept)}
     return people, counts
+
+
+def _detections_problem(on_split: list[dict], persons: list[dict], threshold: float) -> str | None:
+    """What makes a detection file's boxes on the split unusable, in words, or None."""
+    if on_split and not persons:
+        counts = {}
+        for d in on_split:
+            counts[d["category_id"]] = counts.get(d["category_id"], 0) + 1
+        found = ", ".join(f"{c} ({n:,d} boxes)" for c, n in sorted(counts.items(), key=lambda cn: -cn[1])[:3])
+        hint = (" (YOLO-style class indices, where 0 is the person?)" if 0 in counts else "")
+        return (f"none of its {len(on_split):,d} boxes on this split is a person: it has category_id {found}"
+                f"{hint}; COCO numbers the person category {PERSON}: write category_id {PERSON} for person boxes")
+    negative = [d["score"] for d in persons if d["score"] < 0]
+    if negative:
+        return (f"{len(negative):,d} of its {len(persons):,d} person boxes on this split score below 0 (lowest "
+                f"{min(negative):g}); COCO takes any real score, but the detections protocol rescores each person "
+                "as box score x joint score (HRNet, mmpose), which needs scores >= 0: map them into [0, 1] "
+                "(e.g. a sigmoid of logits) and run again")
+    if persons and max(d["score"] for d in persons) < threshold:
+        return (f"none of its {len(persons):,d} person boxes on this split scores >= {threshold:g} (the highest: "
+                f"{max(d['score'] for d in persons):g}); lower --box-score-threshold")
+    return None
 
 
 def rescore(scores: np.ndarray, box_scores: np.ndarray, joints: np.ndarray, confident: float) -> np.ndarray:

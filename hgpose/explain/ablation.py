@@ -136,7 +136,7 @@ def run(ctx: Context) -> dict:
         ctx.checkpoint, lat, ctx.store, o.split, limit=o.limit, batch_size=o.batch_size,
         workers=o.workers, device=ctx.device, progress=o.progress)
     paths = write_figures(ctx.fig_dir, o.split, ctx.images, ctx.keypoints, lat, pck_without, pred_without)
-    np.savez(ctx.out_dir / "ablation.npz", ids=lat.ids, pck_with_skips=lat.pck,
+    figures.save_npz(ctx.write_dir / "ablation.npz", ids=lat.ids, pck_with_skips=lat.pck,
              pck_without_skips=pck_without)
     return {"summary": summarise(lat.pck, pck_without),
             "thesis": THESIS,

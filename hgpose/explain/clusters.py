@@ -150,6 +150,7 @@ def residual_separation(values: np.ndarray, rows: np.ndarray | None, labels: np.
     not see. Between-cluster SS outside = sum_k n_k |P_out(c_k - m)|^2, from the full-space
     cluster means (one pass over the latents)."""
     rows = np.arange(len(values)) if rows is None else np.sort(np.asarray(rows))
+    chunk = max(1, min(chunk, 8192 * 4096 // values.shape[1]))   # at most 128 MB of a wide layer at a time
     k = int(labels.max()) + 1
     sums = np.zeros((k, values.shape[1]), np.float64)
     counts = np.bincount(labels, minlength=k).astype(np.float64)

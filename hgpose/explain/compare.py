@@ -128,6 +128,9 @@ def run(ctx: Context) -> dict:
     device = ctx.device
     other = latents_mod.load_checkpoint(o.parts["compare"].compare, o.checkpoint, device, o.precision)
     other_layer = other.model.latent_layer
+    n = len(ctx.latents)
+    if n >= pca_mod.MIN_ROWS:   # before --compare's latents pass, as for this run's (pipeline.check_costs)
+        pca_mod.check_memory(n, latents_mod.layer_size(other, other_layer, device), f"--compare's layer {other_layer}")
     other_lat = latents_mod.load_latents(
         other, ctx.store, o.split, Path(o.cache_dir) if o.cache_dir else ctx.out_dir / "latents",
         layer=other_layer, role="compare", limit=o.limit, batch_size=o.batch_size,

@@ -43,13 +43,22 @@ class Context:
     cluster_labels: dict = field(default_factory=dict)   # subset -> chosen-K labels (K-means)
     pca: dict | None = None                              # subset -> pca.PCASpace, once fitted (pca.spaces)
     pca_skipped: dict = field(default_factory=dict)      # subset -> why it has no PCA
+    # Where this call's files go (figures/ under it, .npz files): the staging folder whose
+    # files move into out_dir together when the call succeeds (`hgpose.outputs`); out_dir
+    # itself when not given. Paths in explain.json are relative to it, so the same in out_dir.
+    write_dir: Path | None = None
+
+    def __post_init__(self):
+        if self.write_dir is None:
+            self.write_dir = self.out_dir
 
     def asked(self, name: str) -> bool:
         """Named by --only, or --only not given."""
         return not self.options.only or name in self.options.only
 
     def rel(self, path: Path) -> str:
-        return path.relative_to(self.out_dir).as_posix()
+        """A written file's path in explain.json: relative to the report folder."""
+        return Path(path).relative_to(self.write_dir).as_posix()
 
     def save_figure(self, fig, name: str) -> str:
         """Write a figure to figures/<name>; returns its path relative to REPORT_DIR."""

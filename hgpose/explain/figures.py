@@ -30,6 +30,14 @@ def save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def save_npz(path: str | Path, **arrays) -> Path:
+    """Write arrays to a .npz, atomically (through hgpose.io); returns the path."""
+    path = Path(path)
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:   # a file object: np.savez
+        np.savez(f, **arrays)                                                # would add ".npz" to a name
+    return path
+
+
 def crop_with_skeleton(crop: np.ndarray, keypoints: np.ndarray, min_score: float = GT_MIN_SCORE) -> np.ndarray:
     """A crop (uint8 [256,256,3]) with a [17,3] skeleton drawn on it (draw_skeleton's rules)."""
     return draw_skeleton(np.asarray(crop), keypoints, min_score=min_score)

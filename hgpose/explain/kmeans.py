@@ -19,6 +19,7 @@ from hgpose.explain import clusters
 from hgpose.explain import pca
 from hgpose.explain.pca import SUBSET_LABELS, PCASpace
 from hgpose.explain.protocol import fragment, require_at_least_one
+from hgpose.explain.figures import save_npz
 
 if TYPE_CHECKING:
     from hgpose.explain.context import Context
@@ -74,6 +75,19 @@ class Options:
                                  f"every K) (default: {cls.silhouette_sample})")
 
 
+def check_silhouette_memory(n: int, sample: int, available: int | None = None) -> None:
+    """Refuse, before any latent is computed, a silhouette sample whose distance matrix
+    (min(n, sample)^2 float32, computed once for every K) would not fit in memory."""
+    size = min(n, sample)
+    available = pca.available_memory() if available is None else available
+    need = size * size * 4
+    if available is not None and need > available:
+        fits = int((available / 4) ** 0.5)
+        raise HgposeError(f"--silhouette-sample {sample}: the distance matrix of {size:,} crops needs about "
+                          f"{pca.size(need)}, more than the {pca.size(available)} available; use "
+                          f"--silhouette-sample {fits:,} or fewer")
+
+
 TITLE = "K-means"
 TEMPLATE = fragment("kmeans")
 SELECTABLE = True
@@ -90,10 +104,8 @@ def run(ctx: Context) -> dict:
     out = {"subsets": {}, "skipped": pca.skipped(ctx), "algorithm": o.kmeans_algorithm,
            "n_init": o.n_init, "max_iter": o.max_iter, "variance_kept": o.kmeans_variance}
     for name, space in spaces.items():
-        entry = _subset(ctx, o, name, space)
-        if entry is None:
-            out["skipped"][name] = f"only {len(ctx.rows(name))} crops: too few for K={o.k_min}"
-        else:
+        entry = _subset(ctx, o, name, space, out["skipped"])
+        if entry is not None:
             out["subsets"][name] = entry
     if out["subsets"]:
         fig = clusters.silhouette_figure(out["subsets"], {k: SUBSET_LABELS[k] for k in out["subsets"]})
@@ -101,8 +113,9 @@ def run(ctx: Context) -> dict:
     return out
 
 
-def _subset(ctx: Context, o: Options, name: str, space: PCASpace) -> dict | None:
-    """The K sweep on one subset's PCA space, the chosen K, its clusters and figures."""
+def _subset(ctx: Context, o: Options, name: str, space: PCASpace, skipped: dict) -> dict | None:
+    """The K sweep on one subset's PCA space, the chosen K, its clusters and figures; None,
+    with the reason in `skipped`, when there is no K to choose."""
     seed = ctx.options.seed
     dims = space.dims
     z = space.scores[:, :dims]     # the projected columns start with 0..dims-1
@@ -111,6 +124,13 @@ def _subset(ctx: Context, o: Options, name: str, space: PCASpace) -> dict | None
         z, range(o.k_min, o.k_max + 1), n_init=o.n_init, max_iter=o.max_iter, seed=seed,
         algorithm=o.kmeans_algorithm, sample=o.silhouette_sample)
     if not results:
+        skipped[name] = f"only {len(rows)} crops: too few for K={o.k_min}"
+        return None
+    if not any(np.isfinite(r.silhouette) for r in results):
+        # the highest of undefined silhouettes would be an arbitrary K presented as chosen
+        skipped[name] = (f"no K could be chosen: for every K from {o.k_min} to {o.k_max} the silhouette is "
+                         f"undefined, because K-means left all {len(sample):,} crops of the silhouette sample "
+                         f"in one cluster (their latents are identical or nearly so: PCA rank {space.pca.rank})")
         return None
     chosen = clusters.best(results)
     ctx.cluster_labels[name] = chosen.labels
@@ -118,7 +138,7 @@ def _subset(ctx: Context, o: Options, name: str, space: PCASpace) -> dict | None
     total_ss = float(p.eigenvalues[:dims].sum()) * (p.n - 1)
     nearest = clusters.nearest_to_centroids(z, chosen.labels, chosen.centroids, o.nearest)
     per_cluster = [_cluster(ctx, rows, chosen.labels == c, nearest[c], c) for c in range(chosen.k)]
-    np.savez(ctx.out_dir / f"kmeans_{name}.npz", rows=rows, ids=ctx.latents.ids[rows],
+    save_npz(ctx.write_dir / f"kmeans_{name}.npz", rows=rows, ids=ctx.latents.ids[rows],
              ks=np.array([r.k for r in results]), labels=np.stack([r.labels for r in results]))
     return {
         "n": int(len(z)), "dims": int(dims),

@@ -119,6 +119,20 @@ def load_checkpoint(run: str | Path, which: str | None = None, device: str | tor
     return Checkpoint(path, model, loaded.metadata, file_sha256(path), path.stat().st_mtime, used, autocast)
 
 
+@torch.no_grad()
+def layer_size(checkpoint: Checkpoint, layer: str, device: str | torch.device = "cpu") -> int:
+    """Values per crop of `layer`'s output, from one pass of a blank crop (an unknown layer
+    raises the error that lists the known ones)."""
+    from hgpose.data.store import CROP_SIZE
+    from hgpose.models import capture
+
+    model = checkpoint.model.to(device).eval()
+    x = torch.zeros(1, 3, CROP_SIZE, CROP_SIZE, device=device)
+    with capture(model, [layer]) as outputs, checkpoint.autocast():
+        model(x)
+    return int(outputs[layer][0].numel())
+
+
 def input_mean(checkpoint: Checkpoint) -> torch.Tensor:
     """The mean RGB the network was trained with (a weights file always carries it)."""
     return torch.tensor(checkpoint.metadata["mean_rgb"], dtype=torch.float32)

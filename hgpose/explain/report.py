@@ -54,20 +54,35 @@ def _num(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _figures(obj, out_dir: Path, found: dict) -> dict:
-    """Data URIs of every figure referenced in explain.json (paths under figures/)."""
+def _figures(obj, folders: list[Path], found: dict) -> dict:
+    """Data URIs of every figure referenced in explain.json (paths under figures/), each
+    read from the first of `folders` that holds it."""
     if isinstance(obj, dict):
         for value in obj.values():
-            _figures(value, out_dir, found)
+            _figures(value, folders, found)
     elif isinstance(obj, list):
         for value in obj:
-            _figures(value, out_dir, found)
+            _figures(value, folders, found)
     elif isinstance(obj, str) and obj.startswith("figures/") and obj.endswith(".png"):
-        data = (out_dir / obj).read_bytes()
+        path = next((folder / obj for folder in folders if (folder / obj).is_file()), folders[-1] / obj)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise HgposeError(f"{path}: cannot be read ({e.strerror or e}), and explain.json shows it; "
+                              "run `hgpose explain` again") from None
         if not data.startswith(PNG_MAGIC):
-            raise HgposeError(f"{out_dir / obj}: not a PNG file; run `hgpose explain` again")
+            raise HgposeError(f"{path}: not a PNG file; run `hgpose explain` again")
         found[obj] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     return found
+
+
+def report_html(result: dict, folders: list[Path]) -> str:
+    """report.html's text for explain.json's content `result`, its figures read from the
+    first of `folders` holding each (a call's staging folder, then the report folder)."""
+    images = _figures(result, [Path(f) for f in folders], {})
+    present = {name: part for name, part in PARTS.items() if name in result}
+    return _environment().get_template("report.html.j2").render(
+        r=result, img=images, labels=SUBSET_LABELS, thesis=thesis, parts=present)
 
 
 def render(out_dir: str | Path) -> Path:
@@ -78,10 +93,7 @@ def render(out_dir: str | Path) -> Path:
         result = json.loads(path.read_text())
     except FileNotFoundError:
         raise HgposeError(f"{path}: not found; run `hgpose explain` first") from None
-    images = _figures(result, out_dir, {})
-    present = {name: part for name, part in PARTS.items() if name in result}
-    html = _environment().get_template("report.html.j2").render(
-        r=result, img=images, labels=SUBSET_LABELS, thesis=thesis, parts=present)
+    html = report_html(result, [out_dir])
     target = out_dir / "report.html"
     with atomic_path(target, suffix=".html") as tmp:
         tmp.write_text(html, encoding="utf-8")

@@ -5,9 +5,13 @@
     keypoints = est.predict(image, box=(x, y, w, h))  # [17, 3]: x, y, score in image pixels
     heatmaps = est.heatmaps(image)                # [17, 64, 64] of the person crop
 
-`image` is an RGB uint8 array [H, W, 3] (greyscale [H, W] and RGBA are accepted) or a file
-path. Everything `hgpose evaluate`, `predict` and `export` do goes through `Estimator`, so the
-commands and a notebook see the same numbers.
+`image` is an RGB uint8 array [H, W, 3] (greyscale [H, W] and RGBA are accepted), a file
+path or a PIL image of any mode (palette, CMYK, YCbCr, HSV, 16-bit, ...: converted to RGB by
+Pillow). A file or PIL image is taken as it is displayed: its EXIF orientation is applied
+(`hgpose.images.as_rgb`), so the keypoints of a phone photo tagged "rotate 90°" are in the
+frame a viewer shows; an array is taken as it is. Everything `hgpose evaluate`, `predict` and
+`export` do goes through `Estimator`, so the commands and a notebook see the same numbers
+(`evaluate` crops a dataset's stored pixels, the frame its annotations are in).
 
 The person crop follows the thesis crop rule (SPEC §1) on the given box; without a box the
 whole image is taken as the person's box. Heatmaps are decoded with the run's own codec and
@@ -216,8 +220,9 @@ class Estimator:
     # -- images -> keypoints ----------------------------------------------------------------
 
     def crop(self, image, box=None) -> tuple[np.ndarray, CropBox, tuple, bool]:
-        """(crop uint8 [256,256,3], crop box, person box used, whole_image) for one image."""
-        image = as_rgb(image)
+        """(crop uint8 [256,256,3], crop box, person box used, whole_image) for one image
+        (a path or PIL image as displayed: EXIF orientation applied)."""
+        image = as_rgb(image, exif=True)
         height, width = image.shape[:2]
         whole = box is None
         if whole:
