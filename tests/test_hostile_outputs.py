@@ -6,7 +6,6 @@ untouched, a set complete or absent), and that the corrected command then works.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
