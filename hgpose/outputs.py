@@ -75,8 +75,10 @@ def staged(folder: str | os.PathLike, *, last: tuple[str, ...] = (), what: str =
     folder = Path(folder)
     created = not folder.exists()
     ensure_dir(folder, what)
+    _remove_stale(folder)
     try:
-        stage = Staging(folder, Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder)))
+        # the pid in the name tells a later call whether the call that made it is still running
+        stage = Staging(folder, Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=folder)))
     except OSError as e:
         _remove_if_empty(folder, created)
         raise HgposeError(f"{folder}: the {what} cannot be written ({e.strerror or e}); "
@@ -99,6 +101,25 @@ def _remove_if_empty(folder: Path, created: bool) -> None:
             folder.rmdir()      # only succeeds when empty
         except OSError:
             pass
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove the staging folders of calls that were killed before they could (their process
+    is gone); a running call's is left alone."""
+    for stage in folder.glob(STAGING_PREFIX + "*"):
+        pid = stage.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # someone else's process: alive
+        return True
+    return True
 
 
 def leftover_staging(name: str) -> bool:

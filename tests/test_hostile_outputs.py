@@ -621,3 +621,22 @@ def test_a_folder_given_as_annotation_file_is_named_as_a_folder(run, coco_store,
     assert main(["evaluate", str(run), "--data", str(coco_store), "--split", "val", "--annotations", str(tmp_path),
                  "--out", str(tmp_path / "e"), "--device", "cpu", "--no-progress"]) == 2
     one_error_line(capsys, f"{tmp_path}: is a folder; give the COCO annotation file itself")
+
+
+def test_the_staging_folder_of_a_killed_call_is_removed_by_the_next_call(tmp_path):
+    """A call killed by SIGKILL cannot remove its staging folder; the next call into the same
+    folder removes it when its process is gone, and leaves a running call's alone."""
+    import os
+
+    from hgpose.outputs import STAGING_PREFIX, staged
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = out / f"{STAGING_PREFIX}999999-abcd"          # no such process
+    running = out / f"{STAGING_PREFIX}{os.getpid()}-efgh"  # this process: alive
+    for folder in (dead, running):
+        folder.mkdir()
+        (folder / "metrics.json").write_text("{}")
+    with staged(out) as stage:
+        (stage / "a.txt").write_text("a")
+    assert not dead.exists() and running.exists() and (out / "a.txt").read_text() == "a"
