@@ -656,6 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+def _error(line: str) -> None:
+    """Print one error line; a path that is not valid UTF-8 (its bytes kept by Python as
+    surrogates) is shown with escapes instead of failing to print."""
+    print(line.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -663,15 +669,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except HgposeError as e:
-        print(f"hgpose {args.command}: error: {e}", file=sys.stderr)
+        _error(f"hgpose {args.command}: error: {e}")
         return 2
     except OSError as e:
         # The file system refused (read-only, full, a file in the way, ...): the user's to fix,
         # so one line naming the path where the error knows it (hgpose.io names the file it
         # was writing for a full disk) and what to check. The outputs are complete or absent.
         where = f"{e.filename}: " if e.filename else ""
-        print(f"hgpose {args.command}: error: {where}{e.strerror or e}; check that path (permissions, "
-              "free space) or choose another, then run the same command again", file=sys.stderr)
+        _error(f"hgpose {args.command}: error: {where}{e.strerror or e}; check that path (permissions, "
+               "free space) or choose another, then run the same command again")
         return 2
     except KeyboardInterrupt:
         print(f"hgpose {args.command}: interrupted; run the same command again to resume", file=sys.stderr)

@@ -479,3 +479,11 @@ def test_every_file_system_refusal_is_one_line_naming_the_path(monkeypatch, caps
         write_json(tmp_path / "out" / "a.json", {"a": 1})
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "out" / "a.json")
     assert list((tmp_path / "out").iterdir()) == []       # nothing half-written is left
+
+
+def test_an_error_about_a_path_that_is_not_utf8_is_still_one_line(tmp_path, capsys):
+    """A file name's bytes need not be UTF-8 (Python keeps them as surrogates): the error line
+    shows them escaped instead of the CLI failing to print it."""
+    path = os.fsdecode(bytes(tmp_path) + b"/no\xffsuch")
+    assert main(["evaluate", path, "--data", path]) == 2
+    one_error_line(capsys, "no\\udcffsuch: not found")
