@@ -220,7 +220,7 @@ def crop_shard(job: ShardJob) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, parts in small.items():
-        np.save(tmp / f"{name}.npy", np.concatenate(parts) if parts else _empty(name))
+        save_npy(tmp / f"{name}.npy", np.concatenate(parts) if parts else _empty(name))  # a full disk names the file
     write_json(tmp / "stats.json", stats.__dict__)
     os.replace(tmp, job.folder)
     return len(job.tasks)
