@@ -7,6 +7,7 @@ API). Problems the user can fix surface as one line `hgpose <cmd>: error: ...` a
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from hgpose import __version__, thesis
@@ -22,20 +23,41 @@ def _test_size(text: str) -> float | int:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a count nor a fraction") from None
     if 0 < value < 1:
         return value
-    if value >= 1 and value == int(value):
+    if math.isfinite(value) and value >= 1 and value == int(value):  # not inf: 1e400 reads as inf
         return int(value)
-    raise argparse.ArgumentTypeError(f"{text!r}: give a whole count >= 1 or a fraction in (0, 1)")
+    raise argparse.ArgumentTypeError(f"{text!r}: give a finite whole count >= 1 or a fraction in (0, 1)")
 
 
 def _pixels(text: str) -> int:
-    """`--max-pixels`: a pixel count, plain or with an exponent (1e8)."""
+    """`--max-pixels`: a pixel count, plain or with an exponent (1e8); finite (not 1e400)."""
+    from hgpose.images import pixel_count
+
+    value = pixel_count(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite whole pixel count >= 1, e.g. 100000000 or 1e8")
+    return value
+
+
+def _workers(text: str) -> int:
+    """`--workers`: a whole number of processes >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1 process")
+    return value
+
+
+def _minutes(text: str) -> float:
+    """`demo --minutes`: a finite time > 0 (nan or inf would train without an end)."""
     try:
         value = float(text)
     except ValueError:
-        value = 0
-    if not (value >= 1 and value == int(value)):
-        raise argparse.ArgumentTypeError(f"{text!r}: give a pixel count >= 1, e.g. 100000000 or 1e8")
-    return int(value)
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a time in minutes > 0, e.g. 10")
+    return value
 
 
 MAX_PIXELS_HELP = ("refuse images over this many pixels (width x height), read from the file's "
@@ -104,16 +126,19 @@ def _add_demo(sub) -> None:
             "predict -> explain -> report.html. Needs no data and no GPU. Run it again and "
             "finished stages are skipped; an interrupted training continues."
         ),
-        epilog="Ends by printing the headline numbers and where report.html is.",
+        epilog=("Ends by printing the headline numbers and where report.html is. DIR must be new, "
+                "empty or an earlier demo's: a demo made with other --train-images, --val-images or "
+                "--seed is refused (its training belongs to its data), so choose another --out for "
+                "other sizes."),
     )
     p.add_argument("--out", default="demo-out", metavar="DIR", help="output folder (default: demo-out)")
-    p.add_argument("--minutes", type=float, default=10.0, metavar="M",
+    p.add_argument("--minutes", type=_minutes, default=10.0, metavar="M",
                    help="time budget; training gets what the other stages leave (default: 10)")
-    p.add_argument("--train-images", type=int, default=400, metavar="N",
+    p.add_argument("--train-images", type=_count, default=400, metavar="N",
                    help="synthetic training images (default: 400)")
-    p.add_argument("--val-images", type=int, default=60, metavar="N",
+    p.add_argument("--val-images", type=_count, default=60, metavar="N",
                    help="synthetic validation images (default: 60)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and the split (default: 0)")
+    p.add_argument("--seed", type=_count, default=0, help="seed of the data and the split, >= 0 (default: 0)")
 
 
 def _run_demo(args) -> int:
@@ -143,9 +168,15 @@ def _add_prepare(sub) -> None:
             "detected, or named as coco:PATH / lsp:PATH. Splits: COCO's val is val2017 and its "
             "test is drawn from train2017; LSP's val and test are seeded draws (--val-size, "
             "--test-size). LSP has no face joints: they are absent (never in a loss or metric). "
+            "Each joints.mat flag is read by its dataset's own meaning: LSPET (14x3xN) 1 = annotated, "
+            "0 = not annotated; LSP (3x14xN) 1 = occluded, 0 = visible. "
             "OUT_DIR receives manifest.json and {train,val,test}/{images,keypoints,boxes,ids,"
-            "source}.npy (see README, 'Dataset store'). The crops' disk space (196,608 bytes "
-            "each: ~30 GB for full COCO) is reserved at the start, so a disk too small fails at once."
+            "source}.npy (see README, 'Dataset store'). OUT_DIR must be new, empty or a store of "
+            "`hgpose prepare` (marked by its .hgpose-prepare.json or manifest.json): any other "
+            "folder is refused, so nothing prepare did not write is replaced. The crops' disk "
+            "space (196,608 bytes each: ~30 GB for full COCO) is reserved at the start, so a disk "
+            "too small fails at once. Images with an EXIF orientation are read as stored, the "
+            "pixels the annotations refer to, and counted."
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH",
@@ -163,8 +194,9 @@ def _add_prepare(sub) -> None:
     )
     p.add_argument("--seed", type=_count, default=0, help="seed of the val/test draws, >= 0 (default: 0)")
     p.add_argument(
-        "--workers", type=int, default=None,
-        help="processes decoding and cropping images (default: the number of CPU cores)",
+        "--workers", type=_workers, default=None,
+        help="processes decoding and cropping images, >= 1 (default: the number of CPU cores); never "
+             "more than the CPU cores nor the shards of 32 images left to crop",
     )
     p.add_argument(
         "--keep-work", action="store_true",
@@ -226,8 +258,10 @@ def _add_synth(sub) -> None:
         ),
         epilog=(
             "OUT_DIR receives annotations/person_keypoints_{train,val}2017.json, train2017/*.jpg "
-            "and val2017/*.jpg. Example: hgpose synth data/synth && hgpose prepare data/synth "
-            "data/synth-store --test-size 0.2"
+            "and val2017/*.jpg, and synth.json last (the set is complete once it is there). "
+            "OUT_DIR must be new, empty or an earlier synth's (marked by its .hgpose-synth.json "
+            "or synth.json): any other folder is refused. Example: hgpose synth data/synth && "
+            "hgpose prepare data/synth data/synth-store --test-size 0.2"
         ),
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder that receives the COCO-layout dataset")
@@ -239,15 +273,15 @@ def _add_synth(sub) -> None:
         "--val-images", type=_count, default=100, metavar="M",
         help="images written to val2017/ (default: 100)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice, >= 0 (default: 0)")
+    p.add_argument("--seed", type=_count, default=0, help="seed of every random choice, >= 0 (default: 0)")
     p.add_argument(
         "--size", type=int, nargs=2, default=(640, 480), metavar=("W", "H"),
         help="image width and height in pixels (default: 640 480)",
     )
     p.add_argument(
-        "--workers", type=int, default=None,
-        help="processes drawing images; the output does not depend on it "
-             "(default: the number of CPU cores; one per 32 images at most)",
+        "--workers", type=_workers, default=None,
+        help="processes drawing images, >= 1; the output does not depend on it "
+             "(default: the number of CPU cores; never more than the CPU cores, nor one per 32 images)",
     )
 
 

@@ -6,6 +6,12 @@ Every stage is the real one with its normal output under OUT_DIR; only the sizes
 small. Run it again and finished stages are skipped (training continues from its saved
 state), so an interrupted demo resumes.
 
+OUT_DIR is the demo's alone: new, empty, or an earlier demo's (its marker
+`.hgpose-demo.json`, written first, records the sizes and seed asked for). A rerun with
+other --train-images, --val-images or --seed is refused with one line rather than rebuilt:
+the demo's data, store and trained run belong together, and rebuilding them in place would
+mean deleting a training run the user may want, so another --out keeps both.
+
 The network is the thesis's one-hourglass model at reduced width (16 features instead of
 256), trained with the settings that make heatmaps emerge in a few hundred CPU steps
 (Gaussian σ 2 targets with a peak weight, Adam): with the thesis recipe proper (thesis
@@ -16,11 +22,12 @@ heatmap MSE far longer than a demo can wait.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 from hgpose.errors import HgposeError
-from hgpose.io import write_json
+from hgpose.io import LOCK_NAME, write_json
 
 DEMO_OVERRIDES = [
     "model.features=16", "target.codec=gaussian", "target.sigma=2", "target.weighted=true",
@@ -29,6 +36,8 @@ DEMO_OVERRIDES = [
 ]
 DEMO_BATCH = 4
 MAX_EPOCHS = 40
+MARKER = ".hgpose-demo.json"  # written first into OUT_DIR: the folder is the demo's
+SETTINGS = ("train_images", "val_images", "seed")  # what the demo's data and training depend on
 
 
 def _say(text: str) -> None:
@@ -98,17 +107,20 @@ def demo(out_dir: str | Path = "demo-out", *, minutes: float = 10.0, train_image
     from hgpose.explain import explain
     from hgpose.synth import generate
 
-    if minutes <= 0:
-        raise HgposeError(f"--minutes {minutes}: give a positive time budget")
+    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise HgposeError(f"--minutes {minutes}: give a time budget in minutes > 0, e.g. 10")
+    out = Path(out_dir)
+    asked = {"train_images": train_images, "val_images": val_images, "seed": seed}
+    _check_out_dir(out, asked)
     import torch
 
     if not torch.cuda.is_available():
         # A 16-feature network has tiny kernels: one CPU thread is faster than two that
         # spin-wait on each other (several times so when anything else runs).
         torch.set_num_threads(1)
-    out = Path(out_dir)
     started = time.perf_counter()
     coco, data, run = out / "coco", out / "data", out / "run"
+    write_json(out / MARKER, {"written_by": "hgpose demo", **asked})
 
     _say(f"1/6 synth: {train_images} + {val_images} images of synthetic people -> {coco}")
     if not (coco / "synth.json").is_file():
@@ -133,7 +145,14 @@ def demo(out_dir: str | Path = "demo-out", *, minutes: float = 10.0, train_image
     _say(f"6/6 explain: latents, PCA, K-means, skip ablation, saliency -> {out / 'report'}")
     explained = explain(run, data, out / "report", split="train", progress=progress)
 
-    headline = {
+    headline = _headline(out, training, metrics, explained, pictures)
+    headline["minutes"] = round((time.perf_counter() - started) / 60, 1)
+    write_json(out / "demo.json", headline)
+    return headline
+
+
+def _headline(out: Path, training: dict, metrics: dict, explained: dict, pictures: list[str]) -> dict:
+    return {
         "out_dir": str(out),
         "report": str(out / "report" / "report.html"),
         "train_epochs": training["epochs"],
@@ -143,10 +162,51 @@ def demo(out_dir: str | Path = "demo-out", *, minutes: float = 10.0, train_image
         "pc1_explained_variance": explained["pca"]["subsets"]["all"]["ratios"][0],
         "kmeans_chosen_k": explained["kmeans"]["subsets"]["all"]["chosen_k"],
         "predictions": pictures,
-        "minutes": round((time.perf_counter() - started) / 60, 1),
     }
-    write_json(out / "demo.json", headline)
-    return headline
+
+
+def _check_out_dir(out: Path, asked: dict) -> None:
+    """Refuse, with one line and before anything is written, an OUT_DIR the demo did not
+    fill or one filled for other sizes; and the data folders synth and prepare would refuse."""
+    from hgpose.data.prepare import check_out_dir as check_store_dir
+    from hgpose.synth.dataset import JPEG_QUALITY, check_out_dir as check_synth_dir, check_settings
+
+    check_settings({"train2017": asked["train_images"], "val2017": asked["val_images"]},
+                   asked["seed"], (640, 480), JPEG_QUALITY)  # the sizes, before anything is written
+    if out.exists() and not out.is_dir():
+        raise HgposeError(f"--out {out}: is a file, not a folder; give a folder for the demo")
+    names = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
+    if names:
+        recorded = _recorded(out)
+        if not recorded:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise HgposeError(f"--out {out}: holds {shown}, which `hgpose demo` did not write (no {MARKER}); "
+                              "choose a new or empty folder")
+        for made in recorded:
+            if any(made.get(k) is not None and made[k] != asked[k] for k in SETTINGS):
+                given = " ".join(f"--{k.replace('_', '-')} {made[k]}" for k in SETTINGS)
+                raise HgposeError(f"--out {out}: holds a demo made with {given}, whose data and training "
+                                  "belong together; run it with those again to resume it, or choose another "
+                                  f"--out (or delete {out}) for these sizes")
+    check_synth_dir(out / "coco")
+    check_store_dir(out / "data")
+
+
+def _recorded(out: Path) -> list[dict]:
+    """The settings the demo in `out` was made with, as its marker and its synthetic data's
+    synth.json record them (a demo made before the marker existed has only the latter);
+    empty when `out` is no demo's."""
+    from hgpose.synth.dataset import recorded_settings
+
+    try:
+        marker = json.loads((out / MARKER).read_bytes())
+    except (OSError, ValueError):
+        marker = None
+    synth = recorded_settings(out / "coco")
+    recorded = [{k: marker.get(k) for k in SETTINGS}] if isinstance(marker, dict) else []
+    if synth is not None:
+        recorded.append(synth)
+    return recorded
 
 
 def format_headline(h: dict) -> str:

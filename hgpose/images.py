@@ -14,6 +14,7 @@ afterwards (prepare's pool) apply the same limit.
 from __future__ import annotations
 
 import io
+import math
 import os
 import threading
 import warnings
@@ -39,20 +40,29 @@ class ImageProblem(Exception):
 
 
 def max_pixels() -> int:
-    """The current pixel limit (width x height)."""
+    """The current pixel limit (width x height); HgposeError naming HGPOSE_MAX_PIXELS when
+    the variable is set to something that is not a finite count >= 1 (prepare checks it
+    before it writes anything: its worker processes read it)."""
     text = os.environ.get(ENV_MAX_PIXELS)
     if not text:
         return DEFAULT_MAX_PIXELS
-    try:
-        value = int(float(text))
-    except ValueError:
-        value = 0
-    if value < 1:
+    value = pixel_count(text)
+    if value is None:
         # An unusable setting must not silently switch the protection off.
-        from hgpose.errors import HgposeError
-
-        raise HgposeError(f"{ENV_MAX_PIXELS}={text!r}: give a pixel count >= 1, e.g. 100000000")
+        raise HgposeError(f"{ENV_MAX_PIXELS}={text!r}: give a finite whole pixel count >= 1, e.g. 100000000 or 1e8")
     return value
+
+
+def pixel_count(value) -> int | None:
+    """`value` (a number, or its text as in 1e8) as a whole pixel count >= 1, else None
+    (also for inf, nan and numbers too large for a float, such as 1e400)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not (math.isfinite(number) and number >= 1 and number == int(number)):
+        return None
+    return int(number)
 
 
 def set_max_pixels(limit: int | None) -> None:
@@ -60,12 +70,11 @@ def set_max_pixels(limit: int | None) -> None:
     (None: back to the default)."""
     if limit is None:
         os.environ.pop(ENV_MAX_PIXELS, None)
-    else:
-        if int(limit) < 1:
-            from hgpose.errors import HgposeError
-
-            raise HgposeError(f"--max-pixels {limit}: give a pixel count >= 1, e.g. 100000000")
-        os.environ[ENV_MAX_PIXELS] = str(int(limit))
+        return
+    value = pixel_count(limit)
+    if value is None:
+        raise HgposeError(f"--max-pixels {limit}: give a finite whole pixel count >= 1, e.g. 100000000 or 1e8")
+    os.environ[ENV_MAX_PIXELS] = str(value)
 
 
 def header_size(data: bytes) -> tuple[int, int]:

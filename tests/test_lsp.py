@@ -54,11 +54,12 @@ def test_lspet_reader_maps_joints_flags_and_sides_on_real_people(lspet_small, tm
             for name, column in EXPECTED.items():
                 x, y, flag = person[column]
                 j = JOINT_INDEX[name]
-                if 0 <= x <= width and 0 <= y <= height:
-                    assert kps[j, 2] == (2 if flag == 1 else 1)
+                # LSPET's flag: 1 = annotated (visible), 0 = not annotated (no position)
+                if flag == 1 and 0 <= x <= width and 0 <= y <= height:
+                    assert kps[j, 2] == 2
                     np.testing.assert_allclose(back[j], (x, y), atol=0.01)
                     checked += 1
-                else:  # outside the image: not usable
+                else:  # not annotated, or outside the image: not usable
                     assert kps[j].tolist() == [0, 0, 0]
             assert all(kps[JOINT_INDEX[f]].tolist() == [0, 0, 0] for f in FACE)
             # the crop sits on the person: every labelled joint inside it (unless the image
@@ -79,8 +80,8 @@ def test_lspet_reader_maps_joints_flags_and_sides_on_real_people(lspet_small, tm
     for split in _stores(out):
         for (image_id, _), (x0, y0, side) in zip(split.ids, split.boxes):
             width, height = Image.open(lspet_small / "images" / f"im{image_id:05d}.jpg").size
-            hx, hy, _ = raw[image_id - 1, 13]
-            if side < min(width, height) and 0 <= hx <= width and 0 <= hy <= height:
+            hx, hy, flag = raw[image_id - 1, 13]
+            if side < min(width, height) and flag == 1 and 0 <= hx <= width and 0 <= hy <= height:
                 assert x0 <= hx <= x0 + side and y0 <= hy <= y0 + side, image_id
                 heads += 1
     assert heads > 25
@@ -114,7 +115,7 @@ def _synthetic(n: int = 12, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]
         h, w = int(rng.integers(120, 240)), int(rng.integers(120, 240))
         joints[i, :, 0] = rng.uniform(10, w - 10, 14)
         joints[i, :, 1] = rng.uniform(10, h - 10, 14)
-        joints[i, :, 2] = rng.integers(0, 2, 14)
+        joints[i, :, 2] = 1  # visible, written in each dataset's own flag convention
         images.append(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     if n > 3:
         joints[3, 5, :2] = (-20, -30)  # outside the image: not usable
@@ -125,7 +126,10 @@ def test_both_mat_shapes_give_the_same_store(tmp_path):
     joints, images = _synthetic()
     digests = []
     for layout in ("lspet", "lsp"):
-        folder = write_lsp_folder(tmp_path / layout, joints, images, layout)
+        stored = joints.copy()
+        if layout == "lsp":  # LSP's flag marks the occluded joints: 0 = visible
+            stored[..., 2] = 1 - stored[..., 2]
+        folder = write_lsp_folder(tmp_path / layout, stored, images, layout)
         out = tmp_path / f"out-{layout}"
         manifest = prepare(f"lsp:{folder}", out, val_size=2, test_size=2, workers=1, progress=False)
         assert manifest["splits"] == {"train": 8, "val": 2, "test": 2}

@@ -24,6 +24,17 @@ How it stays fast, bounded in memory and resumable at full COCO scale (134k crop
    again over the crops that exist and copied out of the drafts, so the result is the
    same as if the broken images had never been listed. manifest.json is written last:
    it marks the store as complete.
+
+OUT_DIR is prepare's alone: it must be new, empty, or carry prepare's marker
+(`.hgpose-prepare.json`, written before anything else, so an interrupted run is recognised
+and resumed) or a store's manifest.json. Any other folder is refused before anything is
+written, so prepare never replaces or deletes a file it did not write (`check_out_dir`).
+
+Images are read as stored, whatever their EXIF orientation: COCO's annotations are in the
+stored pixel frame (HRNet's reference COCO loader decodes with OpenCV's
+IMREAD_IGNORE_ORIENTATION for that reason), and LSP's were made on the same pixels. The
+images that carry a turning or mirroring orientation (tags 2-8) are counted
+(`exif_oriented_images`), from the header read for the size anyway.
 """
 
 from __future__ import annotations
@@ -44,15 +55,16 @@ from hgpose.data.crop import CROP_SIZE, ENLARGE, clean_keypoints, cut_crop, thes
 from hgpose.data.formats import FORMATS, DatasetFormat, ImageTask, Source, derived_annotation_path, read_sources
 from hgpose.data.store import FORMAT_VERSION, SPLITS
 from hgpose.errors import HgposeError
-from hgpose.io import atomic_path, lock_dir, lock_scope, save_npy, write_json
+from hgpose.io import LOCK_NAME, atomic_path, lock_dir, lock_scope, save_npy, write_json
 from hgpose.progress import bar as progress_bar
-from hgpose.workers import process_pool
+from hgpose.workers import pool_size, process_pool
 
 IMAGE_PROBLEMS = ("missing_image", "corrupt_image", "truncated_image", "size_mismatch", "oversized_image")
 PROBLEM_OF = {"empty": "corrupt_image", "corrupt": "corrupt_image", "truncated": "truncated_image",
               "size_mismatch": "size_mismatch", "too_large": "oversized_image"}  # images.ImageProblem.reason
 SHARD_ARRAYS = ("keypoints", "boxes", "ids", "sums", "planned")  # small per-crop arrays
 CROP_BYTES = CROP_SIZE * CROP_SIZE * 3
+MARKER = ".hgpose-prepare.json"  # written first into OUT_DIR: the folder is prepare's
 
 
 # ----------------------------------------------------------------------------- one image
@@ -68,30 +80,34 @@ class ImageResult:
     people_skipped: int = 0
     joints_outside_image: int = 0
     zero_area_boxes: int = 0
+    exif_oriented: bool = False  # the file carries an EXIF orientation 2-8 (read as stored all the same)
 
 
-def read_bgr(path: str, width: int, height: int) -> tuple[np.ndarray | None, str | None]:
-    """Decode an image as BGR uint8 [H,W,3] (OpenCV's order), or (None, reason) for a broken one.
+def read_bgr(path: str, width: int, height: int) -> tuple[np.ndarray | None, str | None, bool]:
+    """Decode an image as stored, BGR uint8 [H,W,3] (OpenCV's order), or (None, reason) for a
+    broken one; and whether its EXIF orientation would turn or mirror it on display.
 
     The size is checked from the header first (hgpose.images), so a decompression bomb or an
-    image of the wrong size costs no decoding."""
+    image of the wrong size costs no decoding. The EXIF orientation is not applied: the
+    annotations are in the stored pixel frame."""
     try:
         with open(path, "rb") as f:
             data = f.read()
-    except FileNotFoundError:
-        return None, "missing_image"
-    except OSError:
-        return None, "corrupt_image"
+    except (FileNotFoundError, IsADirectoryError):  # a folder where the image belongs: no image
+        return None, "missing_image", False
+    except OSError:  # no permission, an I/O error
+        return None, "corrupt_image", False
     try:
-        return images.decode_bgr(data, expect=(width, height)), None
+        image = images.decode_bgr(data, expect=(width, height))
     except images.ImageProblem as e:
-        return None, PROBLEM_OF[e.reason]
+        return None, PROBLEM_OF[e.reason], False
+    return image, None, images.exif_orientation(data) != 1
 
 
 def process_image(task: ImageTask) -> ImageResult:
     """Decode one image and cut every person in it with the thesis crop rule."""
     n = len(task.ann_ids)
-    image, problem = read_bgr(task.path, task.width, task.height)
+    image, problem, oriented = read_bgr(task.path, task.width, task.height)
     if problem is not None:
         return ImageResult(
             task.image_id, [], np.zeros((0, 17, 3), np.float32),
@@ -125,7 +141,7 @@ def process_image(task: ImageTask) -> ImageResult:
         np.asarray(boxes, np.float32).reshape(-1, 3),
         np.asarray(ids, np.int64).reshape(-1, 2),
         np.asarray(sums, np.float64).reshape(-1, 3),
-        None, skipped, outside, zero_area,
+        None, skipped, outside, zero_area, oriented,
     )
 
 
@@ -145,6 +161,7 @@ class ShardStats:
     people_all_joints_outside: int = 0
     joints_outside_image: int = 0
     zero_area_boxes: int = 0
+    exif_oriented_images: int = 0
 
 
 @dataclass
@@ -193,6 +210,7 @@ def crop_shard(job: ShardJob) -> int:
                 small["planned"].append(np.arange(job.first + k, job.first + k + n, dtype=np.int64))
             stats.joints_outside_image += r.joints_outside_image
             stats.zero_area_boxes += r.zero_area_boxes
+            stats.exif_oriented_images += r.exif_oriented
             k += n
     finally:
         for fd in fds.values():
@@ -202,7 +220,7 @@ def crop_shard(job: ShardJob) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, parts in small.items():
-        np.save(tmp / f"{name}.npy", np.concatenate(parts) if parts else _empty(name))
+        save_npy(tmp / f"{name}.npy", np.concatenate(parts) if parts else _empty(name))  # a full disk names the file
     write_json(tmp / "stats.json", stats.__dict__)
     os.replace(tmp, job.folder)
     return len(job.tasks)
@@ -370,17 +388,58 @@ def prepare(
     """
     specs = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     out_dir = Path(out_dir)
-    workers = workers or os.cpu_count() or 1
-    if workers < 1:
-        raise HgposeError(f"--workers {workers}: give at least 1")
-    if seed < 0:
-        raise HgposeError(f"--seed {seed}: give a whole number >= 0")
-    # The workers start first, so that their start-up overlaps the reading of the annotations.
-    with process_pool(workers) as pool, lock_scope():  # _prepare locks OUT_DIR once its inputs are valid
-        return _prepare(specs, out_dir, test_size, val_size, seed, pool, keep_work, shard_images, progress)
+    _check_options(workers, seed, shard_images)
+    images.max_pixels()  # HGPOSE_MAX_PIXELS, which the workers read, checked before anything is written
+    check_out_dir(out_dir)  # before the annotations are read: a refused OUT_DIR costs nothing
+    with lock_scope():  # _prepare locks OUT_DIR once its inputs are valid
+        return _prepare(specs, out_dir, test_size, val_size, seed, workers, keep_work, shard_images, progress)
 
 
-def _prepare(specs: list, out_dir: Path, test_size, val_size, seed: int, pool, keep_work: bool,
+def _check_options(workers, seed, shard_images) -> None:
+    if workers is not None and (not _whole(workers) or workers < 1):
+        raise HgposeError(f"--workers {workers!r}: give a whole number of processes >= 1")
+    if not _whole(seed) or seed < 0:
+        raise HgposeError(f"--seed {seed!r}: give a whole number >= 0")
+    if not _whole(shard_images) or shard_images < 1:
+        raise HgposeError(f"shard_images {shard_images!r}: give a whole number of images >= 1")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, with one line, an OUT_DIR that holds anything `hgpose prepare` did not write.
+
+    Prepare's own: a new or empty folder, one carrying its marker (written before anything
+    else, so an interrupted run is recognised), a store's manifest.json (made before the
+    marker existed; `_finished_store` then judges its settings) or the .work/params.json of
+    such a store's interrupted run. Reads only: nothing is written here."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return  # new (or a file: ensure_dir says so when the folder is locked)
+    names = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME)
+    if not names or (out_dir / MARKER).is_file():
+        return
+    if _json_dict(out_dir / "manifest.json").get("format_version") is not None:
+        return
+    if _json_dict(out_dir / ".work" / "params.json").get("layout") == "drafts":
+        return
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    raise HgposeError(f"{out_dir}: holds {shown}, which `hgpose prepare` did not write (no {MARKER} "
+                      "nor a store's manifest.json); give a new or empty OUT_DIR")
+
+
+def _json_dict(path: Path) -> dict:
+    """The JSON object in `path`, or {} when it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError):  # missing, a folder, not JSON, not UTF-8
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _prepare(specs: list, out_dir: Path, test_size, val_size, seed: int, workers: int | None, keep_work: bool,
              shard_images: int, progress: bool) -> dict:
     # 1. read and validate every source before anything is written
     sources = read_sources(specs)
@@ -395,17 +454,23 @@ def _prepare(specs: list, out_dir: Path, test_size, val_size, seed: int, pool, k
     dest = _destinations(plan, planned)
 
     lock_dir(out_dir, "hgpose prepare", "OUT_DIR")  # a second prepare into OUT_DIR stops here
+    check_out_dir(out_dir)  # again, now that no other prepare can be filling it
     settings = _settings(sources, seed, test_size, val_size)
     finished = _finished_store(out_dir, settings)
     if finished is not None:
         return finished
 
-    # 3. drafts and shards (resumable)
+    # 3. drafts and shards (resumable), in a folder marked as prepare's before anything else
     started = time.perf_counter()
+    write_json(out_dir / MARKER, {"written_by": "hgpose prepare", "note": (
+        "this folder is a dataset store of hgpose prepare, which writes and replaces files here only "
+        "because this marker is here")})
     work = out_dir / ".work"
     drafts = _start_work(work, out_dir, {**settings, "shard_images": shard_images, "layout": "drafts"}, plan)
     folders, pending = _shard_jobs(work, tasks, per_image, dest, drafts, shard_images)
-    _run_shards(pending, sum(len(t) for t in tasks.values()), pool, progress)
+    # The pool starts now that the work is known: never more processes than shards left to crop.
+    with process_pool(pool_size(workers, len(pending))) as pool:
+        _run_shards(pending, sum(len(t) for t in tasks.values()), pool, progress)
 
     # 4. the final split over the crops that exist: the plan itself unless images were broken
     meta, stats = {}, {}
@@ -483,7 +548,7 @@ def _start_work(work: Path, out_dir: Path, work_settings: dict, plan: dict) -> d
     """OUT_DIR/.work for these settings (started over if made for others), with one draft
     images.npy per split, its space reserved. Returns split -> (draft path, header bytes)."""
     params_path = work / "params.json"
-    if params_path.is_file() and json.loads(params_path.read_text()) != work_settings:
+    if work.exists() and _json_dict(params_path) != work_settings:
         print(f"{work}: made from other sources or settings; starting over")
         shutil.rmtree(work)
     write_json(params_path, work_settings)
@@ -587,6 +652,8 @@ def _part_counts(counts: dict, stats: dict) -> dict:
         "joints_outside_image": stats["joints_outside_image"],
         "zero_area_boxes": stats["zero_area_boxes"],
         "images": stats["images"],
+        # images whose EXIF orientation (2-8) a viewer would apply; cropped as stored all the same
+        "exif_oriented_images": stats.get("exif_oriented_images", 0),
         "crops": stats["crops"],
     }
 
@@ -603,6 +670,7 @@ def format_summary(manifest: dict) -> str:
         ("crops", "crops"),
         ("joints outside image -> unlabelled", "joints_outside_image"),
         ("zero-area boxes -> keypoint extent", "zero_area_boxes"),
+        ("images with EXIF orientation (as stored)", "exif_oriented_images"),
     ]
     columns = [(f"{s['name']}/{part}" if len(manifest["sources"]) > 1 else part, c)
                for s in manifest["sources"] for part, c in s["counts"].items()]

@@ -20,7 +20,10 @@ def resolve_size(size: int | float, pool: int, option: str, what: str) -> int:
     (e.g. "--test-size", "train2017 crops")."""
     if isinstance(size, float) and 0 < size < 1:
         return int(round(size * pool))
-    count = int(size)
+    try:
+        count = int(size)
+    except (TypeError, ValueError, OverflowError):  # text, nan, inf
+        count = -1
     if count < 0 or count != size:
         raise HgposeError(f"{option} {size}: give a whole count >= 0 or a fraction in (0, 1)")
     if count > pool:

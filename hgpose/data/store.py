@@ -110,6 +110,8 @@ class Store:
                 f"{path}: format_version {manifest.get('format_version')!r}, this hgpose reads "
                 f"{' and '.join(map(str, READABLE_VERSIONS))}; re-run `hgpose prepare` with this version"
             )
+        if manifest["format_version"] != 1:
+            _check_sources(path, manifest.get("sources"))
         return cls(Path(data_dir), manifest, hashlib.sha256(data).hexdigest())
 
     @property
@@ -188,14 +190,19 @@ class Store:
             raise HgposeError(f"{path}: cannot be read ({e}); {REBUILD.format(data_dir=self.path)}") from e
 
     def _source_column(self, split: str, n: int) -> np.ndarray:
-        """source.npy of a split (written since format_version 2; before, every crop is source 0)."""
+        """source.npy of a split (written since format_version 2; before, every crop is source 0),
+        checked to point at the manifest's sources only (reads N bytes)."""
         path = self.path / split / "source.npy"
         if not path.is_file():
             return np.zeros(n, np.uint8)
-        source = np.load(path, mmap_mode="r")
+        source = self._load(path)
         if source.shape != (n,) or source.dtype != np.uint8:
             raise HgposeError(f"{path}: has {source.dtype} {source.shape}, expected uint8 [{n}]; "
-                              "re-run `hgpose prepare`")
+                              f"{REBUILD.format(data_dir=self.path)}")
+        count = len(self.sources)
+        if n and int(source.max()) >= count:
+            raise HgposeError(f"{path}: points to source {int(source.max())}, but {self.manifest_path} lists "
+                              f"{count} source(s) (0 .. {count - 1}); {REBUILD.format(data_dir=self.path)}")
         return source
 
     def annotation_files(self, split: str, override: str | Path | None = None) -> dict[int, Path]:
@@ -205,17 +212,30 @@ class Store:
         sources = self.sources
         if override is not None:
             if len(sources) > 1:
-                raise HgposeError(f"--annotations: {self.path} holds {len(sources)} sources; move their "
-                                  "files back to where the manifest records them instead")
+                raise HgposeError(f"--annotations: {self.path} holds {len(sources)} sources, and the option "
+                                  f"names one file; {self._where_files_go()}")
             return {0: Path(override)}
         files = {}
         for i, source in enumerate(sources):
             path = (source.get("annotations") or {}).get(split)
+            # never suggest --annotations where it would be refused (a store of several sources)
             if path is None:
-                raise HgposeError(f"{self.path}/manifest.json does not record the {split} annotation file of "
-                                  f"{source['name']}; pass it with --annotations")
+                fix = ("pass it with --annotations" if len(sources) == 1
+                       else "re-run `hgpose prepare` with this hgpose, which records every source's files")
+                raise HgposeError(f"{self.manifest_path} does not record the {split} annotation file of "
+                                  f"{source.get('name', i)!r}; {fix}")
+            if not Path(path).is_file():
+                fix = ("put it back there, or pass its new location with --annotations" if len(sources) == 1
+                       else self._where_files_go())
+                raise HgposeError(f"{path}: not found — {self.manifest_path} records the {split} annotation "
+                                  f"file of source {source.get('name', i)!r} there; {fix}")
             files[i] = Path(path)
         return files
+
+    def _where_files_go(self) -> str:
+        """What works for a store of several sources whose annotation files moved."""
+        return (f"put the files back where {self.manifest_path} records them, or re-run `hgpose prepare` "
+                "from where the datasets are now")
 
     def image_folders(self, split: str, override: str | Path | None = None) -> dict[int, Path]:
         """source index -> the folder of its original images for `split`, under the root the
@@ -245,6 +265,30 @@ class Store:
                               f"which this hgpose does not read ({', '.join(formats)}); prepare the store "
                               "again with this version")
         return formats[name]
+
+
+def _check_sources(path: Path, sources) -> None:
+    """The manifest's sources, as every later stage reads them: a non-empty list of objects,
+    each with a name, a format and the COCO-17 joints it annotates."""
+    fix = "; " + REBUILD.format(data_dir=path.parent)
+    if not isinstance(sources, list) or not sources or len(sources) > 256:  # source.npy is uint8
+        raise HgposeError(f"{path}: 'sources' is {_short(sources)}, expected a list of 1 to 256 sources{fix}")
+    for i, source in enumerate(sources):
+        if not isinstance(source, dict):
+            raise HgposeError(f"{path}: sources[{i}] is {_short(source)}, expected an object{fix}")
+        for key in ("name", "format"):
+            if not isinstance(source.get(key), str):
+                raise HgposeError(f"{path}: sources[{i}] {key} is {_short(source.get(key))}, expected text{fix}")
+        joints = source.get("joints")
+        if not isinstance(joints, list) or not joints or not all(j in JOINTS for j in joints):
+            raise HgposeError(f"{path}: sources[{i}] joints is {_short(joints)}, expected a list of "
+                              f"COCO-17 joint names{fix}")
+
+
+def _short(value) -> str:
+    """A value for an error message, cut to one short line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _formats() -> dict:

@@ -7,6 +7,14 @@ Layout (what `hgpose prepare` reads):
     OUT_DIR/train2017/<image_id:012d>.jpg
     OUT_DIR/val2017/<image_id:012d>.jpg
     OUT_DIR/synth.json            the parameters and counts of the run (written last)
+    OUT_DIR/.hgpose-synth.json    the marker, written first: the folder is synth's
+
+OUT_DIR is synth's alone: it must be new, empty, or carry its marker (or synth.json, for a
+folder made before the marker existed). Anything else (a real COCO, say) is refused before
+anything is written, since a rerun replaces the annotation files and removes 12-digit .jpg
+files an earlier run left. A run first removes the old synth.json and annotation files,
+so until its own synth.json is written the folder is visibly incomplete (and `prepare`
+refuses it), never an old annotation file beside new images.
 
 Image `i` of split `s` is drawn with `np.random.default_rng([seed, s, i])` (s = 0 for
 train2017, 1 for val2017): images can be made in any order by any number of processes and
@@ -21,17 +29,18 @@ import os
 import re
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from hgpose.errors import HgposeError
-from hgpose.io import atomic_path, write_bytes, write_json
+from hgpose.io import LOCK_NAME, atomic_path, run_lock, write_bytes, write_json
 from hgpose.progress import bar as progress_bar
 from hgpose.skeleton import BONES, JOINTS
 from hgpose.synth.scene import FACTORS, Scene, render_scene
-from hgpose.workers import process_pool
+from hgpose.workers import pool_size, process_pool
 
 SYNTH_FORMAT = 1                     # bump when the same seed would draw different images
 SPLITS = ("train2017", "val2017")
@@ -40,6 +49,11 @@ IMAGE_ID_BASE = {"train2017": 1, "val2017": 10_000_001}
 JPEG_QUALITY = 90
 MAX_SIDE = 4096
 _OURS = re.compile(r"^\d{12}\.jpg$")
+MARKER = ".hgpose-synth.json"    # written first into OUT_DIR: the folder is synth's
+IMAGES_PER_WORKER = 32           # a process is not worth starting for fewer images
+# train2017's ids are 1 .. n and val2017's start at 10,000,001: more images per split would
+# give two images one id (and file name).
+MAX_IMAGES = IMAGE_ID_BASE["val2017"] - IMAGE_ID_BASE["train2017"]
 
 PERSON_CATEGORY = {
     "supercategory": "person",
@@ -110,7 +124,8 @@ def _make_image(job: tuple) -> tuple[dict, list[dict]]:
     return image, anns
 
 
-def _write_coco(path: Path, split: str, images: list, anns: list, seed: int, size) -> None:
+def _coco_text(split: str, images: list, anns: list, seed: int, size) -> str:
+    """One split's COCO keypoints file, as written."""
     data = {
         "info": {
             "description": f"hgpose synth: synthetic people with known generating factors ({split})",
@@ -127,23 +142,63 @@ def _write_coco(path: Path, split: str, images: list, anns: list, seed: int, siz
         "annotations": anns,
         "categories": [PERSON_CATEGORY],
     }
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n")
+    return json.dumps(data, separators=(",", ":")) + "\n"
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """OUT_DIR must be new, empty, or an earlier `hgpose synth` output (then it is redone)."""
+def _write_annotations(out_dir: Path, results: dict, seed: int, size) -> dict[str, str]:
+    """Both splits' annotation files, both or neither: each is written to a temporary file,
+    and they are renamed into place together once both are whole."""
+    paths = {split: out_dir / "annotations" / f"person_keypoints_{split}.json" for split in SPLITS}
+    with ExitStack() as stack:
+        tmps = {split: stack.enter_context(atomic_path(path)) for split, path in paths.items()}
+        for split, tmp in tmps.items():
+            tmp.write_text(_coco_text(split, *results[split], seed, size))
+    return {split: str(path) for split, path in paths.items()}
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> None:
+    """Refuse, with one line, an OUT_DIR that holds anything `hgpose synth` did not write
+    (reads only). Synth's own: new, empty, or marked by its marker or synth.json; and its
+    image and annotation folders real folders, not links into someone else's data."""
+    out_dir = Path(out_dir)
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
         raise HgposeError(f"{out_dir}: exists and is not a folder; choose a new OUT_DIR")
-    foreign = sorted(p.name for p in out_dir.iterdir()
-                     if p.name not in ("annotations", *SPLITS, "synth.json") and not p.name.startswith("."))
-    if foreign:
-        raise HgposeError(
-            f"{out_dir}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which "
-            "`hgpose synth` did not write; choose an empty or new OUT_DIR"
-        )
+    names = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME)
+    if not names:
+        return
+    if not (out_dir / MARKER).is_file() and not _finished(out_dir):
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise HgposeError(f"{out_dir}: holds {shown}, which `hgpose synth` did not write (no {MARKER} "
+                          "nor synth.json); choose a new or empty OUT_DIR")
+    for name in (*SPLITS, "annotations"):
+        folder = out_dir / name
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise HgposeError(f"{folder}: is a {'link' if folder.is_symlink() else 'file'}, where `hgpose "
+                              "synth` keeps a folder of its own; move it away or choose another OUT_DIR")
+
+
+def _finished(out_dir: Path) -> bool:
+    """Whether OUT_DIR holds the synth.json of a finished `hgpose synth` run."""
+    try:
+        summary = json.loads((out_dir / "synth.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"format", "seed", "splits"} <= summary.keys()
+
+
+def recorded_settings(out_dir: str | os.PathLike) -> dict | None:
+    """What a finished synth in `out_dir` was made with (train_images, val_images, seed,
+    size), from its synth.json; None when there is none."""
+    out_dir = Path(out_dir)
+    if not _finished(out_dir):
+        return None
+    summary = json.loads((out_dir / "synth.json").read_bytes())
+    splits = summary["splits"]
+    return {"train_images": splits.get("train2017", {}).get("images"),
+            "val_images": splits.get("val2017", {}).get("images"),
+            "seed": summary["seed"], "size": summary.get("size")}
 
 
 def _remove_stale(folder: Path, keep: set[str]) -> int:
@@ -190,43 +245,55 @@ def generate(
     """
     out_dir = Path(out_dir)
     counts = {"train2017": train_images, "val2017": val_images}
-    width, height = _check_settings(counts, seed, size, quality)
+    width, height = check_settings(counts, seed, size, quality)
     total = train_images + val_images
-    workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers < 1:
-        raise HgposeError(f"--workers {workers}: give at least 1")
-    workers = min(workers, max(1, total // 32))   # a pool is not worth it for a handful
-    _check_out_dir(out_dir)
-    jobs = _image_jobs(out_dir, counts, seed, width, height, quality)
-
-    started = time.perf_counter()
-    results = _draw(jobs, workers, progress)
-    seconds = time.perf_counter() - started
-    files = {}
-    for split in SPLITS:
-        path = out_dir / "annotations" / f"person_keypoints_{split}.json"
-        _write_coco(path, split, *results[split], seed, (width, height))
-        files[split] = str(path)
-    summary = {
-        "out_dir": str(out_dir),
-        "format": SYNTH_FORMAT,
-        "seed": seed,
-        "size": [width, height],
-        "workers": workers,
-        "seconds": round(seconds, 2),
-        "images_per_second": round(total / max(seconds, 1e-9), 1),
-        "annotations": files,
-        "splits": {split: _split_stats(*results[split]) for split in SPLITS},
-    }
-    write_json(out_dir / "synth.json", summary)
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise HgposeError(f"--workers {workers!r}: give a whole number of processes >= 1")
+    workers = pool_size(workers, total // IMAGES_PER_WORKER)
+    check_out_dir(out_dir)
+    with run_lock(out_dir, "hgpose synth", "OUT_DIR"):  # a second synth into OUT_DIR stops here
+        check_out_dir(out_dir)
+        _start(out_dir, {"train_images": train_images, "val_images": val_images, "seed": seed,
+                         "size": [width, height], "format": SYNTH_FORMAT})
+        jobs = _image_jobs(out_dir, counts, seed, width, height, quality)
+        started = time.perf_counter()
+        results = _draw(jobs, workers, progress)
+        seconds = time.perf_counter() - started
+        files = _write_annotations(out_dir, results, seed, (width, height))
+        summary = {
+            "out_dir": str(out_dir),
+            "format": SYNTH_FORMAT,
+            "seed": seed,
+            "size": [width, height],
+            "workers": workers,
+            "seconds": round(seconds, 2),
+            "images_per_second": round(total / max(seconds, 1e-9), 1),
+            "annotations": files,
+            "splits": {split: _split_stats(*results[split]) for split in SPLITS},
+        }
+        write_json(out_dir / "synth.json", summary)  # last: the set is complete
     return summary
 
 
-def _check_settings(counts: dict, seed, size, quality: int) -> tuple[int, int]:
+def _start(out_dir: Path, settings: dict) -> None:
+    """Mark OUT_DIR as synth's, then remove what says an earlier run finished (its synth.json
+    and annotation files), so an interrupted run never leaves old annotations beside new
+    images."""
+    write_json(out_dir / MARKER, {"written_by": "hgpose synth", "settings": settings, "note": (
+        "this folder is a dataset of hgpose synth, which writes and replaces files here only "
+        "because this marker is here")})
+    (out_dir / "synth.json").unlink(missing_ok=True)
+    for split in SPLITS:
+        (out_dir / "annotations" / f"person_keypoints_{split}.json").unlink(missing_ok=True)
+
+
+def check_settings(counts: dict, seed, size, quality: int) -> tuple[int, int]:
     """One-line errors for every setting, before anything is written; returns (width, height)."""
     for name, n in counts.items():
-        if not isinstance(n, (int, np.integer)) or n < 0:
-            raise HgposeError(f"{name} images: {n!r}; give a whole count >= 0")
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 0 <= n <= MAX_IMAGES:
+            option = "--train-images" if name == "train2017" else "--val-images"
+            raise HgposeError(f"{option} {n!r}: give a whole count from 0 to {MAX_IMAGES:,d} (image ids "
+                              "of train2017 must stay below those of val2017)")
     if sum(counts.values()) == 0:
         raise HgposeError("nothing to make: give --train-images and/or --val-images > 0")
     if not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -21,6 +21,7 @@ from hgpose.data.formats.lsp import LspFormat
 from hgpose.errors import HgposeError
 
 FORMATS: dict[str, DatasetFormat] = {"coco": CocoFormat(), "lsp": LspFormat()}
+MAX_SOURCES = 256  # source.npy is uint8
 
 __all__ = ["FORMATS", "DatasetFormat", "ImageTask", "Part", "Source", "derived_annotation_path",
            "detect", "parse_spec", "read_sources"]
@@ -60,12 +61,18 @@ def read_sources(specs: list[str | Path]) -> list[Source]:
     """Every source of a prepare command, validated before anything is written."""
     if not specs:
         raise HgposeError(f"give at least one SOURCE folder ({_folders()})")
-    sources, names = [], set()
+    if len(specs) > MAX_SOURCES:
+        raise HgposeError(f"{len(specs)} SOURCE folders: a store holds at most {MAX_SOURCES} "
+                          "(each crop records its source in one byte, source.npy)")
+    sources, names, seen = [], set(), {}
     for spec in specs:
         name, path = parse_spec(str(spec))
         name = name or detect(path)
         if not path.is_dir():
             raise HgposeError(f"{path}: not a folder — give the {name} dataset's root folder")
+        if path.resolve() in seen:  # its people would be in the store twice, in two splits
+            raise HgposeError(f"{spec}: the same folder as SOURCE {seen[path.resolve()]}; give each dataset once")
+        seen[path.resolve()] = spec
         source_name = path.resolve().name or name
         base, k = source_name, 2
         while source_name in names:  # two folders of the same name: keep both apart

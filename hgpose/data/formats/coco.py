@@ -43,10 +43,20 @@ def _require(cond: bool, path: Path, what: str, advice: str = "the file is malfo
 
 
 FIX = "fix that entry, or download the file again"  # advice for a wrong value in one entry
+INT64_MAX = 2**63 - 1  # the store keeps image and annotation ids as int64 (ids.npy)
+MAX_SIDE = 2**31 - 1   # no image format holds more pixels in a row (PNG's and TIFF's limit)
 
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_id(path: Path, where: str, key: str, value) -> None:
+    """An image or annotation id: a whole number the store's int64 ids.npy can hold. JSON
+    allows any size, and numpy would raise OverflowError only when the crops are written."""
+    _require(_is_int(value), path, f"{where} {key} {value!r} is not a whole number", FIX)
+    _require(0 <= value <= INT64_MAX, path, f"{where} {key} {value} is outside 0 .. 2^63 - 1 "
+             "(hgpose stores ids as 64-bit integers)", FIX)
 
 
 def _numbers(values, n: int) -> np.ndarray | None:
@@ -65,19 +75,21 @@ def _numbers(values, n: int) -> np.ndarray | None:
 def _check_image(path: Path, i: int, img) -> None:
     for key in ("id", "file_name", "width", "height"):
         _require(isinstance(img, dict) and key in img, path, f"images[{i}] has no '{key}'")
-    _require(_is_int(img["id"]), path, f"images[{i}] id {img['id']!r} is not a whole number", FIX)
+    _check_id(path, f"images[{i}]", "id", img["id"])
     _require(isinstance(img["file_name"], str) and img["file_name"], path,
              f"images[{i}] (id {img['id']}) file_name {img['file_name']!r} is not a file name", FIX)
     for key in ("width", "height"):
-        _require(_is_int(img[key]) and img[key] > 0, path,
-                 f"images[{i}] (id {img['id']}) {key} {img[key]!r} is not a whole number >= 1", FIX)
+        _require(_is_int(img[key]) and 0 < img[key] <= MAX_SIDE, path,
+                 f"images[{i}] (id {img['id']}) {key} {img[key]!r} is not a whole number from 1 to "
+                 f"{MAX_SIDE:,d}", FIX)
 
 
 def _check_annotation(path: Path, i: int, ann, image_ids: set) -> None:
     for key in ("id", "image_id", "category_id", "bbox"):
         _require(isinstance(ann, dict) and key in ann, path, f"annotations[{i}] (id {ann.get('id') if isinstance(ann, dict) else '?'}) has no '{key}'")
     where = f"annotations[{i}] (id {ann['id']!r})"
-    for key in ("id", "image_id", "category_id"):
+    _check_id(path, where, "id", ann["id"])
+    for key in ("image_id", "category_id"):  # image_id must name an image, whose id was checked
         _require(_is_int(ann[key]), path, f"{where} {key} {ann[key]!r} is not a whole number", FIX)
     _require(ann["image_id"] in image_ids, path, f"{where} refers to image_id {ann['image_id']}, which is not in 'images'")
     bbox = ann["bbox"]
@@ -93,8 +105,9 @@ def _check_annotation(path: Path, i: int, ann, image_ids: set) -> None:
         _require(len(kps) == 51, path, f"{where} has {len(kps)} keypoint values, expected 51 (17 × x,y,v)")
         values = _numbers(kps, 51)
         _require(values is not None, path, f"{where} keypoints are not 51 finite numbers (a string, null, NaN or inf among them)", FIX)
-        bad_v = sorted(set(values[2::3].tolist()) - {0.0, 1.0, 2.0})
-        _require(not bad_v, path, f"{where} has visibility flag(s) {', '.join(f'{v:g}' for v in bad_v)}; "
+        # the flags as the file gives them: 2.0000001 is no 2, and must not be printed as one
+        bad_v = list(dict.fromkeys(repr(v) for v in kps[2::3] if v not in (0, 1, 2)))
+        _require(not bad_v, path, f"{where} has visibility flag(s) {', '.join(bad_v)}; "
                  "COCO allows v = 0 (not labelled), 1 (occluded), 2 (visible)", FIX)
 
 
@@ -117,6 +130,9 @@ def load_coco(path: str | Path) -> COCO:
     person into two splits.
     """
     path = Path(path)
+    if path.is_dir():
+        raise HgposeError(f"{path}: is a folder, not an annotation file — COCO_ROOT must hold "
+                          "annotations/person_keypoints_{train,val}2017.json")
     if not path.is_file():
         raise HgposeError(
             f"{path}: not found — COCO_ROOT must hold annotations/person_keypoints_{{train,val}}2017.json"
@@ -206,7 +222,8 @@ class CocoFormat(DatasetFormat):
             annotations = annotation_path(path, part)
             coco = load_coco(annotations)
             if not (path / part).is_dir():
-                raise HgposeError(f"{path / part}: not found — COCO_ROOT must hold the {part} images")
+                what = "not a folder" if (path / part).exists() else "not found"
+                raise HgposeError(f"{path / part}: {what} — COCO_ROOT must hold the {part} images in a folder")
             files[part] = {"annotations": str(annotations.resolve()), "sha256": file_sha256(annotations)}
             tasks, counts = person_tasks(coco, path / part)
             parts.append(Part(part, tasks, counts))
