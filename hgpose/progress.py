@@ -72,6 +72,9 @@ class LineProgress:
     def __enter__(self) -> "LineProgress":
         return self
 
-    def __exit__(self, *exc) -> bool:
-        self.close()
+    def __exit__(self, kind, *exc) -> bool:
+        if kind is None:
+            self.close()
+        else:               # the work failed: its error says so, not a line of what got done
+            self.closed = True
         return False

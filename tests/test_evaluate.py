@@ -234,3 +234,23 @@ def test_cli_evaluate(coco_sample_store, tmp_path, capsys):
     assert "thesis PCK" in printed and "COCO AP" in printed and "protocol gt-box" in printed
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["checkpoint"].endswith("last.safetensors")
     assert cli.main(["evaluate", str(tmp_path / "none"), "--data", str(coco_sample_store)]) == 2
+
+
+@pytest.mark.parametrize("sources, fix", [
+    (1, "pass the right file with --annotations"),
+    (2, "put each source's annotation file back where the manifest records it, or re-run `hgpose prepare`"),
+])
+def test_people_missing_from_an_annotation_file_are_told_what_works(sources, fix):
+    """--annotations replaces the file of a one-source store only: a store of several
+    sources is never told to use it."""
+    from types import SimpleNamespace
+
+    from hgpose.evaluate.evaluate import check_annotated
+
+    split = synthetic_split(np.zeros((4, 17, 3)))
+    split = Split(split.name, split.images, split.keypoints, split.boxes, split.ids,
+                  np.array([0, 0, 1, 1], np.uint8)[:len(split.ids)] % sources, split.present)
+    cocos = {s: SimpleNamespace(anns={0: {}}) for s in range(sources)}   # only annotation 0 is there
+    with pytest.raises(HgposeError) as e:
+        check_annotated(split, cocos)
+    assert str(e.value).endswith(fix) and "lacks" in str(e.value)

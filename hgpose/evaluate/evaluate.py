@@ -126,10 +126,12 @@ def check_annotated(split: Split, cocos: dict) -> None:
     for source, rows in _rows_by_source(split).items():
         missing = [int(a) for a in ids[rows, 1] if int(a) not in cocos[source].anns]
         if missing:
+            # --annotations only replaces the file of a one-source store
+            fix = ("pass the right file with --annotations" if len(cocos) == 1 else
+                   "put each source's annotation file back where the manifest records it, or re-run `hgpose prepare`")
             raise HgposeError(
-                f"the annotation file lacks {len(missing)} of the split's people (e.g. annotation id "
-                f"{missing[0]}); was the store prepared from other data? pass the right file with --annotations"
-            )
+                f"the annotation file of source {source} lacks {len(missing)} of the split's people (e.g. "
+                f"annotation id {missing[0]}); was the store prepared from other data? {fix}")
 
 
 def _per_source(split: Split, coco) -> dict:
