@@ -126,7 +126,8 @@ def test_predict_writes_json_and_pictures(run, coco_sample, tmp_path):
 
     skeleton = read_png(tmp_path / "out" / f"{name}.skeleton.png")
     heat = read_png(tmp_path / "out" / f"{name}.heatmaps.png")
-    assert skeleton.shape == image.shape and heat.shape == (256, 256, 3)
+    # the heatmaps over the 256x256 crop, a 76 px colour bar beside them, a caption line below
+    assert skeleton.shape == image.shape and heat.shape == (256 + 20, 256 + 76, 3)
     # the skeleton is drawn where the joints are: pixels there differ from the photo
     changed = np.any(skeleton != image, axis=-1)
     assert changed.mean() > 0.001
@@ -139,7 +140,7 @@ def test_predict_writes_json_and_pictures(run, coco_sample, tmp_path):
     for x, y, _ in drawn:
         xi, yi = int(round(x)), int(round(y))
         assert changed[max(yi - 1, 0):yi + 2, max(xi - 1, 0):xi + 2].any()
-    assert not np.array_equal(heat, summary.outcomes[0].prediction.crop)
+    assert not np.array_equal(heat[:256, :256], est.infer(image).crop)
 
     # with a box: the crop comes from it, and the output says so
     summary = predict_images(est, [path], tmp_path / "boxed", box=(40, 30, 120, 260))
