@@ -559,32 +559,46 @@ def _run_evaluate(args) -> int:
 def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
-        help="keypoints of the person in each image, as JSON and pictures",
+        help="keypoints of the people in each image, as JSON and pictures",
         description=(
-            "For each image, as it is displayed (its EXIF orientation applied): cut the person "
-            "crop with the thesis crop rule (from --box, or the whole image when no box is "
-            "given), run the network and write the 17 keypoints with scores in image "
-            "coordinates as JSON (COCO results format), the image with the skeleton drawn "
-            "(left orange, right blue, low-score joints faded; at most 2048 px on its longer "
-            "side) and the fused heatmaps over the crop "
-            "(the thesis's Figure 5)."
+            "For each image, as it is displayed (its EXIF orientation applied): crop every person "
+            "box (--boxes FILE: each image's own boxes; --box: one box for every image) as "
+            "`hgpose evaluate`'s gt-box protocol does (centred square, the box's longer side x 1.25, "
+            "black past the image's border), run the network and write the 17 keypoints with scores "
+            "of every person in image coordinates as JSON (COCO results format), the image with "
+            "every skeleton drawn (left orange, right blue, low-score joints faded) and each "
+            "person's fused heatmaps over its crop (the thesis's Figure 5) with a colour bar; "
+            "pictures at most 2048 px on their longer side. Without --box or --boxes each image "
+            "is taken as ONE person: the whole image padded to a square, and a warning says so."
         ),
         epilog=(
-            "OUT_DIR receives <name>.json, <name>.skeleton.png and <name>.heatmaps.png per "
-            "image, and predictions.json with all of them, which also records the files predict "
-            "wrote: a file there that predict did not write (a LabelMe <name>.json, say) is never "
-            "replaced, the output takes a new name and its line says so. The outputs appear "
-            "together at the end, or not at all. An unreadable image is reported in one line "
-            "and skipped; the exit status is then 1. Example: hgpose predict "
-            "runs/thesis photo.jpg --box 120,40,200,380"
+            "--boxes FILE takes a COCO detection results file (a JSON list of {image_id or "
+            "file_name, category_id, bbox [x,y,w,h], score}; image_id matched to the COCO id in "
+            "the image's file name; boxes of other categories than 1 left out), a JSON object "
+            "{\"image file name\": [[x,y,w,h], ...]} or a CSV of image,x,y,w,h[,score] rows. "
+            "OUT_DIR receives <name>.json, <name>.skeleton.png and <name>.heatmaps.png per image, "
+            "and one results file per call (predictions.json, then predictions-2.json, ...), which "
+            "never replaces another call's; it records the files predict wrote: a file there that "
+            "predict did not write (a LabelMe <name>.json, say) is never replaced, the output "
+            "takes a new name and its line says so. The outputs appear together at the end, or "
+            "not at all. An unreadable image, or one whose box lies outside it, is reported in one "
+            "line and skipped; the exit status is then 1. RUN_DIR may also be a registered model "
+            "name (hgpose.runs.pretrained). Examples: hgpose predict runs/thesis --examples (the "
+            "photos of several people that ship with hgpose, with their boxes); hgpose predict "
+            "runs/thesis photos/ --boxes boxes.json; hgpose predict runs/thesis photo.jpg --box "
+            "120,40,200,380"
         ),
     )
     _add_run(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR",
                    help="image files, or folders whose images (jpg, png, ...) are all used")
+    p.add_argument("--boxes", default=None, metavar="FILE",
+                   help="the person boxes of each image (formats below); every box is one person")
     p.add_argument("--box", type=_box, default=None, metavar="x,y,w,h",
-                   help="the person's box in image pixels, used for every image "
-                        "(default: the whole image as the box)")
+                   help="one person's box in image pixels, used for every image")
+    p.add_argument("--examples", action="store_true",
+                   help="predict the example photos that ship with hgpose (three COCO photos of "
+                        "several people, with their boxes): a first try without any data")
     p.add_argument("--out", default="predictions", metavar="DIR",
                    help="output folder (default: ./predictions)")
     _add_decoding(p)
@@ -609,13 +623,17 @@ def _run_predict(args) -> int:
         else:
             print(f"hgpose predict: error: {describe(outcome)}", file=sys.stderr)
 
+    def warn(text: str) -> None:
+        print(f"hgpose predict: warning: {text}", file=sys.stderr)
+
     summary = predict(
-        args.run_dir, args.images, args.out, box=args.box, checkpoint=args.checkpoint,
-        device=args.device, flip=args.flip, min_score=args.min_score, on_image=report,
-        refine=args.refine, precision=args.precision,
+        args.run_dir, args.images, args.out, box=args.box, boxes=args.boxes, examples=args.examples,
+        checkpoint=args.checkpoint, device=args.device, flip=args.flip, min_score=args.min_score,
+        on_image=report, on_warning=warn, refine=args.refine, precision=args.precision,
     )
     if summary.summary_file is not None:
-        print(printable(f"results: {summary.summary_file}"))
+        print(printable(f"results: {summary.summary_file} ({summary.people} "
+                        f"{'person' if summary.people == 1 else 'people'})"))
     if summary.failed:
         print(f"hgpose predict: {len(summary.failed)} of {len(summary.outcomes)} inputs failed",
               file=sys.stderr)

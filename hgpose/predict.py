@@ -1,33 +1,56 @@
-"""`hgpose predict`: keypoints for the person in each given image, as JSON and pictures.
+"""`hgpose predict`: keypoints for the people in each given image, as JSON and pictures.
+
+Where the people are: `--boxes FILE` gives each image its person boxes (a COCO detection
+results file, a JSON object of boxes per image name or a CSV: `hgpose.predict_boxes`), every
+box one person; `--box x,y,w,h` is one person at the same box in every image; without
+either, each image is taken as one person: the whole image padded to a square (nobody at
+the edges is cut), and the CLI warns that one person is assumed. A box is cropped as
+`hgpose evaluate`'s default protocol crops an annotated box (`inference.estimator.box_crop`:
+the box's longer side x BOX_PADDING = 1.25, centred; `hgpose.data.crop.BOX_PADDING`).
 
 For every image, in OUT_DIR:
-    <name>.json            the person as a COCO keypoint result (a list of one), plus where
-                           it came from: file, person box, crop box, box_source, the EXIF
-                           orientation, and the names of its output files
-    <name>.skeleton.png    the image with the skeleton drawn (left orange, right blue,
-                           low-score joints faded) and the crop square outlined, at most
-                           PICTURE_MAX_SIDE pixels on its longer side
-    <name>.heatmaps.png    the fused heatmaps over the 256x256 crop (thesis Figure 5)
-and predictions.json: all results in OUT_DIR together (COCO results format). It is also
-predict's record of the files it wrote there: predict replaces those, and never a file it did
-not write. Where <name>.json (a LabelMe label file, say) or predictions.json belongs to
-someone else, the output takes a new name (<name>-2.json, predictions-2.json) and the output
-line says so. Names too long for the file system are shortened, with a hash of the full name.
+    <name>.json            its people as COCO keypoint results (a list, one per person), plus
+                           where each came from: file, person number, person box, box_source,
+                           the detector's box score, crop box, the EXIF orientation, and the
+                           names of the image's output files
+    <name>.skeleton.png    the image with every person's skeleton drawn (left orange, right
+                           blue, low-score joints faded), each given box outlined and numbered,
+                           at most PICTURE_MAX_SIDE pixels on its longer side
+    <name>.heatmaps.png    each person's fused heatmaps over its 256x256 crop (thesis Figure
+                           5), numbered like the boxes, on one colour scale with its colour
+                           bar; at most PICTURE_MAX_SIDE pixels on its longer side
+and one results file per call, which never replaces another: predictions.json for the first
+call into OUT_DIR, then predictions-2.json, predictions-3.json, ... (the next number after
+the highest there). Each is a COCO results list of that call's people, loadable as it is by
+pycocotools, and predict's record of the files that call wrote. Why a new file per call and
+not one file that grows: a call never rewrites what an earlier call (or another tool) wrote,
+so no result is lost to a later call, failed or not, and each file stays a plain COCO results
+list. predict replaces an image's own files when the same image is predicted again (the
+latest call's people), and never a file it did not write: where <name>.json (a LabelMe label
+file, say) belongs to someone else, the output takes a new name (<name>-2.json) and the
+output line says so. Names too long for the file system are shortened, with a hash of the
+full name.
 
 An image is estimated as it is displayed: its EXIF orientation is applied (a phone photo
 tagged "rotate 90°" is turned first), so keypoints and boxes are in the displayed frame.
 
 The outputs of a call are a set (`hgpose.outputs.staged`): written to a staging folder and
-moved into OUT_DIR together, predictions.json last, when every image has been processed. An
-image that cannot be read is reported and skipped; the others are still processed, and the
-outcome says which failed (the CLI exits 1 then). A failed write (a full disk) leaves OUT_DIR
-as it was.
+moved into OUT_DIR together, the results file last, when every image has been processed. An
+image that cannot be read, or whose box lies outside it, is reported and skipped; the others
+are still processed, and the outcome says which failed (the CLI exits 1 then). An image the
+boxes file names no box for is reported and skipped too (nobody to predict; exit status 0).
+A failed write (a full disk) leaves OUT_DIR as it was.
+
+Cost: one network pass per person (PEOPLE_BATCH crops at a time); memory of one image, one
+batch, and the pictures' tiles (the heatmap picture is at most PICTURE_MAX_SIDE pixels square
+however many people); time linear in the number of people.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -38,32 +61,56 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from hgpose.draw import draw_skeleton, heatmap_overlay
+from hgpose.data.crop import CropBox
+from hgpose.draw import colour_bar, draw_label, draw_skeletons, heatmap_overlay, tile_sheet
 from hgpose.errors import HgposeError
 from hgpose.images import ImageProblem, decode_bgr, exif_orientation
 from hgpose.inference import Estimator, Prediction
+from hgpose.inference.estimator import box_crop
 from hgpose.io import write_bytes, write_json
 from hgpose.outputs import Staging, leftover_staging, staged
+from hgpose.predict_boxes import PersonBox, boxes_per_image, coco_image_id, read_boxes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 OUTPUT_SUFFIXES = (".json", ".skeleton.png", ".heatmaps.png")
-SUMMARY_STEM = "predictions"
-ONNX_RUNTIME_FROM = 12   # images; fewer run in PyTorch (see `predict`)
-# The skeleton picture's longer side at most: a 100-megapixel photo drawn at full size was a
-# 299 MB PNG and 2.1 GB of memory; the JSON keeps the keypoints in full-resolution pixels.
+RESULTS_STEM = "predictions"
+# predictions.json (call 1), predictions-2.json, ...: the names of the results files. Any file
+# of such a name is never a per-image output (case-insensitively: macOS and Windows folders
+# would take Predictions.json for predictions.json).
+RESULTS_NAME = re.compile(r"predictions(?:-(\d{1,18}))?\.json", re.IGNORECASE)
+ONNX_RUNTIME_FROM = 12   # crops; fewer run in PyTorch (see `predict`)
+# A picture's longer side at most: a 100-megapixel photo drawn at full size was a 299 MB PNG
+# and 2.1 GB of memory; the JSON keeps the keypoints in full-resolution pixels.
 PICTURE_MAX_SIDE = 2048
+HEATMAP_TILE = 256       # a person's tile in the heatmap picture, while they fit
+COLOUR_BAR_WIDTH = 76
 # What marks a results entry as predict's own (the keys it writes besides COCO's).
 RESULT_KEYS = ("file", "box_source", "crop_box")
+ONE_PERSON_WARNING = (
+    "no --box or --boxes: each image is taken as ONE person, the whole image padded to a square; "
+    "for several people give their boxes: --boxes FILE (COCO detection results, a JSON "
+    '{"image name": [[x, y, w, h], ...]} or a CSV of image,x,y,w,h rows), or --box x,y,w,h for one')
+
+
+@dataclass(frozen=True)
+class PersonResult:
+    """What predict keeps of one person after writing it (not its crop and heatmaps)."""
+
+    keypoints: np.ndarray          # float32 [17, 3]: x, y in image pixels, score
+    box: tuple                     # the person box (x, y, w, h); the image's own without a box
+    crop_box: CropBox
 
 
 @dataclass
 class ImageOutcome:
-    """What happened to one input: written files and the prediction, or the reason it failed."""
+    """What happened to one input: its people and written files, or why it has none."""
 
     path: Path
-    prediction: Prediction | None = None
+    people: list[PersonResult] = field(default_factory=list)
+    box_source: str = "whole_image"  # "whole_image", "given" (--box) or "boxes_file"
     files: list[Path] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None         # why it failed (unreadable, a box outside it)
+    skipped: str | None = None       # why nothing was predicted (no box for it in the boxes file)
     note: str | None = None          # why its outputs have another name than its own
     orientation: int = 1             # its EXIF orientation (applied)
     picture_scale: float = 1.0       # the skeleton picture's scale (< 1 for a large image)
@@ -77,16 +124,52 @@ class ImageOutcome:
 class PredictSummary:
     outcomes: list[ImageOutcome]
     out_dir: Path
-    summary_file: Path | None = None   # predictions.json (or the new name it took)
+    summary_file: Path | None = None   # this call's results file (None when nobody was predicted)
 
     @property
     def failed(self) -> list[ImageOutcome]:
         return [o for o in self.outcomes if not o.ok]
 
     @property
+    def people(self) -> int:
+        return sum(len(o.people) for o in self.outcomes)
+
+    @property
     def exit_code(self) -> int:
         """0 when every image was processed, 1 when any could not be (for the CLI)."""
         return 1 if self.failed else 0
+
+
+@dataclass(frozen=True)
+class BoxPlan:
+    """Where the people of each image are: `box` in every image, the boxes of a boxes file
+    per image (`per_image`, read from `source`), or neither: one person, the whole image."""
+
+    box: tuple | None = None
+    per_image: dict[Path, list[PersonBox]] | None = None
+    source: str | None = None
+
+    @property
+    def box_source(self) -> str:
+        return "boxes_file" if self.per_image is not None else "given" if self.box is not None else "whole_image"
+
+    def boxes_of(self, path: Path) -> list[PersonBox] | None:
+        """The person boxes of an image (possibly none), or None for the whole image."""
+        if self.per_image is not None:
+            return self.per_image.get(path, [])
+        return None if self.box is None else [PersonBox(str(path), tuple(self.box), None, "--box")]
+
+
+def plan_boxes(paths: list[Path], box=None, boxes: str | Path | None = None) -> BoxPlan:
+    """The `BoxPlan` of the images given: --box, or the boxes file read and matched to the
+    images (HgposeError for a malformed file, or one that names none of them)."""
+    if box is not None and boxes is not None:
+        raise HgposeError("--box and --boxes: give one (--box: one person at the same box in every image; "
+                          "--boxes FILE: the boxes of each image)")
+    if boxes is None:
+        return BoxPlan(box=None if box is None else tuple(float(v) for v in box))
+    people = read_boxes(boxes)
+    return BoxPlan(per_image=boxes_per_image(people, paths, boxes) if paths else {}, source=str(boxes))
 
 
 def list_images(inputs, skip: frozenset[Path] = frozenset()) -> tuple[list[Path], list[ImageOutcome]]:
@@ -113,54 +196,73 @@ def list_images(inputs, skip: frozenset[Path] = frozenset()) -> tuple[list[Path]
     return paths, problems
 
 
-def coco_image_id(path: Path) -> int | None:
-    """COCO names its images by id (000000391895.jpg -> 391895); other names have none."""
-    return int(path.stem) if re.fullmatch(r"\d{1,18}", path.stem) else None
-
-
 # --- what predict wrote in OUT_DIR before ----------------------------------------------------
+
+def results_name(number: int) -> str:
+    """The results file of call `number` into a folder: predictions.json, predictions-2.json, ..."""
+    return f"{RESULTS_STEM}.json" if number == 1 else f"{RESULTS_STEM}-{number}.json"
+
+
+def results_number(name: str) -> int | None:
+    """The number of a results file's name (predictions.json: 1), None for other names."""
+    match = RESULTS_NAME.fullmatch(name)
+    return None if match is None else int(match.group(1) or 1)
+
 
 @dataclass
 class Record:
-    """OUT_DIR as predict finds it: its results file and the earlier results listed there."""
+    """OUT_DIR as predict finds it: the results files predict wrote there, the earlier results
+    listed in them, and the name of this call's results file."""
 
     folder: Path
-    summary: str              # predictions.json, or predictions-N.json where a stranger's file has that name
+    summary: str              # this call's results file: the next number, a name nobody has
+    results_files: list[str]  # predict's own earlier results files, oldest first
     entries: list[dict]       # earlier results whose output files are all still in OUT_DIR
     listing: set[str]         # every name in OUT_DIR
 
     @property
     def owned(self) -> set[str]:
-        """The names predict wrote (and may replace)."""
-        return {self.summary} | {name for entry in self.entries for name in entry["outputs"]}
+        """The names predict wrote: its results files (never replaced) and the image outputs
+        they list (replaced when the same image is predicted again)."""
+        return set(self.results_files) | {name for entry in self.entries for name in entry["outputs"]}
 
     def owned_paths(self) -> frozenset[Path]:
-        return frozenset((self.folder / name).resolve() for name in self.owned if name != self.summary)
+        return frozenset((self.folder / name).resolve() for name in self.owned if name not in self.results_files)
 
     @property
     def strangers(self) -> set[str]:
         """Names in OUT_DIR that predict did not write (never replaced)."""
         return {n for n in self.listing - self.owned if not leftover_staging(n)}
 
-
-def summary_names():
-    yield f"{SUMMARY_STEM}.json"
-    for n in count(2):
-        yield f"{SUMMARY_STEM}-{n}.json"
+    @property
+    def results_like(self) -> set[str]:
+        """Every name of the results files' form in OUT_DIR, whoever wrote it, and this call's."""
+        return {n for n in self.listing if results_number(n) is not None} | {self.summary}
 
 
 def read_record(folder: Path) -> Record:
-    """The first of predictions.json, predictions-2.json, ... that is absent or predict's own."""
+    """What predict finds in OUT_DIR: each results file it wrote there (the others are a
+    stranger's), and the next number for this call. Reads each results file and each image
+    JSON they list once."""
     listing = set(os.listdir(folder)) if folder.is_dir() else set()
-    for name in summary_names():
-        if name not in listing:
-            return Record(folder, name, [], listing)
-        entries = own_entries(folder / name)
-        if entries is not None:
-            return Record(folder, name, [e for e in entries if _still_there(folder, e["outputs"])], listing)
+    numbered = sorted((n, name) for name in listing if (n := results_number(name)) is not None)
+    files, entries, still_there = [], [], {}
+    for _, name in numbered:
+        own = own_entries(folder / name)
+        if own is None:
+            continue
+        files.append(name)
+        for entry in own:
+            outputs = tuple(entry["outputs"])
+            if outputs not in still_there:
+                still_there[outputs] = _still_there(folder, outputs)
+            if still_there[outputs]:
+                entries.append(entry)
+    next_number = (numbered[-1][0] if numbered else 0) + 1
+    return Record(folder, results_name(next_number), files, entries, listing)
 
 
-def _still_there(folder: Path, outputs: list[str]) -> bool:
+def _still_there(folder: Path, outputs) -> bool:
     """Whether an earlier result's files are all still files in the folder, its .json still
     predict's: one a user replaced (by a folder, or a label file of the same name) is theirs."""
     if not outputs or not all((folder / name).is_file() for name in outputs):
@@ -219,17 +321,20 @@ def fitted_stem(stem: str, limit: int) -> str:
 def output_names(paths: list[Path], record: Record) -> list[tuple[str, str | None]]:
     """(name, note) per input: its stem (shortened where too long), numbered where a file of
     that name is not predict's (a stranger's, an input, another input's earlier output or
-    the results file); note says why, or None."""
+    a results file); note says why, or None."""
     here = record.folder.resolve()
     inputs_here = {p.name for p in paths if p.resolve().parent == here}
-    blocked = record.strangers | inputs_here | {record.summary}
+    blocked = record.strangers | inputs_here | record.results_like
     owner = {name: _resolved(e["file"]) for e in record.entries for name in e["outputs"]}
     limit = name_limit(record.folder) if record.folder.is_dir() else 255
     used: set[str] = set()
     names = []
     for p in paths:
         base = fitted_stem(p.stem, limit)
-        name, note = base, ("name shortened to fit the file system" if base != p.stem else None)
+        note = "name shortened to fit the file system" if base != p.stem else None
+        if results_number(base + ".json") is not None:   # predictions.jpg: its JSON would be a results file's name
+            base, note = f"{base}-image", "named apart from predict's results files"
+        name = base
         for n in count(2):
             files = [name + suffix for suffix in OUTPUT_SUFFIXES]
             clash = next((f for f in files if f in blocked or f in used
@@ -253,25 +358,66 @@ def _resolved(file: str) -> Path:
 
 # --- pictures ----------------------------------------------------------------------------------
 
-def skeleton_picture(image: np.ndarray, pred: Prediction, min_score: float,
+def skeleton_picture(image: np.ndarray, people: list[PersonResult], min_score: float, *, boxes: bool = True,
                      max_side: int = PICTURE_MAX_SIDE) -> tuple[np.ndarray, float]:
-    """(the image with the crop square (thin grey) and the skeleton drawn on it, scaled
-    down to at most `max_side` pixels on its longer side; the scale)."""
+    """(the image with every person's skeleton drawn on it and, with `boxes`, each person
+    box outlined (thin grey) and numbered as in the JSON, scaled down to at most `max_side`
+    pixels on its longer side; the scale)."""
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     out = image.copy() if scale == 1 else cv2.resize(
         image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
     scale_x, scale_y = out.shape[1] / width, out.shape[0] / height
-    keypoints = pred.keypoints.copy()
-    # pixel centres: x -> (x + 0.5) * s - 0.5 (docs/architecture.md, "Pixel convention")
-    keypoints[:, 0] = (keypoints[:, 0] + 0.5) * scale_x - 0.5
-    keypoints[:, 1] = (keypoints[:, 1] + 0.5) * scale_y - 0.5
-    b = pred.crop_box
-    corners = [round(b.x0 * scale_x), round(b.y0 * scale_y),
-               round((b.x0 + b.side) * scale_x) - 1, round((b.y0 + b.side) * scale_y) - 1]
     thickness = max(1, round(max(out.shape[:2]) / 400))
-    cv2.rectangle(out, tuple(corners[:2]), tuple(corners[2:]), (200, 200, 200), thickness)
-    return draw_skeleton(out, keypoints, min_score=min_score), scale
+    drawn = []
+    for number, person in enumerate(people, start=1):
+        keypoints = person.keypoints.copy()
+        # pixel centres: x -> (x + 0.5) * s - 0.5 (docs/architecture.md, "Pixel convention")
+        keypoints[:, 0] = (keypoints[:, 0] + 0.5) * scale_x - 0.5
+        keypoints[:, 1] = (keypoints[:, 1] + 0.5) * scale_y - 0.5
+        drawn.append(keypoints)
+        if boxes:   # a box's edges are continuous coordinates: pixel x covers [x - 0.5, x + 0.5)
+            x, y, w, h = person.box
+            corner = (round(x * scale_x), round(y * scale_y))
+            cv2.rectangle(out, corner, (round((x + w) * scale_x) - 1, round((y + h) * scale_y) - 1),
+                          (200, 200, 200), thickness)
+            if len(people) > 1:
+                draw_label(out, str(number), corner[0] + 2, corner[1] + 2, max(10, thickness * 12))
+    return draw_skeletons(out, drawn, min_score=min_score), scale
+
+
+class HeatmapSheet:
+    """The heatmap picture of one image, built person by person: each person's crop (as a
+    tile) and fused heatmaps kept at the tile's size only, so its memory is that of the
+    finished picture however many people; drawn at the end on one colour scale, from 0 to the
+    larger of a perfect joint's peak and the highest value shown."""
+
+    def __init__(self, people: int, peak: float, max_side: int = PICTURE_MAX_SIDE):
+        self.columns = max(1, math.ceil(math.sqrt(people)))
+        self.tile = max(1, min(HEATMAP_TILE, (max_side - COLOUR_BAR_WIDTH) // self.columns))
+        self.peak, self.highest = peak, 0.0
+        self.crops: list[np.ndarray] = []
+        self.maps: list[np.ndarray] = []
+
+    def add(self, crop: np.ndarray, heatmaps: np.ndarray) -> None:
+        fused = np.clip(np.asarray(heatmaps, np.float32).max(axis=0), 0, None)
+        self.highest = max(self.highest, float(fused.max()))
+        size = (self.tile, self.tile)
+        self.crops.append(crop if crop.shape[0] == self.tile else cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
+        self.maps.append(fused if fused.shape[0] <= self.tile else cv2.resize(fused, size, interpolation=cv2.INTER_AREA))
+
+    def picture(self) -> np.ndarray:
+        top = max(self.peak, self.highest)
+        tiles = []
+        for number, (crop, fused) in enumerate(zip(self.crops, self.maps), start=1):
+            tile = heatmap_overlay(crop, fused[None], vmax=top)
+            if len(self.crops) > 1:
+                draw_label(tile, str(number), 3, 3, max(8, self.tile // 14))
+            tiles.append(tile)
+        rows = math.ceil(len(tiles) / self.columns)
+        columns = min(self.columns, len(tiles))
+        return tile_sheet(tiles, columns, colour_bar(rows * self.tile, top, COLOUR_BAR_WIDTH),
+                          f"heatmap value; a perfect joint peaks at {self.peak:.2f}")
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -300,39 +446,50 @@ def read_photo(path: Path) -> tuple[np.ndarray, int]:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), exif_orientation(data)
 
 
-def result_entry(path: Path, pred: Prediction, orientation: int = 1, outputs: list[str] = ()) -> dict:
-    """The COCO result of one image, plus where it came from (extra keys pycocotools ignores)."""
+def result_entry(path: Path, pred: Prediction, *, number: int, box_source: str, orientation: int = 1,
+                 outputs: list[str] = (), box_score: float | None = None) -> dict:
+    """The COCO result of one person, plus where it came from (extra keys pycocotools ignores)."""
     b = pred.crop_box
-    return {
+    entry = {
         **pred.to_coco(coco_image_id(path)),
         "file": str(path),
+        "person": number,                  # its number in the image (1, 2, ...), as drawn
         "box": [round(v, 2) for v in pred.box],
-        "box_source": "whole_image" if pred.whole_image else "given",
+        "box_source": box_source,
         "crop_box": [b.x0, b.y0, b.side],
         # keypoints, box and crop box are in the displayed frame: the stored pixels turned
         # as the EXIF orientation says
         "orientation": {"exif": orientation, "applied": orientation != 1},
         "outputs": list(outputs),
     }
+    if box_score is not None:
+        entry["box_score"] = box_score
+    return entry
 
 
 # --- predicting ------------------------------------------------------------------------------
 
 def predict_images(estimator: Estimator, inputs, out_dir: str | Path, *, box=None,
-                   min_score: float = 0.25,
-                   on_image: Callable[[ImageOutcome], None] | None = None) -> PredictSummary:
-    """Predict every image of `inputs` (files and folders) and write OUT_DIR (see module doc).
+                   boxes: str | Path | None = None, min_score: float = 0.25,
+                   on_image: Callable[[ImageOutcome], None] | None = None,
+                   on_warning: Callable[[str], None] | None = None) -> PredictSummary:
+    """Predict the people of every image of `inputs` (files and folders) and write OUT_DIR
+    (see module doc).
 
-    box: (x, y, w, h) of the person in every image (in its displayed frame); None = the
-    whole image.
+    box: (x, y, w, h) of one person in every image (in its displayed frame).
+    boxes: a boxes file (`hgpose.predict_boxes`): the person boxes of each image.
+    Neither: one person per image, the whole image padded to a square.
     min_score: joints scoring below this fraction of a perfect target's peak are faded.
     on_image: called with each outcome as soon as it is known (the CLI prints them).
+    on_warning: called with ONE_PERSON_WARNING before the images, when neither box nor
+    boxes is given (the CLI prints it).
     """
     out_dir = _out_folder(out_dir)
     record = read_record(out_dir)
     paths, problems = list_images(inputs, record.owned_paths())
-    return _predict_listed(estimator, paths, problems, record, box=box, min_score=min_score,
-                           on_image=on_image)
+    plan = plan_boxes(paths, box, boxes)
+    return _predict_listed(estimator, paths, problems, record, plan, min_score=min_score, on_image=on_image,
+                           on_warning=on_warning)
 
 
 def _out_folder(out_dir: str | Path) -> Path:
@@ -343,9 +500,12 @@ def _out_folder(out_dir: str | Path) -> Path:
 
 
 def _predict_listed(estimator: Estimator, paths: list[Path], outcomes: list[ImageOutcome],
-                    record: Record, *, box, min_score: float,
-                    on_image: Callable[[ImageOutcome], None] | None) -> PredictSummary:
+                    record: Record, plan: BoxPlan, *, min_score: float,
+                    on_image: Callable[[ImageOutcome], None] | None,
+                    on_warning: Callable[[str], None] | None) -> PredictSummary:
     """`predict_images` on inputs already expanded by `list_images` (paths, failed outcomes)."""
+    if on_warning and paths and plan.box_source == "whole_image":
+        on_warning(ONE_PERSON_WARNING)
     for outcome in outcomes:
         if on_image:
             on_image(outcome)
@@ -355,65 +515,118 @@ def _predict_listed(estimator: Estimator, paths: list[Path], outcomes: list[Imag
     entries = []
     with staged(record.folder, last=(record.summary,), what="--out folder") as stage:
         for path, (name, note) in zip(paths, output_names(paths, record)):
-            outcome, entry = _predict_one(estimator, path, box, name, stage, fade_below)
-            outcome.note = note if outcome.ok else None
+            outcome, written = _predict_one(estimator, path, plan, name, stage, fade_below)
+            outcome.note = note if outcome.files else None
             outcomes.append(outcome)
-            if entry is not None:
-                entries.append(entry)
+            entries += written
             if on_image:
                 on_image(outcome)
         if entries:
-            write_json(stage / record.summary, _merged(record.entries, entries))
+            write_json(stage / record.summary, entries)
     summary_file = record.folder / record.summary if entries else None
     return PredictSummary(outcomes, record.folder, summary_file)
 
 
-def _predict_one(estimator: Estimator, path: Path, box, name: str, stage: Staging,
-                 fade_below: float) -> tuple[ImageOutcome, dict | None]:
-    """One image: its outcome and COCO result entry (None when it failed), its files staged."""
-    outcome = ImageOutcome(path)
+def _predict_one(estimator: Estimator, path: Path, plan: BoxPlan, name: str, stage: Staging,
+                 fade_below: float) -> tuple[ImageOutcome, list[dict]]:
+    """One image: its outcome and the COCO result entries of its people (none when it failed
+    or has no box), its files staged."""
+    outcome = ImageOutcome(path, box_source=plan.box_source)
+    boxes = plan.boxes_of(path)
+    if boxes == []:
+        outcome.skipped = f"no box for it in {plan.source}"
+        return outcome, []
     try:
         image, outcome.orientation = read_photo(path)
-        pred = estimator.infer(image, box)
+        people = _people(estimator, image, path, boxes, plan)
+        files = [name + suffix for suffix in OUTPUT_SUFFIXES]
+        entries, sheet = _entries_and_sheet(estimator, people, path, boxes, outcome, files)
+    except HgposeError as e:  # unreadable image, a box outside it, a broken network: this image only
+        outcome.error, outcome.people = str(e), []
+        return outcome, []
+    picture, outcome.picture_scale = skeleton_picture(image, outcome.people, fade_below, boxes=boxes is not None)
+    write_json(stage / files[0], entries)
+    write_bytes(stage / files[1], _png(picture))
+    write_bytes(stage / files[2], _png(sheet.picture()))
+    outcome.files = [stage.folder / f for f in files]
+    return outcome, entries
+
+
+def _people(estimator: Estimator, image: np.ndarray, path: Path, boxes: list[PersonBox] | None, plan: BoxPlan):
+    """The predictions of an image's people, one at a time (see `Estimator.iter_people`):
+    the whole image as one person without boxes. Every box is checked against the image
+    first, an error naming it (and the boxes file's entry)."""
+    if boxes is None:
+        return iter([estimator.infer(image)])
+    height, width = image.shape[:2]
+    for b in boxes:
+        what = "--box" if plan.per_image is None else f"--boxes {plan.source} {b.where}: box"
+        try:
+            box_crop(b.bbox, width, height, what)
+        except HgposeError as e:
+            raise HgposeError(f"{path}: {e} (as displayed)") from None
+    return estimator.iter_people(image, [b.bbox for b in boxes])
+
+
+def _entries_and_sheet(estimator: Estimator, people, path: Path, boxes: list[PersonBox] | None,
+                       outcome: ImageOutcome, files: list[str]) -> tuple[list[dict], HeatmapSheet]:
+    """The result entries of an image's people and their heatmap picture, keeping of each
+    person only what the pictures and the output line need (`outcome.people`)."""
+    sheet = HeatmapSheet(1 if boxes is None else len(boxes), estimator.target_peak)
+    entries = []
+    for number, pred in enumerate(people, start=1):
         if not np.isfinite(pred.keypoints).all():  # would be NaN in the JSON: invalid JSON
             raise HgposeError(f"{path}: the network's output is not finite (NaN/inf); "
                               "its checkpoint is broken — use another one (--checkpoint)")
-    except HgposeError as e:  # unreadable image or a box outside it: this image only
-        outcome.error = str(e)
-        return outcome, None
-    files = [name + suffix for suffix in OUTPUT_SUFFIXES]
-    entry = result_entry(path, pred, outcome.orientation, files)
-    picture, outcome.picture_scale = skeleton_picture(image, pred, fade_below)
-    write_json(stage / files[0], [entry])
-    write_bytes(stage / files[1], _png(picture))
-    write_bytes(stage / files[2], _png(heatmap_overlay(pred.crop, pred.heatmaps)))
-    outcome.prediction, outcome.files = pred, [stage.folder / f for f in files]
-    return outcome, entry
+        score = None if boxes is None else boxes[number - 1].score
+        entries.append(result_entry(path, pred, number=number, box_source=outcome.box_source,
+                                    orientation=outcome.orientation, outputs=files, box_score=score))
+        sheet.add(pred.crop, pred.heatmaps)
+        outcome.people.append(PersonResult(pred.keypoints, pred.box, pred.crop_box))
+    return entries, sheet
 
 
-def _merged(earlier: list[dict], new: list[dict]) -> list[dict]:
-    """The results file: the earlier results whose files this call did not replace, then the new."""
-    replaced = {name for entry in new for name in entry["outputs"]}
-    return [e for e in earlier if not replaced & set(e["outputs"])] + new
-
-
-def predict(source, inputs, out_dir: str | Path = "predictions", *, box=None,
-            checkpoint=None, device: str = "auto", flip: bool = False, min_score: float = 0.25,
-            on_image: Callable[[ImageOutcome], None] | None = None, refine: str | None = None,
+def predict(source, inputs=(), out_dir: str | Path = "predictions", *, box=None,
+            boxes: str | Path | None = None, examples: bool = False, checkpoint=None, device: str = "auto",
+            flip: bool = False, min_score: float = 0.25,
+            on_image: Callable[[ImageOutcome], None] | None = None,
+            on_warning: Callable[[str], None] | None = None, refine: str | None = None,
             precision: str = "auto") -> PredictSummary:
-    """Load a run (or weights file) and predict images; see `predict_images`."""
+    """Load a run (a run folder, a weights file or a registered model name) and predict
+    images; see `predict_images`. examples: the photos that ship with hgpose
+    (`hgpose.examples`), with their person boxes, instead of `inputs`."""
     from hgpose.inference import load
 
+    inputs, boxes = _inputs(inputs, box, boxes, examples)
     out_dir = _out_folder(out_dir)
     record = read_record(out_dir)
     paths, problems = list_images(inputs, record.owned_paths())
+    plan = plan_boxes(paths, box, boxes)        # the boxes file is read before the network loads
+    crops = sum(len(plan.boxes_of(p) or [None]) for p in paths)
     # ONNX Runtime (the fp32 CPU engine) first writes its graph, 1-4 s: worth it from about
-    # a dozen images on
-    engine = "auto" if len(paths) >= ONNX_RUNTIME_FROM else "torch"
+    # a dozen crops on
+    engine = "auto" if crops >= ONNX_RUNTIME_FROM else "torch"
     estimator = load(source, checkpoint=checkpoint, device=device, flip=flip, refine=refine,
                      precision=precision, engine=engine)
-    return _predict_listed(estimator, paths, problems, record, box=box, min_score=min_score,
-                           on_image=on_image)
+    return _predict_listed(estimator, paths, problems, record, plan, min_score=min_score, on_image=on_image,
+                           on_warning=on_warning)
+
+
+def _inputs(inputs, box, boxes, examples: bool) -> tuple[list, str | Path | None]:
+    """(the images, the boxes file) a call predicts: those given, or the shipped examples."""
+    inputs = list(inputs)
+    if not examples:
+        if not inputs:
+            raise HgposeError("no images given: give image files or folders, or --examples for the photos "
+                              "that ship with hgpose")
+        return inputs, boxes
+    if inputs or box is not None or boxes is not None:
+        raise HgposeError("--examples predicts the example photos with their own boxes: drop the images, "
+                          "--box and --boxes, or drop --examples")
+    from hgpose import examples as shipped
+
+    return shipped.images(), shipped.BOXES
+
 
 
 def describe(outcome: ImageOutcome) -> str:
@@ -430,16 +643,25 @@ def printable(text: str) -> str:
 def _describe(outcome: ImageOutcome) -> str:
     if not outcome.ok:
         return outcome.error
-    pred = outcome.prediction
-    source = ("no --box: the whole image taken as the person's box" if pred.whole_image
-              else "box " + ",".join(f"{v:g}" for v in pred.box))
+    if outcome.skipped:
+        return f"{outcome.path}: {outcome.skipped}: skipped"
+    people = outcome.people
+    mean = float(np.mean([p.keypoints[:, 2].mean() for p in people]))
+    if outcome.box_source == "whole_image":
+        b = people[0].crop_box
+        source = (f"one person assumed (no box): the whole image padded to a {b.side}x{b.side} square; "
+                  f"17 keypoints, mean score {mean:.3f}")
+    elif outcome.box_source == "given":
+        b = people[0].crop_box
+        source = (f"box {','.join(f'{v:g}' for v in people[0].box)}: 17 keypoints, mean score {mean:.3f}; "
+                  f"crop {b.side}x{b.side} at ({b.x0}, {b.y0})")
+    else:
+        source = f"{len(people)} {'person' if len(people) == 1 else 'people'} (their boxes), mean score {mean:.3f}"
     if outcome.orientation != 1:
         source += f" (EXIF orientation {outcome.orientation} applied: the image as displayed)"
-    b = pred.crop_box
     names = ", ".join(p.name for p in outcome.files)
     if outcome.picture_scale < 1:
         names += f" (skeleton picture scaled to {PICTURE_MAX_SIDE} px)"
     if outcome.note:
         names += f" ({outcome.note})"
-    return (f"{outcome.path}: 17 keypoints, mean score {pred.keypoints[:, 2].mean():.3f}; {source}; "
-            f"crop {b.side}x{b.side} at ({b.x0}, {b.y0}) -> {names}")
+    return f"{outcome.path}: {source} -> {names}"

@@ -406,7 +406,8 @@ def test_predict_never_overwrites_an_input(run, tmp_path, capsys):
         assert (folder / name).read_bytes() == data, name
     summary = json.loads((folder / "predictions.json").read_text())
     assert sorted(Path(e["file"]).name for e in summary) == sorted(inputs)
-    assert (folder / "predictions-2.json").is_file() and (folder / "a-2.skeleton.png").is_file()
+    # predictions.jpg's outputs never take a results file's name (predictions[-N].json)
+    assert (folder / "predictions-image.json").is_file() and (folder / "a-2.skeleton.png").is_file()
 
 
 @pytest.mark.parametrize("args, message", [

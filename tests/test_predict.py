@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import hgpose
-from hgpose.data.crop import thesis_crop_box, to_image
+from hgpose.data.crop import box_centred_crop, to_image
 from hgpose.errors import HgposeError
 from hgpose.inference import box_crop
 from hgpose.runs import RunDir, resolve_checkpoint
@@ -36,28 +36,22 @@ def read_png(path: Path) -> np.ndarray:
 
 # --- crop rule for a box ---------------------------------------------------------------------
 
-def test_box_crop_is_the_thesis_rule_on_the_box():
-    # square on the longer side, centred on the box, +10 %
-    assert box_crop((100, 50, 40, 100), 640, 480) == thesis_crop_box((100, 50, 40, 100), _corners(100, 50, 140, 150), 640, 480)
+def test_box_crop_is_evaluates_gt_box_crop():
+    # square on the longer side x 1.25, centred on the box: evaluate's gt-box crop, whole pixels
+    assert box_crop((100, 50, 40, 100), 640, 480) == box_centred_crop((100, 50, 40, 100), 640, 480)
     b = box_crop((100, 50, 40, 100), 640, 480)
-    assert b.side == 110 and b.x0 == 120 - 55 and b.y0 == 100 - 55
-    # too big for the image: the largest square it holds, pushed inside
+    assert b.side == 125 and b.x0 == round(120 - 62.5) and b.y0 == round(100 - 62.5)
+    # larger than the image: not shrunk, the part past the border is padding
     b = box_crop((0, 0, 640, 480), 640, 480)
-    assert (b.side, b.y0) == (480, 0) and b.x0 == 80
-    b = box_crop((600, 400, 30, 60), 640, 480)         # near the corner: moved back inside
-    assert b.x0 + b.side <= 640 and b.y0 + b.side <= 480
+    assert (b.x0, b.y0, b.side) == (-80, -160, 800)
+    b = box_crop((600, 400, 30, 60), 640, 480)         # near the corner: centred anyway, not moved
+    assert (b.x0, b.y0, b.side) == (578, 392, 75)
     # a box reaching out of the image counts only where it is inside
     assert box_crop((-50, -50, 150, 150), 640, 480) == box_crop((0, 0, 100, 100), 640, 480)
     with pytest.raises(HgposeError, match="outside"):
         box_crop((700, 10, 20, 20), 640, 480)
     with pytest.raises(HgposeError, match="w > 0"):
         box_crop((10, 10, 0, 20), 640, 480)
-
-
-def _corners(x0, y0, x1, y1):
-    kps = np.zeros((17, 3))
-    kps[0], kps[1] = (x0, y0, 2), (x1, y1, 2)
-    return kps
 
 
 # --- the Python API --------------------------------------------------------------------------
@@ -132,16 +126,21 @@ def test_predict_writes_json_and_pictures(run, coco_sample, tmp_path):
 
     skeleton = read_png(tmp_path / "out" / f"{name}.skeleton.png")
     heat = read_png(tmp_path / "out" / f"{name}.heatmaps.png")
-    assert skeleton.shape == image.shape and heat.shape == (256, 256, 3)
+    # the heatmaps over the 256x256 crop, a 76 px colour bar beside them, a caption line below
+    assert skeleton.shape == image.shape and heat.shape == (256 + 20, 256 + 76, 3)
     # the skeleton is drawn where the joints are: pixels there differ from the photo
     changed = np.any(skeleton != image, axis=-1)
     assert changed.mean() > 0.001
-    drawn = [kp for kp in np.array(entry["keypoints"]).reshape(17, 3) if kp[2] > 0]  # score > 0
+    # score > 0 and inside the photo (the whole image is padded to a square: an untrained
+    # network may put a joint in the padding, where no picture of the photo can show it)
+    height, width = image.shape[:2]
+    drawn = [kp for kp in np.array(entry["keypoints"]).reshape(17, 3)
+             if kp[2] > 0 and -0.5 <= kp[0] < width - 0.5 and -0.5 <= kp[1] < height - 0.5]
     assert drawn
     for x, y, _ in drawn:
         xi, yi = int(round(x)), int(round(y))
         assert changed[max(yi - 1, 0):yi + 2, max(xi - 1, 0):xi + 2].any()
-    assert not np.array_equal(heat, summary.outcomes[0].prediction.crop)
+    assert not np.array_equal(heat[:256, :256], est.infer(image).crop)
 
     # with a box: the crop comes from it, and the output says so
     summary = predict_images(est, [path], tmp_path / "boxed", box=(40, 30, 120, 260))

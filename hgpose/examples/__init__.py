@@ -5,6 +5,9 @@ licences).
     from hgpose import examples
     examples.images()       # [Path, ...] the JPEG files
     examples.boxes()        # {"000000252219.jpg": [[x, y, w, h], ...], ...}
+
+`hgpose predict RUN_DIR --examples` predicts every person of them with these boxes
+(`BOXES`, a boxes file in the JSON-object format `hgpose predict --boxes` reads).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 from pathlib import Path
 
 FOLDER = Path(__file__).resolve().parent
+BOXES = FOLDER / "boxes.json"
 
 
 def images() -> list[Path]:
@@ -22,4 +26,4 @@ def images() -> list[Path]:
 
 def boxes() -> dict[str, list[list[float]]]:
     """file name -> the person boxes (x, y, w, h in pixels) of that photo."""
-    return json.loads((FOLDER / "boxes.json").read_text())
+    return json.loads(BOXES.read_text())

@@ -3,6 +3,7 @@
     import hgpose
     est = hgpose.load("runs/thesis")              # a run directory, or a .safetensors file
     keypoints = est.predict(image, box=(x, y, w, h))  # [17, 3]: x, y, score in image pixels
+    people = est.predict_people(image, [box1, box2])  # one [17, 3] array per person box
     heatmaps = est.heatmaps(image)                # [17, 64, 64] of the person crop
 
 `image` is an RGB uint8 array [H, W, 3] (greyscale [H, W] and RGBA are accepted), a file
@@ -13,9 +14,12 @@ frame a viewer shows; an array is taken as it is. Everything `hgpose evaluate`, 
 `export` do goes through `Estimator`, so the commands and a notebook see the same numbers
 (`evaluate` crops a dataset's stored pixels, the frame its annotations are in).
 
-The person crop follows the thesis crop rule (SPEC §1) on the given box; without a box the
-whole image is taken as the person's box. Heatmaps are decoded with the run's own codec and
-mapped back to the image through the crop box.
+A person known by a box is cropped as `hgpose evaluate`'s default protocol (gt-box) crops
+it: a square on the box's longer side times `BOX_PADDING` (1.25, as mmpose and HRNet),
+centred on the box, the part past the image's border black (`box_crop`). Without a box the
+whole image is the one person's crop, padded to a square so that nothing of it is cut
+(`whole_image_crop`). Heatmaps are decoded with the run's own codec and mapped back to the
+image through the crop box.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hgpose.data.crop import CROP_SIZE, CropBox, cut_crop, thesis_crop_box, to_image
+from hgpose.data.crop import BOX_PADDING, CROP_SIZE, CropBox, box_centred_crop, cut_padded_crop, to_image
 from hgpose.errors import HgposeError
 from hgpose.images import as_rgb
 from hgpose.inference import forward, onnx_runtime
@@ -36,7 +40,12 @@ from hgpose.inference.load import load_run
 from hgpose.runs import RunDir
 from hgpose.skeleton import JOINTS, NUM_JOINTS
 
-__all__ = ["Estimator", "Prediction", "box_crop", "decode_to_image", "load", "target_peak"]
+__all__ = ["BOX_PADDING", "Estimator", "Prediction", "box_crop", "decode_to_image", "load", "target_peak",
+           "whole_image_crop"]
+
+# Crops per forward pass when an image has several people: the memory of one batch
+# (crops, heatmaps), whatever the number of boxes.
+PEOPLE_BATCH = 16
 
 
 # --- loading a run ---------------------------------------------------------------------------
@@ -82,26 +91,45 @@ def target_peak(codec) -> float:
 
 # --- images and boxes ----------------------------------------------------------------------
 
-def box_crop(box, width: int, height: int) -> CropBox:
-    """The thesis crop rule for a person known only by a box (x, y, w, h): square on the
-    box's longer side, centred on the box centre, enlarged 10 %, fitted into the image.
-
-    The rule in crop.py also centres on the labelled keypoints' extent; giving it the box's
-    two corners as the only "keypoints" makes that extent the box itself, so this is the
-    very same rule (steps 1-6), not a second implementation of it.
-    """
+def box_crop(box, width: int, height: int, what: str = "box") -> CropBox:
+    """The crop of a person known only by a box (x, y, w, h) in a width x height image:
+    centred on the box centre, square side = the box's longer side x `BOX_PADDING` (1.25),
+    whole pixels. The very crop of `hgpose evaluate --protocol gt-box` (`box_centred_crop`),
+    so predict and evaluate see a person alike: the box is first clipped to the image (only
+    that part holds the person) and the square may reach past the border, where
+    `cut_padded_crop` fills it with black. HgposeError naming `what` when the box is not
+    finite, has no area, or lies outside the image."""
     x, y, w, h = (float(v) for v in box)
+    label = f"{what} {x:g},{y:g},{w:g},{h:g}"
     if not all(np.isfinite((x, y, w, h))) or w <= 0 or h <= 0:
-        raise HgposeError(f"box {x:g},{y:g},{w:g},{h:g}: give x,y,w,h with w > 0 and h > 0")
-    # Only the part of the box inside the image holds the person.
-    x0, y0 = max(x, 0.0), max(y, 0.0)
-    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
-    if x1 <= x0 or y1 <= y0:
-        raise HgposeError(f"box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} image")
-    corners = np.zeros((NUM_JOINTS, 3))
-    corners[0] = (x0, y0, 2)
-    corners[1] = (x1, y1, 2)
-    return thesis_crop_box((x0, y0, x1 - x0, y1 - y0), corners, width, height)
+        raise HgposeError(f"{label}: give x,y,w,h with w > 0 and h > 0")
+    # the part of the box inside the image must have an area: a box touching the image only
+    # along an edge holds nobody
+    if min(x + w, width) <= max(x, 0) or min(y + h, height) <= max(y, 0):
+        raise HgposeError(f"{label} lies outside the {width}x{height} image")
+    return box_centred_crop((x, y, w, h), width, height, BOX_PADDING)
+
+
+def whole_image_crop(width: int, height: int) -> CropBox:
+    """The crop of an image without a person box: the whole image padded to a square (side =
+    its longer side, the image centred, the padding black), so that a person anywhere in
+    it, at the edges too, is in the crop. (A centre square would cut off the sides of a wide
+    photo.)"""
+    side = max(width, height)
+    return CropBox((width - side) // 2, (height - side) // 2, side)
+
+
+def person_boxes(boxes) -> np.ndarray:
+    """`boxes` (a sequence of (x, y, w, h)) as float64 [N, 4]; HgposeError if it is not one."""
+    try:
+        array = np.asarray(boxes, np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is not None and array.size == 0:
+        return np.zeros((0, 4))
+    if array is None or array.ndim != 2 or array.shape[1] != 4:
+        raise HgposeError("boxes: give a list of person boxes (x, y, w, h), e.g. [(120, 40, 200, 380)]")
+    return array
 
 
 # --- the estimator -------------------------------------------------------------------------
@@ -114,8 +142,9 @@ class Prediction:
     heatmaps: np.ndarray    # float32 [17, 64, 64] of the crop (flip-averaged if flip)
     crop: np.ndarray        # uint8 [256, 256, 3]: what the network saw
     crop_box: CropBox       # where the crop lies in the image
-    box: tuple              # the person box (x, y, w, h) the crop rule started from
-    whole_image: bool       # True when no box was given and the whole image was used
+    box: tuple              # the person box (x, y, w, h) the crop started from (the image's
+                            # own box (0, 0, W, H) when none was given)
+    whole_image: bool       # True when no box was given: the whole image, padded to a square
 
     def to_coco(self, image_id: int | None = None) -> dict:
         """One COCO keypoint result (image_id, category_id 1, 51 values, score = mean joint score)."""
@@ -221,26 +250,62 @@ class Estimator:
 
     def crop(self, image, box=None) -> tuple[np.ndarray, CropBox, tuple, bool]:
         """(crop uint8 [256,256,3], crop box, person box used, whole_image) for one image
-        (a path or PIL image as displayed: EXIF orientation applied)."""
+        (a path or PIL image as displayed: EXIF orientation applied). With a box: `box_crop`;
+        without: the whole image padded to a square (`whole_image_crop`)."""
         image = as_rgb(image, exif=True)
         height, width = image.shape[:2]
         whole = box is None
         if whole:
-            box = (0.0, 0.0, float(width), float(height))
-        crop_box = box_crop(box, width, height)
-        return cut_crop(image, crop_box, self.input_size), crop_box, tuple(float(v) for v in box), whole
+            crop_box, box = whole_image_crop(width, height), (0, 0, width, height)
+        else:
+            crop_box = box_crop(box, width, height)
+        return (cut_padded_crop(image, crop_box, self.input_size), crop_box,
+                tuple(float(v) for v in box), whole)
 
     def infer(self, image, box=None, flip: bool | None = None) -> Prediction:
         """Crop, run, decode and map back one person: the full `Prediction`."""
         crop, crop_box, box, whole = self.crop(image, box)
-        heatmaps = self.crop_heatmaps(crop, flip)
-        keypoints = self.decode(heatmaps, [crop_box])[0]
-        return Prediction(keypoints, heatmaps[0].cpu().numpy(), crop, crop_box, box, whole)
+        return self._predictions(np.stack([crop]), [crop_box], [box], whole, flip)[0]
 
     def predict(self, image, box=None, flip: bool | None = None) -> np.ndarray:
-        """Keypoints float32 [17, 3]: (x, y) in image pixels and the joint's score."""
+        """Keypoints float32 [17, 3]: (x, y) in image pixels and the joint's score. Without a
+        box, one person in the whole image (padded to a square)."""
         return self.infer(image, box, flip).keypoints
 
     def heatmaps(self, image, box=None, flip: bool | None = None) -> np.ndarray:
         """The crop's heatmaps float32 [17, 64, 64] (see `crop` for where the crop lies)."""
         return self.infer(image, box, flip).heatmaps
+
+    # -- several people in one image --------------------------------------------------------
+
+    def iter_people(self, image, boxes, flip: bool | None = None):
+        """One `Prediction` per person box (x, y, w, h) of one image, in the boxes' order,
+        computed `PEOPLE_BATCH` crops per forward pass, so memory stays that of one batch
+        however many boxes there are. Every box is checked first: an HgposeError naming the
+        box (its index) before any work."""
+        image = as_rgb(image, exif=True)
+        boxes = person_boxes(boxes)
+        height, width = image.shape[:2]
+        crop_boxes = [box_crop(b, width, height, f"box {i}") for i, b in enumerate(boxes)]
+        for start in range(0, len(boxes), PEOPLE_BATCH):
+            chunk = crop_boxes[start:start + PEOPLE_BATCH]
+            crops = np.stack([cut_padded_crop(image, c, self.input_size) for c in chunk])
+            chunk_boxes = [tuple(float(v) for v in b) for b in boxes[start:start + PEOPLE_BATCH]]
+            yield from self._predictions(crops, chunk, chunk_boxes, False, flip)
+
+    def infer_people(self, image, boxes, flip: bool | None = None) -> list[Prediction]:
+        """The full `Prediction` of every person box (x, y, w, h) of one image (`iter_people`)."""
+        return list(self.iter_people(image, boxes, flip))
+
+    def predict_people(self, image, boxes, flip: bool | None = None) -> list[np.ndarray]:
+        """Keypoints float32 [17, 3] (x, y in image pixels, score) of every person box."""
+        return [p.keypoints for p in self.iter_people(image, boxes, flip)]
+
+    def _predictions(self, crops: np.ndarray, crop_boxes: list[CropBox], boxes: list[tuple],
+                     whole: bool, flip: bool | None) -> list[Prediction]:
+        """Run a batch of crops and decode each back to the image through its crop box."""
+        heatmaps = self.crop_heatmaps(crops, flip)
+        keypoints = self.decode(heatmaps, crop_boxes)
+        maps = heatmaps.cpu().numpy()
+        return [Prediction(keypoints[i], maps[i], crops[i], crop_boxes[i], boxes[i], whole)
+                for i in range(len(crops))]
