@@ -117,24 +117,28 @@ def picture(run: Path, coco: Path, report: Path, predict_dir: Path, path: Path, 
     import numpy as np
 
     import hgpose
+    from hgpose.io import write_json
     from hgpose.predict import predict_images
 
     data = json.loads((coco / "annotations" / "person_keypoints_val2017.json").read_text())
     files = {im["id"]: im["file_name"] for im in data["images"]}
     people = sorted((a for a in data["annotations"] if not a.get("iscrowd")),
                     key=lambda a: (-sum(v > 0 for v in a["keypoints"][17::3]), a["id"]))
-    estimator, tiles, used = hgpose.load(run), [], set()
+    chosen = {}   # one person per image: the most labelled one
     for ann in people:
-        if len(tiles) == count:
+        if len(chosen) == count:
             break
-        if ann["image_id"] in used:
-            continue
-        used.add(ann["image_id"])
-        summary = predict_images(estimator, [coco / "val2017" / files[ann["image_id"]]], predict_dir,
-                                 box=tuple(ann["bbox"]))
-        drawn = [f for o in summary.outcomes for f in o.files if str(f).endswith(".skeleton.png")]
+        chosen.setdefault(ann["image_id"], ann)
+    boxes_file = predict_dir.parent / "predict-boxes.json"
+    write_json(boxes_file, {files[i]: [a["bbox"]] for i, a in chosen.items()})
+    summary = predict_images(hgpose.load(run), [coco / "val2017" / files[i] for i in chosen], predict_dir,
+                             boxes=boxes_file)
+    drawn = {Path(f).name.split(".")[0]: f for o in summary.outcomes for f in o.files
+             if str(f).endswith(".skeleton.png")}
+    tiles = []
+    for image_id, ann in chosen.items():
+        image = cv2.imread(str(drawn[Path(files[image_id]).stem]))
         x, y, w, h = (int(v) for v in ann["bbox"])
-        image = cv2.imread(str(drawn[0]))
         pad = int(0.15 * max(w, h))
         top, left = max(0, y - pad), max(0, x - pad)
         tiles.append(image[top:y + h + pad, left:x + w + pad])

@@ -77,8 +77,10 @@ def _train_within(data_dir: Path, run_dir: Path, seconds: float, progress: bool)
 
 
 def _predict_examples(coco_root: Path, run_dir: Path, out_dir: Path, count: int = 3) -> list[str]:
-    """Predict the first person of a few validation images, with their annotated boxes."""
+    """Predict the first person of a few validation images, with their annotated boxes, in
+    one call (so one results file)."""
     import hgpose
+    from hgpose.io import write_json
     from hgpose.predict import predict_images
 
     data = json.loads((coco_root / "annotations" / "person_keypoints_val2017.json").read_text())
@@ -86,16 +88,14 @@ def _predict_examples(coco_root: Path, run_dir: Path, out_dir: Path, count: int 
     for ann in data["annotations"]:
         if ann.get("num_keypoints", 0) > 0:
             first.setdefault(ann["image_id"], ann)
-    estimator = hgpose.load(run_dir)
-    files = []
-    for image in data["images"]:
-        if len(files) >= count:
-            break
-        if image["id"] in first:
-            summary = predict_images(estimator, [coco_root / "val2017" / image["file_name"]], out_dir,
-                                     box=tuple(first[image["id"]]["bbox"]))
-            files += [str(f) for o in summary.outcomes for f in o.files if str(f).endswith(".skeleton.png")]
-    return files
+    chosen = [image for image in data["images"] if image["id"] in first][:count]
+    if not chosen:
+        return []
+    boxes_file = out_dir.parent / "predict-boxes.json"
+    write_json(boxes_file, {image["file_name"]: [first[image["id"]]["bbox"]] for image in chosen})
+    summary = predict_images(hgpose.load(run_dir), [coco_root / "val2017" / image["file_name"] for image in chosen],
+                             out_dir, boxes=boxes_file)
+    return [str(f) for o in summary.outcomes for f in o.files if str(f).endswith(".skeleton.png")]
 
 
 def demo(out_dir: str | Path = "demo-out", *, minutes: float = 10.0, train_images: int = 400,

@@ -156,9 +156,10 @@ def _metadata(est, size: int) -> dict:
         "mean_rgb": json.dumps([float(v) for v in est.mean_rgb]),
         "codec": json.dumps(est.codec.describe()),
         "joints": json.dumps(list(JOINTS)),
-        "crop_rule": "thesis (SPEC §1): square on the person box's longer side, centred, x1.1, "
-                     "fitted into the image, resized to 256x256; x = x0 + (u + 0.5) * side / 256 - 0.5 "
-                     "(a pixel's centre is its index)",
+        "crop_rule": "a person box (x, y, w, h): a square on its longer side x1.25, centred, the part "
+                     "outside the image padded black (hgpose predict); training crops used the thesis "
+                     "rule (x1.1, fitted into the image); resized to 256x256; "
+                     "x = x0 + (u + 0.5) * side / 256 - 0.5 (a pixel's centre is its index)",
     }
 
 
