@@ -424,8 +424,8 @@ def test_init_accepts_a_run_folder_by_the_best_last_rule(trained, store, tmp_pat
     assert cli("train", store, "--out", tmp_path / "run2", "--init", empty, "--set", *TINY) == 2
     one_line(capsys, f"--init {empty / 'checkpoints'}: no best.safetensors or last.safetensors")
     assert cli("train", store, "--out", tmp_path / "run2", "--init", tmp_path / "nope", "--set", *TINY) == 2
-    one_line(capsys, f"--init {tmp_path / 'nope'}: not found — give a run directory of `hgpose train` or a "
-                     ".safetensors weights file")
+    one_line(capsys, f"--init {tmp_path / 'nope'}: not found — give a run directory of `hgpose train`, a "
+                     ".safetensors weights file or a registered model name")
 
 
 # --- more hostile cases ------------------------------------------------------------------------
