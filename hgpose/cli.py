@@ -404,13 +404,17 @@ def _add_explain(sub) -> None:
         help="what the network learned: latent PCA and K-means, skip ablation, saliency, HTML report",
         description=(
             "Run a trained network over one split of a dataset store, keep its latent (by default "
-            "the 3rd bottleneck Residual, 4,096 values) in a memory-mapped cache, and analyse it as "
+            "the model's latent layer: the thesis network's 3rd bottleneck Residual, 4,096 values; "
+            "512 for the cpu preset's network) in a memory-mapped cache, and analyse it as "
             "the thesis did -- PCA with PC walks, K-means for K=2..10 chosen by silhouette, on all "
             "crops and on the fully annotated ones -- plus the skip-connection ablation, per-joint "
             "saliency (occlusion, Grad-CAM) and, with --compare, SHG vs SHG+AE. Writes "
             "REPORT_DIR/explain.json (every number), figures/*.png and one self-contained "
-            "report.html. Running again reuses the latents while the checkpoint is unchanged; "
-            "with --only it recomputes just those parts and keeps the others."
+            "report.html, which opens with the network's thesis PCK on the crops beside what a "
+            "network that learned nothing scores there, and warns when it is near that level; "
+            "the thesis's numbers appear only where they compare (COCO data; its 4,096-value "
+            "latent for the PCA and K-means figures). Running again reuses the latents while the "
+            "checkpoint is unchanged; with --only it recomputes just those parts and keeps the others."
         ),
         epilog=(
             "Example: hgpose explain runs/thesis --data data/coco --out reports/thesis-train; "
@@ -435,7 +439,10 @@ def _add_explain(sub) -> None:
     p.add_argument("--cache", dest="cache_dir", default=None, metavar="DIR",
                    help="folder of the latents cache (default: REPORT_DIR/latents)")
     p.add_argument("--limit", type=_count, default=0, metavar="N",
-                   help="use only the first N crops of the split (default: 0 = all)")
+                   help="use only the first N crops of the split; every part's cost then follows N: one "
+                        "network pass per crop for the latents and one more for the ablation, PCA and "
+                        "K-means on N rows, saliency on at most as many crops as cost no more passes than "
+                        "the latents (see --saliency-samples) (default: 0 = all)")
     _add_device(p)
     _add_precision(p)
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="crops per network pass (default: 32)")

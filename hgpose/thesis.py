@@ -5,6 +5,10 @@ figures, report and explain.json) reads it from here, so a figure is corrected o
 Each constant names the SPEC section it comes from; "the thesis" is the 2021 DIKU bachelor
 thesis this package reproduces, "SHG" its 1-stack network and "SHG+AE" the same network with
 the 50-dim latent autoencoder. These are reference values only: no computation depends on them.
+
+A thesis number is shown only with `LABEL` (what it is and what it was measured on) and only
+beside results it compares with: `data_mismatch` and `latent_mismatch` say why not, in words,
+for the reader of a report or a table.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ TEST_CROPS = 5_064
 
 #: Values in the analysed latent: the 3rd bottleneck Residual's 256 x 4 x 4 output.
 LATENT_DIM = 256 * 4 * 4
+#: Values in SHG+AE's latent: the autoencoder's code.
+AE_CODE_DIM = 50
 
 # --- SPEC §6, explainability ---------------------------------------------------------------
 
@@ -81,3 +87,54 @@ CURVE_BEST_VAL_LOSS = 5.43e-5
 CURVE_LOWEST_VAL_LOSS = (5.15e-5, 32, 0.42)
 #: Training was stopped after this epoch.
 CURVE_LAST_EPOCH = 50
+
+
+# --- what the numbers are, and where they compare ------------------------------------------
+
+#: The dataset format of everything the thesis measured (COCO 2017).
+DATA_FORMAT = "coco"
+#: What the thesis's numbers were measured on, said wherever one is shown ("the thesis (LABEL)").
+LABEL = (f"COCO 2017; its 1-stack network (SHG) trained on full COCO train; its {LATENT_DIM:,}-value latent")
+#: The kind of data of a COCO-layout source that `hgpose synth` made (not COCO's people).
+SYNTHETIC = "synthetic"
+
+
+def data_kinds(sources) -> list[str]:
+    """What each source of a store holds (a manifest's "sources"), for `data_mismatch`: its
+    dataset format, or SYNTHETIC for a COCO-layout folder made by `hgpose synth` (which leaves
+    its synth.json there)."""
+    from pathlib import Path
+
+    kinds = []
+    for source in sources:
+        folder = source.get("path")
+        synthetic = bool(folder) and (Path(folder) / "synth.json").is_file()
+        kinds.append(SYNTHETIC if synthetic else source.get("format"))
+    return kinds
+
+
+def data_mismatch(kinds) -> str | None:
+    """Why the thesis's accuracy numbers do not compare with results on data of these kinds
+    (`data_kinds`), or None when they do: PCK depends on the people and the joints a dataset
+    labels, so only COCO results compare with COCO's."""
+    kinds = [k for k in (kinds or []) if k]
+    if not kinds:
+        return "the data's format is not recorded, and the thesis measured COCO"
+    others = sorted(set(kinds) - {DATA_FORMAT})
+    if others:
+        words = ["synthetic people (hgpose synth)" if k == SYNTHETIC else f"in the {k} format" for k in others]
+        return f"the thesis measured COCO and this data is {' and '.join(words)}"
+    return None
+
+
+def latent_mismatch(kinds, dim: int, thesis_dim: int = LATENT_DIM) -> str | None:
+    """Why the thesis's latent figures (shares of variance, components for 95 %, K and
+    silhouettes) do not compare with a latent of `dim` values on data of `kinds`, or None:
+    they depend on the latent's size as much as on what it encodes, and on the data."""
+    data = data_mismatch(kinds)
+    if data:
+        return data
+    if dim != thesis_dim:
+        return (f"the thesis's latent has {thesis_dim:,} values and this one {dim:,}; shares of variance, "
+                "component counts, K and silhouettes change with the latent's size")
+    return None

@@ -50,7 +50,9 @@ from hgpose.outputs import leftover_staging, staged
 from hgpose.progress import bar as progress_bar
 from hgpose.runs import default_eval_dir
 from hgpose.skeleton import JOINTS, NUM_JOINTS
+from hgpose.thesis import LABEL as THESIS_LABEL
 from hgpose.thesis import PCK as THESIS_PCK
+from hgpose.thesis import data_kinds, data_mismatch
 
 # SPEC §7: the thesis's own numbers for its 1-stack SHG, printed beside ours for reference.
 THESIS_REFERENCE = THESIS_PCK["SHG"]
@@ -316,6 +318,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
                        checkpoint=est.checkpoint, split=split, flip=bool(flip),
                        codec=type(est.codec).__name__, refine=getattr(est.codec, "refine", "none"),
                        precision=est.precision, engine=est.engine, data_dir=str(Path(data_dir).resolve()),
+                       data=data_kinds(store.sources),
                        joints=[name for name, keep in zip(JOINTS, scored) if keep])
         write_outputs(stage.path, metrics, rows, results)
         for name in os.listdir(out_dir):    # results files of an earlier call that this one has not
@@ -515,7 +518,10 @@ def format_tables(metrics: dict, per_joint: bool = False) -> str:
         lines += ["", "| joint | thesis PCK | PCK@0.2 box | PCK@0.2 torso |", "|---|---|---|---|"]
         lines += [f"| {j} | {_fmt(pj[j])} | {_fmt(box[j])} | {_fmt(torso[j])} |" for j in JOINTS]
     if per_joint:
-        lines += ["", "Thesis SHG: SPEC §7 (the thesis's 1-stack network). " + COCO_NOTES[protocol]]
+        shown = metrics.get("pck_thesis") is not None and _thesis_mismatch(metrics) is None
+        lines += ["", (f"thesis SHG column: the thesis's own results ({THESIS_LABEL}; SPEC §7). "
+                       if shown else "")
+                  + COCO_NOTES[protocol]]
     return "\n".join(lines) + "\n"
 
 
@@ -553,13 +559,27 @@ def _header(metrics: dict, protocol: str) -> list[str]:
     return lines
 
 
+def _thesis_mismatch(metrics: dict) -> str | None:
+    """Why the thesis's COCO column does not belong beside these numbers (None: it does):
+    only a store whose every source is COCO's own data compares with it ("data": what each
+    source holds, `hgpose.thesis.data_kinds`)."""
+    return data_mismatch(metrics.get("data"))
+
+
 def _thesis_table(metrics: dict, protocol: str) -> list[str]:
+    """Our thesis PCK, beside the thesis SHG's on the same split of COCO when the store is
+    COCO; elsewhere a line saying why that column is left out."""
     ref = THESIS_REFERENCE.get(metrics.get("split", "?"), {})
     thesis, counted = metrics["pck_thesis"], metrics["pck_thesis_images"]
     title = ("thesis PCK (64x64 argmax, < 3.2 px)" if protocol == "thesis" else
              "thesis PCK on the thesis crops (placed with the GT keypoints; 64x64 argmax, < 3.2 px)")
-    lines = ["", f"| {title} | ours | images | thesis SHG |", "|---|---|---|---|"]
+    mismatch = _thesis_mismatch(metrics)
     labels = {"all": "all labelled (v=1,2)", "visible": "visible (v=2)", "limbs": "limbs"}
+    if mismatch:
+        lines = ["", f"| {title} | ours | images |", "|---|---|---|"]
+        lines += [f"| {labels[name]} | {_fmt(thesis[name])} | {counted[name]:,d} |" for name in SUBSETS]
+        return lines + ["", f"No thesis column: {mismatch}, so its PCK does not compare with these."]
+    lines = ["", f"| {title} | ours | images | thesis SHG |", "|---|---|---|---|"]
     for name in SUBSETS:
         lines.append(f"| {labels[name]} | {_fmt(thesis[name])} | {counted[name]:,d} | {_fmt(ref.get(name))} |")
     return lines

@@ -8,7 +8,8 @@ self-contained HTML report.
 Each analysis is one module following the part protocol (protocol): pca, kmeans (with
 clusters, the sweep and silhouette, and lloyd, the solver), ablation, saliency, compare,
 factors (synthetic data's known factors). pipeline registers them in PARTS and runs them;
-context is what they share; latents is the cached network pass; figures and report draw.
+context is what they share; latents is the cached network pass; accuracy scores the network
+on the crops beside what learning nothing scores (the report's warning); figures and report draw.
 See docs/explain.md.
 """
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hgpose import thesis
 from hgpose.explain.lloyd import kmeans_many
 
 ALGORITHMS = ("lloyd", "elkan", "minibatch")
@@ -207,10 +206,15 @@ def cluster_plane(z: np.ndarray, seed: int = 0, fit_rows: int = 5000) -> tuple[n
 # --- figures -------------------------------------------------------------------------------
 
 def silhouette_figure(sweeps: dict[str, dict], labels: dict[str, str]):
-    """Mean silhouette (left) and the share of variance left inside clusters (right) per K."""
+    """Mean silhouette (left) and the share of variance left inside clusters (right) per K;
+    one legend below both."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(10, 3.6))
+    from hgpose.explain import figures
+
+    fig = Figure(figsize=(10, 4.0), layout="constrained")
     left, right = fig.subplots(1, 2)
     for (name, s), colour in zip(sweeps.items(), ("#1f77b4", "#ff7f0e")):
         ks = [r["k"] for r in s["per_k"]]
@@ -218,21 +222,18 @@ def silhouette_figure(sweeps: dict[str, dict], labels: dict[str, str]):
                   label=f"{labels[name]} (chosen K={s['chosen_k']})")
         best = next(r for r in s["per_k"] if r["k"] == s["chosen_k"])
         left.plot([best["k"]], [best["silhouette"]], marker="*", markersize=15, color=colour)
-        right.plot(ks, [r["inertia_fraction"] for r in s["per_k"]], "o-", color=colour, label=labels[name])
-    from matplotlib.ticker import MaxNLocator
-
+        right.plot(ks, [r["inertia_fraction"] for r in s["per_k"]], "o-", color=colour)
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.25)
     left.set_xlabel("K")
     left.set_ylabel("mean silhouette")
-    left.set_title(f"Silhouette (star: chosen K; thesis: K={thesis.KMEANS_BEST_K}, "
-                   f"{thesis.SILHOUETTE_RANDOM} / {thesis.SILHOUETTE_FULLY_ANNOTATED})", fontsize=10)
+    left.set_title("Mean silhouette per K", fontsize=10)
     right.set_xlabel("K")
     right.set_ylabel("within-cluster SS / total SS")
     right.set_title("K-means objective (share of variance left)", fontsize=10)
-    for ax in (left, right):
-        ax.grid(alpha=0.25)
-        ax.legend(fontsize=8)
+    star = Line2D([], [], marker="*", markersize=11, color="grey", linestyle="none", label="chosen K")
+    figures.legend_below(fig, [left], extra=[star])
     return fig
 
 

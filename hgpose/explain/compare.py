@@ -18,6 +18,7 @@ import numpy as np
 
 from hgpose import thesis
 from hgpose.errors import HgposeError
+from hgpose.explain import accuracy, figures
 from hgpose.explain import pca as pca_mod
 from hgpose.explain.pca import PCAResult
 from hgpose.explain.protocol import fragment
@@ -41,14 +42,11 @@ def model_name(checkpoint: Checkpoint) -> str:
 
 
 def row(role: str, checkpoint: Checkpoint, latents: Latents, layer: str, pca_all: PCAResult,
-        pca_full: PCAResult | None) -> dict:
-    from hgpose.evaluate.pck import SUBSETS
-
-    pck = {}
-    for i, name in enumerate(SUBSETS):
-        v = latents.pck[:, i]
-        v = v[~np.isnan(v)]
-        pck[name] = float(v.mean()) if len(v) else None
+        pca_full: PCAResult | None, keypoints: np.ndarray) -> dict:
+    """One model's row: its thesis PCK on the crops (`keypoints`, over the joints it was
+    trained on) and its latent's PCA."""
+    cells = accuracy.grid_cells(latents.pred[..., :2])
+    pck = accuracy.means(accuracy.per_image_pck(cells, keypoints, checkpoint.trained))
     return {
         "role": role,
         "model": model_name(checkpoint),
@@ -63,17 +61,37 @@ def row(role: str, checkpoint: Checkpoint, latents: Latents, layer: str, pca_all
     }
 
 
-def section(rows: list[dict], split: str, figure_path: str) -> dict:
+THESIS_DIMS = {"SHG": thesis.LATENT_DIM, "SHG+AE": thesis.AE_CODE_DIM}
+
+
+def thesis_shown(rows: list[dict], kinds) -> dict:
+    """Which of the thesis's rows compare with ours, and why not: its PCK on the same data
+    (COCO), its components for 95 % also only beside our model of that name with a latent
+    of the thesis's size."""
+    data = thesis.data_mismatch(kinds)
+    out = {"pck": {"comparable": data is None, "why_not": data}, "components_for_95": {}}
+    for name, dim in THESIS_DIMS.items():
+        ours = [r["dim"] for r in rows if r["model"] == name]
+        if ours:
+            why = thesis.latent_mismatch(kinds, ours[0], dim)
+        else:
+            why = data or f"neither model here is an {name}"
+        out["components_for_95"][name] = {"comparable": why is None, "why_not": why}
+    return out
+
+
+def section(rows: list[dict], split: str, figure_path: str, kinds=("coco",)) -> dict:
     """explain.json's compare part: both models' rows, measured on `split`, beside the
-    thesis's numbers and the splits those came from."""
-    return {"split": split, "models": rows, "thesis": THESIS, "figure": figure_path}
+    thesis's numbers, the splits those came from and which of them compare with ours."""
+    return {"split": split, "models": rows, "thesis": THESIS, "thesis_shown": thesis_shown(rows, kinds),
+            "figure": figure_path}
 
 
 def figure(rows: list[dict], split: str):
     """Cumulative explained variance of each model's latent on `split`, 95 % marked."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 3.8))
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.subplots()
     for r, colour in zip(rows, ("#1f77b4", "#d62728")):
         c = np.asarray(r["cumulative"])
@@ -87,10 +105,8 @@ def figure(rows: list[dict], split: str):
     ax.set_xlabel("number of components")
     ax.set_ylabel("cumulative explained variance")
     ax.set_ylim(0, 1.01)
-    ax.set_title(f"Latent PCA on the {split} split, side by side (thesis, {thesis.PCA_SPLIT} split: "
-                 f"{THESIS['SHG']['components_for_95']} vs {THESIS['SHG+AE']['components_for_95']} "
-                 "components for 95 %)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Latent PCA of both models on the {split} split, side by side", fontsize=10)
+    figures.legend_below(fig, ncols=1)
     ax.grid(alpha=0.25, which="both")
     return fig
 
@@ -139,13 +155,14 @@ def run(ctx: Context) -> dict:
     full = other_lat.fully_annotated
     other_full = pca_mod.fit_pca(other_lat.values, full) if len(full) >= pca_mod.MIN_ROWS else None
     spaces = pca_mod.spaces(ctx)
+    keypoints = ctx.labels()
     rows = [row("this run", ctx.checkpoint, ctx.latents, ctx.layer, spaces["all"].pca,
-                spaces["full"].pca if "full" in spaces else None),
-            row("--compare", other, other_lat, other_layer, other_all, other_full)]
+                spaces["full"].pca if "full" in spaces else None, keypoints),
+            row("--compare", other, other_lat, other_layer, other_all, other_full, keypoints)]
     path = ctx.save_figure(figure(rows, o.split), "compare_variance.png")
     for r in rows:
         r.pop("cumulative")   # plotted; the per-run PCA section holds the curves
-    return section(rows, o.split, path)
+    return section(rows, o.split, path, ctx.sections["thesis_reference"]["data"])
 
 
 def summary_lines(section: dict, result: dict) -> list[str]:

@@ -47,6 +47,7 @@ class Context:
     # files move into out_dir together when the call succeeds (`hgpose.outputs`); out_dir
     # itself when not given. Paths in explain.json are relative to it, so the same in out_dir.
     write_dir: Path | None = None
+    _labels: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.write_dir is None:
@@ -63,6 +64,16 @@ class Context:
     def save_figure(self, fig, name: str) -> str:
         """Write a figure to figures/<name>; returns its path relative to REPORT_DIR."""
         return self.rel(figures.save(fig, self.fig_dir / name))
+
+    def labels(self) -> np.ndarray:
+        """float32 [N, 17, 3]: the analysed crops' keypoints, with the joints their source does
+        not annotate unlabelled, as the latents pass scored them (read once)."""
+        if self._labels is None:
+            n = len(self.latents)
+            keypoints = np.array(self.keypoints[:n], dtype=np.float32)
+            keypoints[~self.store.split(self.options.split).joints_present(slice(0, n)), 2] = 0
+            self._labels = keypoints
+        return self._labels
 
     def rows(self, subset: str) -> np.ndarray:
         chosen = self.subsets[subset]

@@ -123,6 +123,18 @@ def analyse(factors: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarr
     return out
 
 
+def panels(result: dict) -> dict:
+    """What `figure` draws, for its caption: the component posture explains best (left) and
+    the numeric factor with the strongest correlation and its component (right)."""
+    out = {}
+    if "posture" in result["categorical"]:
+        out["posture_component"] = result["categorical"]["posture"]["best_component"]
+    if result["numeric"]:
+        name, best = max(result["numeric"].items(), key=lambda kv: abs(kv[1]["best_r"]))
+        out.update(numeric=name, numeric_component=best["best_component"])
+    return out
+
+
 def figure(scores: np.ndarray, factors: dict[str, np.ndarray], result: dict):
     """Left: the component that posture explains best, per posture family (box plots with the
     crops as dots). Right: the numeric factor that correlates best with a top component,
@@ -202,6 +214,7 @@ def run(ctx: Context) -> dict | None:
     scores = space.scores[:, top]
     result = analyse(found, scores, ctx.cluster_labels.get("all"))
     result["figure"] = ctx.save_figure(figure(scores, found, result), "factors.png")
+    result["panels"] = panels(result)
     return result
 
 

@@ -1,7 +1,10 @@
-"""Shared picture helpers: crops with skeletons, tile grids, atomic PNG writes.
+"""Shared picture helpers: crops with skeletons, tile grids, legends, colour scales, atomic
+PNG writes.
 
 Figures are built on matplotlib's object API (`Figure`, no pyplot): no global state, no
-display backend, nothing left open between figures.
+display backend, nothing left open between figures. A legend goes below the plots
+(`legend_below`), never inside one, where it would cover curves wherever the data put them;
+a picture coloured by value carries its colour scale (`colour_scale`).
 """
 
 from __future__ import annotations
@@ -43,12 +46,42 @@ def crop_with_skeleton(crop: np.ndarray, keypoints: np.ndarray, min_score: float
     return draw_skeleton(np.asarray(crop), keypoints, min_score=min_score)
 
 
-def prediction_keypoints(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Predicted (x, y) with the third value 2 where the joint is labelled, 0 elsewhere:
-    the thesis PCK only scores labelled joints, so only those are drawn."""
+def prediction_keypoints(pred: np.ndarray, gt: np.ndarray, trained: np.ndarray | None = None) -> np.ndarray:
+    """Predicted (x, y) with the third value 2 where the joint is labelled (and, given
+    `trained` bool [17], one the network was trained on), 0 elsewhere: the thesis PCK only
+    scores those joints, so only those are drawn."""
     out = np.array(pred, dtype=np.float32, copy=True)
-    out[:, 2] = np.where(gt[:, 2] > 0, 2.0, 0.0)
+    shown = gt[:, 2] > 0 if trained is None else (gt[:, 2] > 0) & trained
+    out[:, 2] = np.where(shown, 2.0, 0.0)
     return out
+
+
+def legend_below(fig: Figure, axes=None, ncols: int | None = None, extra: list | None = None) -> None:
+    """One legend for the figure, below its plots, where it covers no data: the labelled
+    artists of `axes` (default: all), each label once, then `extra` handles. The figure must
+    use the constrained layout, which makes room for it."""
+    handles, labels = [], []
+    for ax in axes or fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    for handle in extra or []:
+        handles.append(handle)
+        labels.append(handle.get_label())
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols or min(len(labels), 3), fontsize=8,
+               frameon=False)
+
+
+def colour_scale(fig: Figure, axes, cmap: str, label: str, vmin: float = 0.0, vmax: float = 1.0) -> None:
+    """A colour bar beside `axes` for a picture coloured with `cmap` from vmin to vmax."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap), ax=axes, location="right",
+                       shrink=0.6, aspect=30, pad=0.01)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
 
 
 def tile_grid(tiles: list[np.ndarray], *, cols: int, titles: list[str] | None = None,

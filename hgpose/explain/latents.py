@@ -52,6 +52,7 @@ from hgpose.inference.load import load_run
 from hgpose.io import atomic_path, file_sha256, npy_rows, write_json
 from hgpose.progress import bar as progress_bar
 from hgpose.models import skips_disabled
+from hgpose.skeleton import JOINTS
 
 CACHE_FORMAT = 1
 
@@ -68,6 +69,13 @@ class Checkpoint:
     precision: str = "fp32"           # what the forward passes compute in: "bf16" or "fp32"
     autocast: Callable = nullcontext  # its autocast context factory
 
+    @property
+    def trained(self) -> np.ndarray:
+        """bool [17]: the joints the network was trained on (its weights file's "joints")."""
+        from hgpose.explain.accuracy import trained_joints
+
+        return trained_joints(self.metadata)
+
     def describe(self) -> dict:
         return {
             "path": str(self.path),
@@ -78,6 +86,7 @@ class Checkpoint:
             "preset": self.metadata.get("preset"),
             "model": self.metadata.get("model"),
             "metrics": self.metadata.get("metrics"),
+            "joints": [name for name, keep in zip(JOINTS, self.trained) if keep],
         }
 
 

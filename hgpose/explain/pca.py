@@ -323,18 +323,23 @@ def numbers(pca: PCAResult, top: int = 10) -> dict:
 # --- figures -------------------------------------------------------------------------------
 
 def variance_figure(pcas: dict[str, PCAResult], labels: dict[str, str]):
-    """Explained-variance ratio per component (left) and cumulative (right), per subset."""
+    """Explained-variance ratio per component (left) and cumulative (right), per subset; one
+    legend below both."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=(11, 3.9))
+    from hgpose.explain import figures
+
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
     left, right = fig.subplots(1, 2)
     colours = ("#1f77b4", "#ff7f0e", "#2ca02c")
+    markers = dict(zip(FRACTIONS, ("o", "s", "^")))
     for (name, pca), colour in zip(pcas.items(), colours):
         r = max(pca.rank, 1)
         k = np.arange(1, r + 1)
         left.plot(k, pca.ratios[:r], color=colour, label=f"{labels[name]} (n={pca.n:,})")
-        right.plot(k, pca.cumulative[:r], color=colour, label=labels[name])
-        for f, marker in zip(FRACTIONS, ("o", "s", "^")):
+        right.plot(k, pca.cumulative[:r], color=colour)
+        for f, marker in markers.items():
             n = pca.n_for(f)
             right.plot([n], [pca.cumulative[n - 1]], marker=marker, color=colour, markersize=6,
                        linestyle="none")
@@ -346,38 +351,62 @@ def variance_figure(pcas: dict[str, PCAResult], labels: dict[str, str]):
     left.set_xlabel("component")
     left.set_ylabel("explained variance ratio")
     left.set_title("Explained variance per component", fontsize=10)
-    left.legend(fontsize=8)
     right.set_xscale("log")
     right.set_xlabel("number of components")
     right.set_ylabel("cumulative explained variance")
-    right.set_title("Cumulative (markers: 90 / 95 / 99 %)", fontsize=10)
+    right.set_title("Cumulative explained variance", fontsize=10)
     for f in FRACTIONS:
         right.axhline(f, color="grey", linewidth=0.8, linestyle=":")
     # Start the axis a little below the smallest first-component share, so that a dominant
     # PC1 (0.95 on small models) does not flatten the curves against the top.
     first = min(float(p.cumulative[0]) for p in pcas.values())
     right.set_ylim(max(0.0, min(0.85, first) - 0.05), 1.005)
-    right.legend(fontsize=8, loc="lower right")
     for ax in (left, right):
         ax.grid(alpha=0.25, which="both")
+    extra = [Line2D([], [], marker=m, color="grey", linestyle="none", label=f"components for {f:.0%}")
+             for f, m in markers.items()]
+    figures.legend_below(fig, [left], ncols=len(pcas) + len(extra), extra=extra)
     return fig
+
+
+def walk_runs(picks, steps=WALK_STEPS) -> list[tuple[int, list[int]]]:
+    """The walk's picks with consecutive repeats collapsed: [(pick, the steps it covers)], in
+    step order. A crop that wins several steps in a row is one tile, not several copies."""
+    runs: list[tuple[int, list[int]]] = []
+    for pick, step in zip(picks, steps):
+        if runs and runs[-1][0] == pick:
+            runs[-1][1].append(step)
+        else:
+            runs.append((pick, [step]))
+    return runs
+
+
+def step_name(step: int) -> str:
+    return "mean" if step == 0 else f"{step:+d}√λ"
+
+
+def steps_name(steps: list[int]) -> str:
+    """A tile's steps: "+2√λ", or "-3√λ … -1√λ" for a run."""
+    return step_name(steps[0]) if len(steps) == 1 else f"{step_name(steps[0])} … {step_name(steps[-1])}"
 
 
 def walk_figure(images, keypoints, rows: np.ndarray, z: np.ndarray, component: int, ratio: float,
                 subset_label: str, steps=WALK_STEPS):
-    """One component's walk: for each step, the nearest real crop with its ground truth.
+    """One component's walk: for each step, the nearest real crop with its ground truth, a
+    crop that wins consecutive steps drawn once and titled with the steps it covers.
 
     rows: dataset rows of the nearest samples per step; z: their scores on the component in
     units of sqrt(eigenvalue), to show how far along the component each really lies.
     """
     from hgpose.explain import figures
 
-    tiles = [figures.crop_with_skeleton(images[r], keypoints[r]) for r in rows]
-    titles = [("mean" if c == 0 else f"{c:+d}√λ") + f"  (z={zz:+.1f}, #{r})"
-              for c, zz, r in zip(steps, z, rows)]
-    title = (f"PC{component} ({ratio:.2%} of the variance), {subset_label}: "
+    runs = walk_runs(np.asarray(rows).tolist(), steps)
+    at = {step: i for i, step in enumerate(steps)}
+    tiles = [figures.crop_with_skeleton(images[r], keypoints[r]) for r, _ in runs]
+    titles = [f"{steps_name(covered)}\n(z={z[at[covered[0]]]:+.1f}, #{r})" for r, covered in runs]
+    title = (f"Walk along PC{component} ({ratio:.2%} of the variance), {subset_label}: "
              f"nearest real crop to mean + c·√λ·v")
-    return figures.tile_grid(tiles, cols=len(tiles), titles=titles, tile_inches=1.7, title=title)
+    return figures.tile_grid(tiles, cols=len(runs), titles=titles, tile_inches=1.7, title=title)
 
 
 # --- the PCA space the parts share ----------------------------------------------------------
@@ -490,6 +519,8 @@ def _walk(ctx: Context, name: str, space, k: int) -> dict:
     return {"component": k, "steps": list(WALK_STEPS),
             "rows": rows[picks].tolist(), "z": [round(float(v), 3) for v in z],
             "distinct": int(len(set(picks.tolist()))),
+            # what the figure shows: one tile per run of steps won by the same crop
+            "tiles": [{"row": int(r), "steps": covered} for r, covered in walk_runs(rows[picks].tolist())],
             "figure": ctx.save_figure(fig, f"pca_walk_{name}_pc{k}.png")}
 
 

@@ -33,9 +33,10 @@ import re
 import time
 from pathlib import Path
 
-from hgpose import __version__
+from hgpose import __version__, thesis
 from hgpose.data.store import Store
 from hgpose.errors import HgposeError
+from hgpose.explain import accuracy, saliency
 from hgpose.explain.context import Context
 from hgpose.explain.options import ExplainOptions
 from hgpose.explain.parts import PARTS, default_options, selectable_parts
@@ -81,6 +82,8 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
     started = time.perf_counter()
 
     ckpt = latents_mod.load_checkpoint(run_dir, options.checkpoint, device, options.precision)
+    if not options.only or "saliency" in options.only:   # now, not after the latents pass
+        saliency.check_joints(options.parts["saliency"], ckpt.trained)
     layer = options.layer or ckpt.model.latent_layer
     cache_dir = Path(options.cache_dir) if options.cache_dir else out_dir / "latents"
     store = Store.open(data_dir)
@@ -98,6 +101,9 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
         ctx = Context(options, store, out_dir, stage / "figures", ckpt, layer, device, split.images,
                       split.keypoints, lat, sections=result, timings=result["timings"],
                       subsets={"all": None, "full": lat.fully_annotated}, write_dir=stage.path)
+        # the Run section's guards, recomputed by every call (cheap: the keypoints, no pass)
+        result["accuracy"] = accuracy.summary(lat.pred, ctx.labels(), ckpt.trained)
+        result["thesis_reference"] = thesis_reference(store, int(lat.values.shape[1]))
         _run_parts(ctx, stage)
         result["timings"]["total"] = round(time.perf_counter() - started, 2)
 
@@ -247,6 +253,17 @@ def _file_paths(obj) -> list[str]:
     return found
 
 
+def thesis_reference(store: Store, dim: int) -> dict:
+    """explain.json's "thesis_reference": what the thesis's numbers are, and whether this
+    call's numbers compare with them -- its PCK (the same data) and its latent's figures (the
+    same data and a latent of the thesis's size) -- with the reason when not."""
+    kinds = thesis.data_kinds(store.sources)
+    data, latent = thesis.data_mismatch(kinds), thesis.latent_mismatch(kinds, dim)
+    return {"label": thesis.LABEL, "data": kinds,
+            "pck": {"comparable": data is None, "why_not": data},
+            "latent": {"comparable": latent is None, "why_not": latent}}
+
+
 def _data_summary(store: Store, options: ExplainOptions, lat) -> dict:
     return {
         "dir": str(store.path.resolve()),
@@ -265,6 +282,8 @@ def format_summary(result: dict, out_dir) -> str:
     lines = [f"explained {result['checkpoint']['path']} on {d['split']}: {d['crops']:,} crops "
              f"({d['fully_annotated']:,} fully annotated), latent {result['layer']['name']} "
              f"({result['layer']['dim']:,} values{', cached' if result['latents'].get('reused') else ''})"]
+    if "accuracy" in result:
+        lines.append(accuracy.summary_line(result["accuracy"]))
     for name, part in PARTS.items():
         if name in result:
             lines += part.summary_lines(result[name], result)

@@ -76,9 +76,27 @@ def _figures(obj, folders: list[Path], found: dict) -> dict:
     return found
 
 
+# What an explain.json written before these entries existed is rendered with: no accuracy
+# (the Run section says so), joints not recorded, and no thesis number beside its results,
+# since it does not say what data they come from.
+OLDER = "this explain.json does not record its data's format (an older hgpose wrote it); run hgpose explain again"
+
+
+def _with_defaults(result: dict) -> dict:
+    """`result` with the entries the page needs that an older explain.json lacks."""
+    result = dict(result)
+    result.setdefault("accuracy", None)
+    result["checkpoint"] = {"joints": None, **result.get("checkpoint", {})}
+    result.setdefault("thesis_reference", {"label": thesis.LABEL, "data": [],
+                                           "pck": {"comparable": False, "why_not": OLDER},
+                                           "latent": {"comparable": False, "why_not": OLDER}})
+    return result
+
+
 def report_html(result: dict, folders: list[Path]) -> str:
     """report.html's text for explain.json's content `result`, its figures read from the
     first of `folders` holding each (a call's staging folder, then the report folder)."""
+    result = _with_defaults(result)
     images = _figures(result, [Path(f) for f in folders], {})
     present = {name: part for name, part in PARTS.items() if name in result}
     return _environment().get_template("report.html.j2").render(

@@ -7,17 +7,24 @@ last stack's), i.e. the network's confidence in the location it reports.
   0 -- the mean colour, since inputs are mean-subtracted -- at every `stride` position; the
   attribution of a pixel is the average drop of the peak over the squares covering it.
   Cost: ((256 - patch) / stride + 1)^2 forward passes per crop (225 for 32/16), shared by all
-  17 joints (the forward returns the 17 peaks at once).
+  joints (the forward returns the 17 peaks at once).
 * Grad-CAM (captum `LayerGradCam`) at a layer (default `stem`, the 64x64 features that enter
   the hourglass): channel weights = spatial mean of the peak's gradient, map = ReLU of the
-  weighted channel sum, upsampled to the crop. One backward pass per joint.
+  weighted channel sum, upsampled to the crop. A forward and a backward pass per joint.
 
-Only the positive part of each map is drawn (evidence *for* the peak), over the crop.
-`locality` = the share of a map's positive mass within `patch` pixels of the joint's
-ground-truth position: near 1, the joint is found from local evidence; low, from context.
+Only the positive part of each map is drawn (evidence *for* the peak), over the crop, in a
+colour scale from 0 to the map's own maximum, which the tile's title gives (a colour bar
+beside the tiles). `locality` = the share of a map's positive mass within `patch` pixels of
+the joint's ground-truth position: near 1, the joint is found from local evidence; low, from
+context.
 
-The crops: --saliency-rows, else the --saliency-samples crops nearest to each K-means centroid
-of (i) (this call's clusters, or those kept from an earlier one), else random crops.
+The joints: --saliency-joints (default all), only among those the network was trained on
+(the weights file's "joints": an LSP-trained network has no face to explain). The crops:
+--saliency-rows, else the --saliency-samples crops nearest to each K-means centroid of (i)
+(this call's clusters, or those kept from an earlier one; the first of each cluster first),
+else random crops -- at most max(1, N // passes per crop) of them for N analysed crops
+(`crop_budget`), so that with --limit N saliency costs no more network passes than the
+latents pass over those N crops.
 """
 
 from __future__ import annotations
@@ -30,7 +37,6 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from hgpose.draw import heatmap_overlay
 from hgpose.errors import HgposeError
 from hgpose.explain import figures
 from hgpose.explain.options import comma_list
@@ -59,7 +65,7 @@ def _peaks(model: nn.Module):
 
 
 def occlusion(model: nn.Module, x: torch.Tensor, patch: int, stride: int, batch: int = 16) -> np.ndarray:
-    """[1,3,H,W] -> [J,H,W] occlusion attributions (summed over colour channels)."""
+    """[1,3,H,W] -> [J,H,W] occlusion attributions: the average drop of each joint's peak."""
     import torch
     from captum.attr import Occlusion
 
@@ -73,7 +79,8 @@ def occlusion(model: nn.Module, x: torch.Tensor, patch: int, stride: int, batch:
         if attr.shape[0] != joints:
             # Older captum explains one output per call: one target per joint.
             attr = torch.cat([occ.attribute(x, target=j, **kwargs) for j in range(joints)])
-    return attr.sum(1).float().cpu().numpy()
+    # The square covers the 3 channels at once, so each holds the same drop: their mean is it.
+    return attr.mean(1).float().cpu().numpy()
 
 
 def gradcam(model: nn.Module, x: torch.Tensor, layer: str, joints: list[int]) -> np.ndarray:
@@ -118,17 +125,37 @@ def _mark(tile: np.ndarray, keypoint) -> np.ndarray:
     return tile
 
 
+COLOURS = "jet"   # the saliency tiles' colour map; their colour bar uses the same
+SCALE = "share of each map's maximum (the maximum: in each tile's title)"
+
+
+def saliency_tile(crop: np.ndarray, saliency: np.ndarray, alpha: float = 0.55) -> tuple[np.ndarray, float]:
+    """The crop with a map's positive part laid over it in COLOURS, from 0 to the map's own
+    maximum; returns (tile uint8 [H,W,3], that maximum)."""
+    from matplotlib import colormaps
+
+    positive = np.clip(np.asarray(saliency, np.float32), 0, None)
+    peak = float(positive.max())
+    share = positive / peak if peak > 0 else positive
+    colour = (colormaps[COLOURS](share)[..., :3] * 255).astype(np.uint8)
+    return cv2.addWeighted(np.ascontiguousarray(crop), 1 - alpha, colour, alpha, 0), peak
+
+
 def sample_figure(crop: np.ndarray, keypoints: np.ndarray, pred: np.ndarray, joints: list[int],
-                  occ: np.ndarray, cam: np.ndarray, title: str):
-    """Pairs (occlusion | Grad-CAM) per joint, after a first pair (ground truth | prediction)."""
+                  occ: np.ndarray, cam: np.ndarray, title: str, trained: np.ndarray | None = None):
+    """Pairs (occlusion | Grad-CAM) per joint, after a first pair (ground truth | prediction
+    of the joints the network was trained on), and the colour scale."""
     tiles = [figures.crop_with_skeleton(crop, keypoints),
-             figures.crop_with_skeleton(crop, figures.prediction_keypoints(pred, keypoints))]
+             figures.crop_with_skeleton(crop, figures.prediction_keypoints(pred, keypoints, trained))]
     titles = ["ground truth", "prediction"]
     for i, j in enumerate(joints):
         for name, maps in (("occlusion", occ), ("Grad-CAM", cam)):
-            tiles.append(_mark(heatmap_overlay(crop, maps[i][None]), keypoints[j]))
-            titles.append(f"{SHORT[JOINTS[j]]}: {name}")
-    return figures.tile_grid(tiles, cols=6, titles=titles, tile_inches=1.75, title=title, fontsize=8.5)
+            tile, peak = saliency_tile(crop, maps[i])
+            tiles.append(_mark(tile, keypoints[j]))
+            titles.append(f"{SHORT[JOINTS[j]]}: {name}\n(max {peak:.2g})")
+    fig = figures.tile_grid(tiles, cols=6, titles=titles, tile_inches=1.75, title=title, fontsize=8.5)
+    figures.colour_scale(fig, fig.axes, COLOURS, SCALE)
+    return fig
 
 
 def explain_sample(model: nn.Module, x: torch.Tensor, *, patch: int, stride: int, layer: str,
@@ -139,9 +166,45 @@ def explain_sample(model: nn.Module, x: torch.Tensor, *, patch: int, stride: int
     return occ, cam
 
 
-def write_sample(out_dir: Path, row: int, crop, keypoints, pred, joints, occ, cam, title: str) -> Path:
-    fig = sample_figure(crop, keypoints, pred, joints, occ, cam, title)
+def write_sample(out_dir: Path, row: int, crop, keypoints, pred, joints, occ, cam, title: str,
+                 trained: np.ndarray | None = None) -> Path:
+    fig = sample_figure(crop, keypoints, pred, joints, occ, cam, title, trained)
     return figures.save(fig, out_dir / f"saliency_{row}.png")
+
+
+def occlusion_passes(patch: int, stride: int, size: int = 256) -> int:
+    """Forward passes of the occlusion map of one crop: one per position of the square."""
+    return ((size - patch) // stride + 1) ** 2
+
+
+def passes_per_crop(patch: int, stride: int, joints: int) -> int:
+    """A crop's network passes: the occlusion's forward passes, and for Grad-CAM a forward and
+    a backward pass per joint (a backward counted as one pass)."""
+    return occlusion_passes(patch, stride) + 2 * joints
+
+
+def crop_budget(analysed: int, passes: int) -> int:
+    """How many crops saliency explains at most when N crops are analysed: as many as cost no
+    more passes than the latents pass over the N (one pass each), and at least one."""
+    return max(1, analysed // passes)
+
+
+def explained_joints(o: Options, trained: np.ndarray) -> list[int]:
+    """The joints to explain: --saliency-joints (default all) among those the network was
+    trained on, in COCO order."""
+    asked = [JOINT_INDEX[j] for j in o.saliency_joints] or list(range(len(JOINTS)))
+    return [j for j in sorted(asked) if trained[j]]
+
+
+def check_joints(o: Options, trained: np.ndarray) -> None:
+    """Refuse --saliency-joints naming a joint the network was never trained on (once the
+    checkpoint is read, before any pass): its map would explain nothing it learned."""
+    untrained = [j for j in o.saliency_joints if not trained[JOINT_INDEX[j]]]
+    if untrained:
+        known = [name for name, keep in zip(JOINTS, trained) if keep]
+        raise HgposeError(f"--saliency-joints {','.join(untrained)}: the network was not trained on "
+                          f"{'this joint' if len(untrained) == 1 else 'these joints'} (its weights file lists "
+                          f"{len(known)}: {', '.join(known)}); name joints from that list, or leave the flag out")
 
 
 # --- the part ------------------------------------------------------------------------------
@@ -158,7 +221,7 @@ def _rows_flag(text: str) -> tuple[int, ...]:
 class Options:
     saliency_samples: int = 2             # per cluster (random crops without K-means)
     saliency_rows: tuple[int, ...] = ()   # explicit crops (rows of the split) instead
-    saliency_joints: tuple[str, ...] = () # joint names; () = all 17
+    saliency_joints: tuple[str, ...] = () # joint names; () = all the network was trained on
     occlusion_patch: int = 32
     occlusion_stride: int = 16
     gradcam_layer: str | None = None      # default: "stem"
@@ -181,13 +244,17 @@ class Options:
         parser.add_argument("--saliency-samples", dest="saliency_samples", type=int, metavar="N",
                             default=cls.saliency_samples,
                             help="saliency for the N crops nearest to each K-means centroid of all crops "
-                                 f"(N random crops without K-means) (default: {cls.saliency_samples})")
+                                 "(N random crops without K-means). Each crop costs ((256 - patch) / stride + 1)^2 "
+                                 "forward passes (occlusion: 225 at the defaults) plus a forward and a backward "
+                                 "pass per joint (Grad-CAM); of the M crops analysed (--limit M) at most "
+                                 "max(1, M / those passes) are explained, so saliency costs no more passes than "
+                                 f"the latents pass (default: {cls.saliency_samples})")
         parser.add_argument("--saliency-rows", dest="saliency_rows", type=_rows_flag, metavar="I,J,...",
                             default=cls.saliency_rows, help="saliency for these crops (rows of the split) instead")
         parser.add_argument("--saliency-joints", dest="saliency_joints", type=comma_list, metavar="NAMES",
                             default=cls.saliency_joints,
-                            help="joints to explain, comma-separated COCO names, e.g. left_wrist,right_knee "
-                                 "(default: all 17)")
+                            help="joints to explain, comma-separated COCO names, e.g. left_wrist,right_knee; "
+                                 "only joints the network was trained on (default: all it was trained on)")
         parser.add_argument("--occlusion-patch", dest="occlusion_patch", type=int, metavar="PX",
                             default=cls.occlusion_patch,
                             help=f"side of the occluding square in crop pixels (default: {cls.occlusion_patch})")
@@ -210,38 +277,48 @@ def wanted(ctx: Context) -> bool:
 
 def run(ctx: Context) -> dict:
     """explain.json's saliency section: per crop its figure and localities, their means."""
+    o = ctx.options.parts["saliency"]
+    model = ctx.checkpoint.model.to(ctx.device).eval()
+    layer = _gradcam_layer(model, o.gradcam_layer)
+    trained = ctx.checkpoint.trained
+    joints = explained_joints(o, trained)
+    passes = passes_per_crop(o.occlusion_patch, o.occlusion_stride, len(joints))
+    chosen = _chosen_rows(ctx, o)
+    budget = crop_budget(len(ctx.latents), passes)
+    samples = [_sample(ctx, o, model, layer, joints, trained, row, cluster) for row, cluster in chosen[:budget]]
+    return {"patch": o.occlusion_patch, "stride": o.occlusion_stride, "gradcam_layer": layer,
+            "joints": [JOINTS[j] for j in joints],
+            "untrained_joints": [name for name, keep in zip(JOINTS, trained) if not keep],
+            "cost": {"passes_per_crop": passes, "analysed_crops": len(ctx.latents), "crop_budget": budget,
+                     "chosen": len(chosen), "left_out": max(0, len(chosen) - budget)},
+            "samples": samples, "mean_locality": _mean_locality(samples, joints)}
+
+
+def _sample(ctx: Context, o: Options, model, layer: str, joints: list[int], trained: np.ndarray,
+            row: int, cluster: int | None) -> dict:
+    """One crop's maps: its figure and each joint's localities."""
     import torch
 
     from hgpose.explain.latents import input_mean
     from hgpose.inference.forward import to_input
 
-    o = ctx.options.parts["saliency"]
-    model = ctx.checkpoint.model.to(ctx.device).eval()
-    layer = _gradcam_layer(model, o.gradcam_layer)
-    joints = [JOINT_INDEX[j] for j in o.saliency_joints] or list(range(len(JOINTS)))
-    mean = input_mean(ctx.checkpoint)
-    samples = []
-    for row, cluster in _chosen_rows(ctx, o):
-        crop = np.array(ctx.images[row])   # a writable copy (torch warns on read-only maps)
-        kps = np.array(ctx.keypoints[row])
-        x = to_input(torch.from_numpy(crop)[None], mean, ctx.device, channels_last=False)
-        occ, cam = explain_sample(model, x, patch=o.occlusion_patch, stride=o.occlusion_stride,
-                                  layer=layer, joints=joints)
-        ids = ctx.latents.ids[row].tolist()
-        where = f", cluster {cluster}" if cluster is not None else ""
-        title = (f"Crop #{row} (image {ids[0]}, annotation {ids[1]}{where}): occlusion "
-                 f"{o.occlusion_patch}px/{o.occlusion_stride}px | Grad-CAM at {layer}; + = ground truth")
-        path = write_sample(ctx.fig_dir, row, crop, kps, ctx.latents.pred[row], joints, occ, cam, title)
-        samples.append({
-            "row": row, "ids": ids, "cluster": cluster,
-            "peaks": [float(ctx.latents.pred[row, j, 2]) for j in joints],
-            "occlusion_locality": locality(occ, kps, joints, o.occlusion_patch),
-            "gradcam_locality": locality(cam, kps, joints, o.occlusion_patch),
-            "figure": ctx.rel(path),
-        })
-    return {"patch": o.occlusion_patch, "stride": o.occlusion_stride, "gradcam_layer": layer,
-            "joints": [JOINTS[j] for j in joints], "samples": samples,
-            "mean_locality": _mean_locality(samples, joints)}
+    crop = np.array(ctx.images[row])   # a writable copy (torch warns on read-only maps)
+    kps = np.array(ctx.keypoints[row])
+    x = to_input(torch.from_numpy(crop)[None], input_mean(ctx.checkpoint), ctx.device, channels_last=False)
+    occ, cam = explain_sample(model, x, patch=o.occlusion_patch, stride=o.occlusion_stride,
+                              layer=layer, joints=joints)
+    ids = ctx.latents.ids[row].tolist()
+    where = f", cluster {cluster}" if cluster is not None else ""
+    title = (f"Crop #{row} (image {ids[0]}, annotation {ids[1]}{where}): occlusion "
+             f"{o.occlusion_patch}px/{o.occlusion_stride}px | Grad-CAM at {layer}; + = ground truth")
+    path = write_sample(ctx.fig_dir, row, crop, kps, ctx.latents.pred[row], joints, occ, cam, title, trained)
+    return {
+        "row": row, "ids": ids, "cluster": cluster,
+        "peaks": [float(ctx.latents.pred[row, j, 2]) for j in joints],
+        "occlusion_locality": locality(occ, kps, joints, o.occlusion_patch),
+        "gradcam_locality": locality(cam, kps, joints, o.occlusion_patch),
+        "figure": ctx.rel(path),
+    }
 
 
 def _gradcam_layer(model: nn.Module, name: str | None) -> str:
@@ -266,7 +343,11 @@ def _chosen_rows(ctx: Context, o: Options) -> list[tuple[int, int | None]]:
         return [(int(r), None) for r in o.saliency_rows]
     entry = (ctx.sections.get("kmeans") or {}).get("subsets", {}).get("all")
     if entry:
-        return [(r, c["cluster"]) for c in entry["clusters"] for r in c["nearest_rows"][:o.saliency_samples]]
+        # the nearest crop of every cluster, then the second of each, ...: a cut by the
+        # crop budget keeps as many clusters as it can
+        ranked = [(rank, c["cluster"], r) for c in entry["clusters"]
+                  for rank, r in enumerate(c["nearest_rows"][:o.saliency_samples])]
+        return [(r, cluster) for _, cluster, r in sorted(ranked)]
     rng = np.random.default_rng(ctx.options.seed)
     return [(int(r), None) for r in np.sort(rng.choice(n, min(n, o.saliency_samples), replace=False))]
 
@@ -283,4 +364,12 @@ def _mean_locality(samples: list[dict], joints: list[int]) -> dict:
 
 
 def summary_lines(section: dict, result: dict) -> list[str]:
-    return [f"  saliency: {len(section['samples'])} crops x {len(section['joints'])} joints"]
+    crops = len(section["samples"])
+    line = f"  saliency: {crops} crop{'s' if crops != 1 else ''} x {len(section['joints'])} joints"
+    cost = section.get("cost")
+    if cost:
+        line += f", {cost['passes_per_crop']:,} network passes per crop"
+        if cost["left_out"]:
+            line += (f"; {cost['left_out']} more left out, to cost no more passes than the latents "
+                     f"pass over the {cost['analysed_crops']:,} crops analysed")
+    return [line]
