@@ -62,3 +62,43 @@ def test_a_folder_of_that_name_wins_and_an_unknown_name_lists_the_registered_one
     assert resolve_checkpoint("tiny")[1] is not None
     with pytest.raises(HgposeError, match=r"nonesuch: not found — give a run directory .* or a registered model name \(.*tiny"):
         resolve_checkpoint("nonesuch")
+
+
+@pytest.mark.parametrize("dtype, rel", [("fp16", 2 ** -11), ("bf16", 2 ** -8)])
+def test_a_packed_model_is_half_the_size_and_predicts_as_the_full_one_within_its_rounding(tmp_path, dtype, rel):
+    import numpy as np
+    import torch
+
+    from hgpose.runs.weights import load_weights
+
+    weights = make_run(tmp_path / "run", random_batchnorm=True) / "checkpoints" / "best.safetensors"
+    packed = pretrained.pack(weights, tmp_path / f"tiny-{dtype}.safetensors", dtype)
+    tensors, metadata = load_weights(packed)
+    full, full_meta = load_weights(weights)
+    assert metadata == dict(full_meta, stored_as=dtype)
+    assert all(tensors[k].dtype == (torch.float16 if dtype == "fp16" else torch.bfloat16)
+               for k in tensors if full[k].is_floating_point())
+    # every weight is the full one rounded to the half format: within half a unit in its last place
+    for k in full:
+        if full[k].is_floating_point():
+            assert torch.allclose(tensors[k].float(), full[k], rtol=rel, atol=1e-7 if dtype == "fp16" else 0), k
+    float_bytes = sum(t.nbytes for t in full.values() if t.is_floating_point())
+    assert sum(t.nbytes for t in tensors.values() if t.is_floating_point()) * 2 == float_bytes
+    # the file shrinks by those bytes, give or take its JSON header (names, offsets, "stored_as")
+    assert abs(weights.stat().st_size - packed.stat().st_size - float_bytes / 2) < 1024
+    image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    full_net = hgpose.load(weights, device="cpu", precision="fp32")
+    a = full_net.heatmaps(image)
+    b = hgpose.load(packed, device="cpu", precision="fp32").heatmaps(image)
+    assert a.dtype == b.dtype == np.float32
+    # Each weight moves by <= rel of itself; independent roundings add up like a random walk
+    # over the convolutions they pass through, so the heatmaps move by about sqrt(convs) * rel
+    # of their range (measured about 2.5 rel here); a weight lost or mis-cast moves them by ~1.
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in full_net.model.modules())
+    assert np.abs(a - b).max() <= 2 * convs ** 0.5 * rel * np.abs(a).max()
+
+
+def test_pack_refuses_an_unknown_precision(tmp_path):
+    weights = make_run(tmp_path / "run") / "checkpoints" / "best.safetensors"
+    with pytest.raises(HgposeError, match="--dtype fp8: choose one of fp16, bf16"):
+        pretrained.pack(weights, tmp_path / "x.safetensors", "fp8")

@@ -38,6 +38,26 @@ PRETRAINED: dict[str, Pretrained] = {
 }
 
 
+HALF = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+def pack(weights: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
+    """A trained network's weights file stored at half precision (half the size), its
+    metadata kept and marked: how a model is made ready to ship or to upload. Loading casts
+    it back to fp32 (`load_state_dict` copies into the network's own dtype)."""
+    import torch
+
+    from hgpose.runs.weights import load_weights, save_tensors
+
+    if dtype not in HALF:
+        raise HgposeError(f"--dtype {dtype}: choose one of {', '.join(HALF)}")
+    tensors, metadata = load_weights(weights)
+    half = getattr(torch, HALF[dtype])
+    packed = {k: v.to(half) if v.is_floating_point() else v for k, v in tensors.items()}
+    save_tensors(out, packed, dict(metadata, stored_as=dtype))
+    return Path(out)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("HGPOSE_CACHE") or Path.home() / ".cache" / "hgpose")
 

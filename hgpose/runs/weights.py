@@ -37,9 +37,19 @@ def write_weights(path: str | Path, model: nn.Module, metadata: dict) -> None:
 
     # contiguous(): channels-last parameters are not, and safetensors stores flat buffers.
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    header = {"format": WEIGHTS_FORMAT, "format_version": str(FORMAT_VERSION),
-              "hgpose": json.dumps(metadata)}
-    save_file(tensors, str(path), metadata=header)
+    save_file(tensors, str(path), metadata=_header(metadata))
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """A state dict (not a network) as a weights file, atomically."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=_header(metadata))
+
+
+def _header(metadata: dict) -> dict[str, str]:
+    return {"format": WEIGHTS_FORMAT, "format_version": str(FORMAT_VERSION), "hgpose": json.dumps(metadata)}
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
