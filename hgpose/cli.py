@@ -563,7 +563,21 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def _saliency_people(text: str) -> int:
+    """`predict --saliency-people`: a whole number of people >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1 person")
+    return value
+
+
 def _add_predict(sub) -> None:
+    from hgpose.explain.saliency import DEFAULT_JOINTS, PATCH, PEOPLE_PER_IMAGE as SALIENCY_PEOPLE, STRIDE, \
+        occlusion_passes
+
     p = sub.add_parser(
         "predict",
         help="keypoints of the people in each image, as JSON and pictures",
@@ -583,7 +597,8 @@ def _add_predict(sub) -> None:
             "file_name, category_id, bbox [x,y,w,h], score}; image_id matched to the COCO id in "
             "the image's file name; boxes of other categories than 1 left out), a JSON object "
             "{\"image file name\": [[x,y,w,h], ...]} or a CSV of image,x,y,w,h[,score] rows. "
-            "OUT_DIR receives <name>.json, <name>.skeleton.png and <name>.heatmaps.png per image, "
+            "OUT_DIR receives <name>.json, <name>.skeleton.png and <name>.heatmaps.png per image "
+            "(and <name>.saliency.png with --saliency), "
             "and one results file per call (predictions.json, then predictions-2.json, ...), which "
             "never replaces another call's; it records the files predict wrote: a file there that "
             "predict did not write (a LabelMe <name>.json, say) is never replaced, the output "
@@ -593,7 +608,8 @@ def _add_predict(sub) -> None:
             "name (hgpose.runs.pretrained). Examples: hgpose predict runs/thesis --examples (the "
             "photos of several people that ship with hgpose, with their boxes); hgpose predict "
             "runs/thesis photos/ --boxes boxes.json; hgpose predict runs/thesis photo.jpg --box "
-            "120,40,200,380"
+            "120,40,200,380; hgpose predict runs/thesis --examples --saliency --saliency-people 1 (what "
+            "the network looks at for both wrists of the first person of each photo)"
         ),
     )
     _add_run(p)
@@ -612,13 +628,29 @@ def _add_predict(sub) -> None:
     p.add_argument("--min-score", type=_min_score, default=0.25, metavar="FRACTION",
                    help="draw joints faded when their score is below this fraction of a "
                         "perfect target's peak (default: 0.25)")
+    passes = occlusion_passes(PATCH, STRIDE)
+    p.add_argument("--saliency", nargs="?", const=",".join(DEFAULT_JOINTS), default=None, metavar="JOINTS",
+                   help="also write <name>.saliency.png: a row per person (the first "
+                        f"{SALIENCY_PEOPLE} of each image; --saliency-people), its crop with the predicted "
+                        "skeleton, then for each joint an occlusion map and a Grad-CAM map of the joint's "
+                        "heatmap peak over that very crop, with their colour scale, as hgpose explain draws "
+                        "them. JOINTS: comma-separated COCO names of joints the network was trained on (e.g. "
+                        "left_wrist,right_ankle) or all; --saliency alone: "
+                        f"{','.join(DEFAULT_JOINTS)}. Write the images before it (or --saliency=JOINTS). "
+                        f"Cost per person: {passes} forward passes (occlusion, a {PATCH} px square every "
+                        f"{STRIDE} px) plus a forward and a backward pass per joint (Grad-CAM): "
+                        f"{passes + 2 * len(DEFAULT_JOINTS)} for two joints: about 8 s on one CPU core for "
+                        "the cpu preset's network, 4 minutes for the full-width thesis network")
+    p.add_argument("--saliency-people", type=_saliency_people, default=None, metavar="N",
+                   help=f"with --saliency: explain the first N people of each image (default: {SALIENCY_PEOPLE})")
     _add_device(p)
     _add_precision(p)
     _add_max_pixels(p, "larger images are reported and skipped")
+    _add_no_progress(p)
 
 
 def _run_predict(args) -> int:
-    from hgpose.predict import describe, predict, printable
+    from hgpose.predict import SALIENCY_PEOPLE, describe, predict, printable
     from hgpose.images import set_max_pixels
 
     if args.max_pixels is not None:
@@ -633,9 +665,13 @@ def _run_predict(args) -> int:
     def warn(text: str) -> None:
         print(f"hgpose predict: warning: {text}", file=sys.stderr)
 
+    if args.saliency_people is not None and args.saliency is None:
+        raise HgposeError("--saliency-people: give --saliency too (the joints to explain), or drop it")
+    people = SALIENCY_PEOPLE if args.saliency_people is None else args.saliency_people
     summary = predict(
         args.run_dir, args.images, args.out, box=args.box, boxes=args.boxes, examples=args.examples,
         checkpoint=args.checkpoint, device=args.device, flip=args.flip, min_score=args.min_score,
+        saliency=args.saliency, saliency_people=people, progress=args.progress,
         on_image=report, on_warning=warn, refine=args.refine, precision=args.precision,
     )
     if summary.summary_file is not None:

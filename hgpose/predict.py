@@ -19,6 +19,13 @@ For every image, in OUT_DIR:
     <name>.heatmaps.png    each person's fused heatmaps over its 256x256 crop (thesis Figure
                            5), numbered like the boxes, on one colour scale with its colour
                            bar; at most PICTURE_MAX_SIDE pixels on its longer side
+    <name>.saliency.png    with --saliency JOINTS: a row per person (the first SALIENCY_PEOPLE,
+                           or --saliency-people N): its crop with the predicted skeleton, then
+                           per joint its occlusion and Grad-CAM maps over that very crop
+                           (`hgpose.explain.saliency`, which computes and draws them for
+                           `hgpose explain` too), with their colour scale; at most
+                           PICTURE_MAX_SIDE pixels on its longer side. A joint the network was
+                           not trained on is refused before any network pass.
 and one results file per call, which never replaces another: predictions.json for the first
 call into OUT_DIR, then predictions-2.json, predictions-3.json, ... (the next number after
 the highest there). Each is a COCO results list of that call's people, loadable as it is by
@@ -28,8 +35,10 @@ so no result is lost to a later call, failed or not, and each file stays a plain
 list. predict replaces an image's own files when the same image is predicted again (the
 latest call's people), and never a file it did not write: where <name>.json (a LabelMe label
 file, say) belongs to someone else, the output takes a new name (<name>-2.json) and the
-output line says so. Names too long for the file system are shortened, with a hash of the
-full name.
+output line says so (a stranger's <name>.saliency.png moves the outputs too, with or without
+--saliency). A call without --saliency leaves an image's earlier <name>.saliency.png as it
+was: the results file of the call that drew it lists it. Names too long for the file system
+are shortened, with a hash of the full name.
 
 An image is estimated as it is displayed: its EXIF orientation is applied (a phone photo
 tagged "rotate 90°" is turned first), so keypoints and boxes are in the displayed frame.
@@ -43,7 +52,9 @@ A failed write (a full disk) leaves OUT_DIR as it was.
 
 Cost: one network pass per person (PEOPLE_BATCH crops at a time); memory of one image, one
 batch, and the pictures' tiles (the heatmap picture is at most PICTURE_MAX_SIDE pixels square
-however many people); time linear in the number of people.
+however many people); time linear in the number of people. --saliency adds, per explained
+person, 225 forward passes (occlusion) and a forward and a backward pass per joint
+(Grad-CAM), in fp32 through PyTorch, with a progress bar over the explained crops.
 """
 
 from __future__ import annotations
@@ -61,18 +72,24 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from hgpose.data.crop import CropBox
+from hgpose.data.crop import CropBox, to_crop
 from hgpose.draw import colour_bar, draw_label, draw_skeletons, heatmap_overlay, tile_sheet
 from hgpose.errors import HgposeError
+from hgpose.explain import figures, saliency
 from hgpose.images import ImageProblem, decode_bgr, exif_orientation
 from hgpose.inference import Estimator, Prediction
 from hgpose.inference.estimator import box_crop
 from hgpose.io import write_bytes, write_json
 from hgpose.outputs import Staging, leftover_staging, staged
+from hgpose.progress import bar
 from hgpose.predict_boxes import PersonBox, boxes_per_image, coco_image_id, read_boxes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-OUTPUT_SUFFIXES = (".json", ".skeleton.png", ".heatmaps.png")
+SALIENCY_SUFFIX = ".saliency.png"
+# Every output an image may have: a name is checked against them all, so a stranger's
+# <name>.saliency.png moves an image's outputs to <name>-2.* with or without --saliency.
+OUTPUT_SUFFIXES = (".json", ".skeleton.png", ".heatmaps.png", SALIENCY_SUFFIX)
+SALIENCY_PEOPLE = saliency.PEOPLE_PER_IMAGE   # --saliency's default cap on the people of an image
 RESULTS_STEM = "predictions"
 # predictions.json (call 1), predictions-2.json, ...: the names of the results files. Any file
 # of such a name is never a per-image output (case-insensitively: macOS and Windows folders
@@ -114,6 +131,7 @@ class ImageOutcome:
     note: str | None = None          # why its outputs have another name than its own
     orientation: int = 1             # its EXIF orientation (applied)
     picture_scale: float = 1.0       # the skeleton picture's scale (< 1 for a large image)
+    saliency_people: int = 0         # how many of its people its saliency picture explains
 
     @property
     def ok(self) -> bool:
@@ -170,6 +188,39 @@ def plan_boxes(paths: list[Path], box=None, boxes: str | Path | None = None) -> 
         return BoxPlan(box=None if box is None else tuple(float(v) for v in box))
     people = read_boxes(boxes)
     return BoxPlan(per_image=boxes_per_image(people, paths, boxes) if paths else {}, source=str(boxes))
+
+
+@dataclass(frozen=True)
+class SaliencyPlan:
+    """What --saliency asks of every image: an occlusion and a Grad-CAM map of each of
+    `joints` for its first `people` people, at explain's defaults (patch, stride, layer)."""
+
+    joints: list[int]
+    people: int = SALIENCY_PEOPLE
+    layer: str = "stem"
+    patch: int = saliency.PATCH
+    stride: int = saliency.STRIDE
+
+    def people_of(self, boxes: list | None) -> int:
+        """How many people of an image with these boxes (None: the whole image) it explains."""
+        return min(self.people, 1 if boxes is None else len(boxes))
+
+
+def saliency_names(joints, people: int) -> tuple[str, ...]:
+    """--saliency's joint names, parsed (() = all the network was trained on) and --saliency-people
+    checked, before the network loads."""
+    if isinstance(people, bool) or not isinstance(people, int) or people < 1:
+        raise HgposeError(f"--saliency-people {people}: give a whole number of people >= 1 (default "
+                          f"{SALIENCY_PEOPLE})")
+    return saliency.parse_joints(joints, "--saliency")
+
+
+def plan_saliency(estimator: Estimator, names: tuple[str, ...], people: int) -> SaliencyPlan:
+    """The --saliency plan for a loaded network: a joint it was not trained on is refused
+    here, before any network pass."""
+    joints = saliency.trained_joints(names, estimator.joints, "--saliency",
+                                     "or give --saliency alone (both wrists)")
+    return SaliencyPlan(joints, people, saliency.default_gradcam_layer(estimator.model))
 
 
 def list_images(inputs, skip: frozenset[Path] = frozenset()) -> tuple[list[Path], list[ImageOutcome]]:
@@ -470,7 +521,8 @@ def result_entry(path: Path, pred: Prediction, *, number: int, box_source: str, 
 # --- predicting ------------------------------------------------------------------------------
 
 def predict_images(estimator: Estimator, inputs, out_dir: str | Path, *, box=None,
-                   boxes: str | Path | None = None, min_score: float = 0.25,
+                   boxes: str | Path | None = None, min_score: float = 0.25, saliency=None,
+                   saliency_people: int = SALIENCY_PEOPLE, progress: bool = True,
                    on_image: Callable[[ImageOutcome], None] | None = None,
                    on_warning: Callable[[str], None] | None = None) -> PredictSummary:
     """Predict the people of every image of `inputs` (files and folders) and write OUT_DIR
@@ -480,16 +532,21 @@ def predict_images(estimator: Estimator, inputs, out_dir: str | Path, *, box=Non
     boxes: a boxes file (`hgpose.predict_boxes`): the person boxes of each image.
     Neither: one person per image, the whole image padded to a square.
     min_score: joints scoring below this fraction of a perfect target's peak are faded.
+    saliency: joint names ("left_wrist,right_wrist", a list, or "all" the network was trained
+    on): also write <name>.saliency.png for the first `saliency_people` people of each image
+    (module doc); None: no saliency. progress: a progress bar over the saliency crops.
     on_image: called with each outcome as soon as it is known (the CLI prints them).
     on_warning: called with ONE_PERSON_WARNING before the images, when neither box nor
     boxes is given (the CLI prints it).
     """
+    names = None if saliency is None else saliency_names(saliency, saliency_people)
     out_dir = _out_folder(out_dir)
     record = read_record(out_dir)
     paths, problems = list_images(inputs, record.owned_paths())
     plan = plan_boxes(paths, box, boxes)
-    return _predict_listed(estimator, paths, problems, record, plan, min_score=min_score, on_image=on_image,
-                           on_warning=on_warning)
+    asked = None if names is None else plan_saliency(estimator, names, saliency_people)
+    return _predict_listed(estimator, paths, problems, record, plan, min_score=min_score, saliency=asked,
+                           progress=progress, on_image=on_image, on_warning=on_warning)
 
 
 def _out_folder(out_dir: str | Path) -> Path:
@@ -500,8 +557,8 @@ def _out_folder(out_dir: str | Path) -> Path:
 
 
 def _predict_listed(estimator: Estimator, paths: list[Path], outcomes: list[ImageOutcome],
-                    record: Record, plan: BoxPlan, *, min_score: float,
-                    on_image: Callable[[ImageOutcome], None] | None,
+                    record: Record, plan: BoxPlan, *, min_score: float, saliency: SaliencyPlan | None,
+                    progress: bool, on_image: Callable[[ImageOutcome], None] | None,
                     on_warning: Callable[[str], None] | None) -> PredictSummary:
     """`predict_images` on inputs already expanded by `list_images` (paths, failed outcomes)."""
     if on_warning and paths and plan.box_source == "whole_image":
@@ -513,9 +570,12 @@ def _predict_listed(estimator: Estimator, paths: list[Path], outcomes: list[Imag
         raise HgposeError("no images given")
     fade_below = min_score * estimator.target_peak
     entries = []
-    with staged(record.folder, last=(record.summary,), what="--out folder") as stage:
+    # saliency is the long part (about 230 passes a person): its bar counts explained crops
+    crops = 0 if saliency is None else sum(saliency.people_of(plan.boxes_of(p)) for p in paths)
+    with staged(record.folder, last=(record.summary,), what="--out folder") as stage, \
+            bar(total=crops, desc="saliency", unit="crops", disable=not (progress and crops)) as counter:
         for path, (name, note) in zip(paths, output_names(paths, record)):
-            outcome, written = _predict_one(estimator, path, plan, name, stage, fade_below)
+            outcome, written = _predict_one(estimator, path, plan, name, stage, fade_below, saliency, counter)
             outcome.note = note if outcome.files else None
             outcomes.append(outcome)
             entries += written
@@ -528,7 +588,7 @@ def _predict_listed(estimator: Estimator, paths: list[Path], outcomes: list[Imag
 
 
 def _predict_one(estimator: Estimator, path: Path, plan: BoxPlan, name: str, stage: Staging,
-                 fade_below: float) -> tuple[ImageOutcome, list[dict]]:
+                 fade_below: float, saliency: SaliencyPlan | None, counter) -> tuple[ImageOutcome, list[dict]]:
     """One image: its outcome and the COCO result entries of its people (none when it failed
     or has no box), its files staged."""
     outcome = ImageOutcome(path, box_source=plan.box_source)
@@ -536,11 +596,12 @@ def _predict_one(estimator: Estimator, path: Path, plan: BoxPlan, name: str, sta
     if boxes == []:
         outcome.skipped = f"no box for it in {plan.source}"
         return outcome, []
+    files = [name + suffix for suffix in OUTPUT_SUFFIXES if saliency is not None or suffix != SALIENCY_SUFFIX]
+    keep = 0 if saliency is None else saliency.people
     try:
         image, outcome.orientation = read_photo(path)
         people = _people(estimator, image, path, boxes, plan)
-        files = [name + suffix for suffix in OUTPUT_SUFFIXES]
-        entries, sheet = _entries_and_sheet(estimator, people, path, boxes, outcome, files)
+        entries, sheet, kept = _entries_and_sheet(estimator, people, path, boxes, outcome, files, keep)
     except HgposeError as e:  # unreadable image, a box outside it, a broken network: this image only
         outcome.error, outcome.people = str(e), []
         return outcome, []
@@ -548,6 +609,9 @@ def _predict_one(estimator: Estimator, path: Path, plan: BoxPlan, name: str, sta
     write_json(stage / files[0], entries)
     write_bytes(stage / files[1], _png(picture))
     write_bytes(stage / files[2], _png(sheet.picture()))
+    if saliency is not None:
+        write_bytes(stage / files[3], _saliency_picture(estimator, saliency, path, kept, fade_below, counter))
+        outcome.saliency_people = len(kept)
     outcome.files = [stage.folder / f for f in files]
     return outcome, entries
 
@@ -569,11 +633,13 @@ def _people(estimator: Estimator, image: np.ndarray, path: Path, boxes: list[Per
 
 
 def _entries_and_sheet(estimator: Estimator, people, path: Path, boxes: list[PersonBox] | None,
-                       outcome: ImageOutcome, files: list[str]) -> tuple[list[dict], HeatmapSheet]:
-    """The result entries of an image's people and their heatmap picture, keeping of each
-    person only what the pictures and the output line need (`outcome.people`)."""
+                       outcome: ImageOutcome, files: list[str], keep: int = 0
+                       ) -> tuple[list[dict], HeatmapSheet, list[Prediction]]:
+    """The result entries of an image's people, their heatmap picture and the first `keep`
+    predictions whole (for saliency), keeping of the others only what the pictures and the
+    output line need (`outcome.people`)."""
     sheet = HeatmapSheet(1 if boxes is None else len(boxes), estimator.target_peak)
-    entries = []
+    entries, kept = [], []
     for number, pred in enumerate(people, start=1):
         if not np.isfinite(pred.keypoints).all():  # would be NaN in the JSON: invalid JSON
             raise HgposeError(f"{path}: the network's output is not finite (NaN/inf); "
@@ -583,12 +649,35 @@ def _entries_and_sheet(estimator: Estimator, people, path: Path, boxes: list[Per
                                     orientation=outcome.orientation, outputs=files, box_score=score))
         sheet.add(pred.crop, pred.heatmaps)
         outcome.people.append(PersonResult(pred.keypoints, pred.box, pred.crop_box))
-    return entries, sheet
+        if len(kept) < keep:
+            kept.append(pred)
+    return entries, sheet, kept
+
+
+def _saliency_picture(estimator: Estimator, plan: SaliencyPlan, path: Path, people: list[Prediction],
+                      fade_below: float, counter) -> bytes:
+    """<name>.saliency.png: a row per person of `people` (`saliency.people_figure`), each map
+    computed on the very crop its prediction came from, at most PICTURE_MAX_SIDE px."""
+    rows = []
+    for number, pred in enumerate(people, start=1):
+        occ, cam = saliency.explain_crop(estimator, pred.crop, plan.joints, patch=plan.patch, stride=plan.stride,
+                                         layer=plan.layer)
+        keypoints = to_crop(pred.keypoints, pred.crop_box, estimator.input_size)   # score 0: not drawn
+        rows.append(saliency.PersonSaliency(pred.crop, keypoints, occ, cam,
+                                            "the image" if pred.whole_image else f"person {number}"))
+        counter.update(1)
+    # a "$" in a file name would start matplotlib's mathtext
+    name = printable(path.name).replace("$", r"\$")
+    title = (f"{name}: occlusion {plan.patch}px/{plan.stride}px | Grad-CAM at {plan.layer}; "
+             "+ = predicted position")
+    fig = saliency.people_figure(rows, plan.joints, title, fade_below, PICTURE_MAX_SIDE)
+    return figures.png_bytes(fig, PICTURE_MAX_SIDE)
 
 
 def predict(source, inputs=(), out_dir: str | Path = "predictions", *, box=None,
             boxes: str | Path | None = None, examples: bool = False, checkpoint=None, device: str = "auto",
-            flip: bool = False, min_score: float = 0.25,
+            flip: bool = False, min_score: float = 0.25, saliency=None,
+            saliency_people: int = SALIENCY_PEOPLE, progress: bool = True,
             on_image: Callable[[ImageOutcome], None] | None = None,
             on_warning: Callable[[str], None] | None = None, refine: str | None = None,
             precision: str = "auto") -> PredictSummary:
@@ -597,6 +686,8 @@ def predict(source, inputs=(), out_dir: str | Path = "predictions", *, box=None,
     (`hgpose.examples`), with their person boxes, instead of `inputs`."""
     from hgpose.inference import load
 
+    # first: `--saliency photo.jpg` took the image for its joints, which this error says
+    names = None if saliency is None else saliency_names(saliency, saliency_people)
     inputs, boxes = _inputs(inputs, box, boxes, examples)
     out_dir = _out_folder(out_dir)
     record = read_record(out_dir)
@@ -608,8 +699,9 @@ def predict(source, inputs=(), out_dir: str | Path = "predictions", *, box=None,
     engine = "auto" if crops >= ONNX_RUNTIME_FROM else "torch"
     estimator = load(source, checkpoint=checkpoint, device=device, flip=flip, refine=refine,
                      precision=precision, engine=engine)
-    return _predict_listed(estimator, paths, problems, record, plan, min_score=min_score, on_image=on_image,
-                           on_warning=on_warning)
+    asked = None if names is None else plan_saliency(estimator, names, saliency_people)
+    return _predict_listed(estimator, paths, problems, record, plan, min_score=min_score, saliency=asked,
+                           progress=progress, on_image=on_image, on_warning=on_warning)
 
 
 def _inputs(inputs, box, boxes, examples: bool) -> tuple[list, str | Path | None]:
@@ -626,7 +718,6 @@ def _inputs(inputs, box, boxes, examples: bool) -> tuple[list, str | Path | None
     from hgpose import examples as shipped
 
     return shipped.images(), shipped.BOXES
-
 
 
 def describe(outcome: ImageOutcome) -> str:
@@ -662,6 +753,9 @@ def _describe(outcome: ImageOutcome) -> str:
     names = ", ".join(p.name for p in outcome.files)
     if outcome.picture_scale < 1:
         names += f" (skeleton picture scaled to {PICTURE_MAX_SIDE} px)"
+    if outcome.saliency_people and outcome.saliency_people < len(people):
+        explained = "person 1" if outcome.saliency_people == 1 else f"people 1-{outcome.saliency_people}"
+        names += f" (saliency of {explained} of {len(people)}; --saliency-people N for more)"
     if outcome.note:
         names += f" ({outcome.note})"
     return f"{outcome.path}: {source} -> {names}"

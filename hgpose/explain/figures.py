@@ -33,6 +33,31 @@ def save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def png_bytes(fig: Figure, max_side: int | None = None) -> bytes:
+    """A figure as PNG bytes, drawn as `save` draws it; with `max_side`, scaled down (area
+    averaging) where its longer side would exceed that many pixels (for callers that bound
+    their pictures, such as predict's 2,048 px)."""
+    import io
+
+    import cv2
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    data = buffer.getvalue()
+    if max_side is None:
+        return data
+    picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    height, width = picture.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return data
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    ok, encoded = cv2.imencode(".png", cv2.resize(picture, size, interpolation=cv2.INTER_AREA))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return encoded.tobytes()
+
+
 def save_npz(path: str | Path, **arrays) -> Path:
     """Write arrays to a .npz, atomically (through hgpose.io); returns the path."""
     path = Path(path)

@@ -25,11 +25,17 @@ The joints: --saliency-joints (default all), only among those the network was tr
 else random crops -- at most max(1, N // passes per crop) of them for N analysed crops
 (`crop_budget`), so that with --limit N saliency costs no more network passes than the
 latents pass over those N crops.
+
+The same maps for the people of a photo: `explain_person(estimator, image, box, joints)`
+(a notebook) and `hgpose predict --saliency` (`explain_crop` on each prediction's own crop,
+drawn by `people_figure`: a row per person, the predicted skeleton first and a cross on each
+predicted joint). Every caller's joints pass one check, `refuse_untrained`.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +56,7 @@ if TYPE_CHECKING:
     from hgpose.explain.context import Context
 
 SHORT = {name: name.replace("left_", "L ").replace("right_", "R ") for name in JOINTS}
+PATCH, STRIDE = 32, 16   # the occluding square's side and step, in crop pixels (defaults)
 
 
 def default_gradcam_layer(model: nn.Module) -> str:
@@ -57,19 +64,24 @@ def default_gradcam_layer(model: nn.Module) -> str:
     return "stem" if "stem" in names else model.latent_layer
 
 
-def _peaks(model: nn.Module):
-    """The function captum explains: input [B,3,H,W] -> the 17 heatmap peaks [B,17]."""
+def _peaks(model: nn.Module, joints: list[int] | None = None):
+    """The function captum explains: input [B,3,H,W] -> the heatmap peaks [B,17], or only
+    those of `joints` [B,len(joints)]."""
     def forward(x):
-        return model(x)[:, -1].flatten(2).amax(-1)
+        peaks = model(x)[:, -1].flatten(2).amax(-1)
+        return peaks if joints is None else peaks[:, joints]
     return forward
 
 
-def occlusion(model: nn.Module, x: torch.Tensor, patch: int, stride: int, batch: int = 16) -> np.ndarray:
-    """[1,3,H,W] -> [J,H,W] occlusion attributions: the average drop of each joint's peak."""
+def occlusion(model: nn.Module, x: torch.Tensor, patch: int, stride: int, batch: int = 16,
+              joints: list[int] | None = None) -> np.ndarray:
+    """[1,3,H,W] -> [J,H,W] occlusion attributions: the average drop of each joint's peak
+    (of `joints` only, in their order, when given: captum sums every output's map over the
+    whole input at every position, so 2 joints cost a tenth of all 17's bookkeeping)."""
     import torch
     from captum.attr import Occlusion
 
-    forward = _peaks(model)
+    forward = _peaks(model, joints)
     occ = Occlusion(forward)
     kwargs = dict(sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride), baselines=0.0,
                   perturbations_per_eval=batch)
@@ -161,7 +173,7 @@ def sample_figure(crop: np.ndarray, keypoints: np.ndarray, pred: np.ndarray, joi
 def explain_sample(model: nn.Module, x: torch.Tensor, *, patch: int, stride: int, layer: str,
                    joints: list[int], batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """(occlusion [len(joints),H,W], Grad-CAM [len(joints),H,W]) for one input [1,3,H,W]."""
-    occ = occlusion(model, x, patch, stride, batch)[joints]
+    occ = occlusion(model, x, patch, stride, batch, joints)
     cam = gradcam(model, x, layer, joints)
     return occ, cam
 
@@ -199,12 +211,132 @@ def explained_joints(o: Options, trained: np.ndarray) -> list[int]:
 def check_joints(o: Options, trained: np.ndarray) -> None:
     """Refuse --saliency-joints naming a joint the network was never trained on (once the
     checkpoint is read, before any pass): its map would explain nothing it learned."""
-    untrained = [j for j in o.saliency_joints if not trained[JOINT_INDEX[j]]]
+    refuse_untrained(o.saliency_joints, trained, "--saliency-joints", "or leave the flag out")
+
+
+def refuse_untrained(names, trained: np.ndarray, flag: str, otherwise: str = "") -> None:
+    """The one check of explain's --saliency-joints, predict's --saliency and `explain_person`:
+    an HgposeError naming the joints among `names` the network was not trained on (`trained`
+    bool [17], from its weights file's "joints") and the joints it knows."""
+    untrained = [j for j in names if not trained[JOINT_INDEX[j]]]
     if untrained:
         known = [name for name, keep in zip(JOINTS, trained) if keep]
-        raise HgposeError(f"--saliency-joints {','.join(untrained)}: the network was not trained on "
+        raise HgposeError(f"{flag} {','.join(untrained)}: the network was not trained on "
                           f"{'this joint' if len(untrained) == 1 else 'these joints'} (its weights file lists "
-                          f"{len(known)}: {', '.join(known)}); name joints from that list, or leave the flag out")
+                          f"{len(known)}: {', '.join(known)}); name joints from that list"
+                          + (f", {otherwise}" if otherwise else ""))
+
+
+# --- one person of a photo: `hgpose predict --saliency`, and notebooks ---------------------
+
+DEFAULT_JOINTS = ("left_wrist", "right_wrist")   # `predict --saliency` alone: both wrists, the
+                                                  # limb ends every training set labels (LSP too)
+# `predict --saliency` explains at most this many people of an image (the first, in the
+# boxes' order) unless told otherwise: each costs about 230 passes, a crowd would take minutes
+PEOPLE_PER_IMAGE = 3
+
+
+def parse_joints(spec, flag: str = "joints") -> tuple[str, ...]:
+    """Joint names from "left_wrist,right_ankle" (or a sequence of names), in that order, each
+    once; "all" gives () = every joint the network was trained on. An HgposeError naming
+    `flag` for a name that is no COCO joint."""
+    names = tuple(dict.fromkeys(comma_list(spec)))
+    if names == ("all",):
+        return ()
+    bad = [n for n in names if n not in JOINT_INDEX]
+    if bad or not names:
+        shown = ",".join(comma_list(spec)) if not isinstance(spec, str) else spec
+        # `--saliency photo.jpg`: argparse gave the image to the flag
+        hint = ("; an image right after --saliency is taken for its joints: put the images first"
+                if any("." in n or "/" in n for n in bad) and flag == "--saliency" else "")
+        what = f"{bad[0]!r} is not a joint" if bad else "no joint named"
+        raise HgposeError(f"{flag} {shown}: {what}; give comma-separated COCO joint names ({', '.join(JOINTS)}) "
+                          f"or all{hint}")
+    return names
+
+
+def trained_joints(names: tuple[str, ...], trained: np.ndarray, flag: str = "joints",
+                   otherwise: str = "") -> list[int]:
+    """The indices of `names` (parsed by `parse_joints`; () = all the network was trained
+    on), in their order, after `refuse_untrained`."""
+    refuse_untrained(names, trained, flag, otherwise)
+    return [JOINT_INDEX[n] for n in names] or [j for j in range(len(JOINTS)) if trained[j]]
+
+
+def explain_crop(estimator, crop: np.ndarray, joints: list[int], *, patch: int = PATCH, stride: int = STRIDE,
+                 layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(occlusion, Grad-CAM), each float32 [len(joints), 256, 256], of one uint8 crop [256, 256, 3]
+    through an `Estimator`'s network: its input normalisation (`Estimator.to_input`), its
+    PyTorch model in fp32 (as `hgpose explain` runs it; the heatmap peak without the flip
+    test), Grad-CAM at `layer` (default `default_gradcam_layer`)."""
+    model = estimator.model
+    x = estimator.to_input(crop)   # the very input the prediction ran on (channels-last)
+    return explain_sample(model, x, patch=patch, stride=stride, layer=layer or default_gradcam_layer(model),
+                          joints=joints)
+
+
+def explain_person(estimator, image, box=None, joints=DEFAULT_JOINTS, *, patch: int = PATCH, stride: int = STRIDE,
+                   layer: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Saliency of one person of a photo: (crop uint8 [256, 256, 3], occlusion [J, 256, 256],
+    Grad-CAM [J, 256, 256]), map i for joints[i].
+
+    The crop is the one `estimator.infer(image, box)` predicts from (`Estimator.crop`: the
+    box x 1.25, or without a box the whole image padded to a square), so the maps lie over the
+    prediction's crop pixel for pixel. `joints`: COCO names ("left_wrist,right_ankle" or a
+    list), "all" for every joint the network was trained on; a joint it was not trained on is
+    refused before any pass. Cost: ((256 - patch) // stride + 1)^2 forward passes (225 at the
+    defaults) plus a forward and a backward pass per joint.
+    """
+    indices = trained_joints(parse_joints(joints), estimator.joints)
+    crop = estimator.crop(image, box)[0]
+    occ, cam = explain_crop(estimator, crop, indices, patch=patch, stride=stride, layer=layer)
+    return crop, occ, cam
+
+
+@dataclass
+class PersonSaliency:
+    """One row of `people_figure`: a person's crop, its predicted keypoints in crop pixels
+    ([17, 3]: x, y, score) and its maps (`explain_crop`)."""
+
+    crop: np.ndarray
+    keypoints: np.ndarray
+    occ: np.ndarray
+    cam: np.ndarray
+    label: str
+
+
+JOINTS_PER_ROW = 4   # a person's joints wrap after this many (occlusion | Grad-CAM) pairs
+
+
+def people_figure(people: list[PersonSaliency], joints: list[int], title: str, min_score: float,
+                  max_side: int = 2048):
+    """Rows per person: its crop with the predicted skeleton (joints scoring below
+    `min_score` faded), then per joint its occlusion and Grad-CAM tiles drawn as in
+    `sample_figure` (a cross on the predicted joint), JOINTS_PER_ROW joints a row; and the
+    colour scale. Tiles shrink with the grid so the figure stays about `max_side` pixels."""
+    per_row = max(1, min(len(joints), JOINTS_PER_ROW))
+    lines = math.ceil(len(joints) / per_row)
+    cols, rows = 1 + 2 * per_row, len(people) * lines
+    room = max_side / figures.DPI - 1.5                     # inches, less the colour bar and margins
+    tile_inches = min(1.75, room / cols, room / (rows * 1.25))   # a row's titles take a quarter tile
+    tiles, titles = [], []
+    for person in people:
+        for line in range(lines):
+            first = line == 0
+            tiles.append(figures.crop_with_skeleton(person.crop, person.keypoints, min_score) if first else None)
+            titles.append(f"{person.label}: prediction" if first else "")
+            for i in range(line * per_row, min(len(joints), (line + 1) * per_row)):
+                for name, maps in (("occlusion", person.occ), ("Grad-CAM", person.cam)):
+                    tile, peak = saliency_tile(person.crop, maps[i])
+                    tiles.append(_mark(tile, person.keypoints[joints[i]]))
+                    titles.append(f"{SHORT[JOINTS[joints[i]]]}: {name}\n(max {peak:.2g})")
+            while len(tiles) % cols:                         # the row's empty cells
+                tiles.append(None)
+                titles.append("")
+    fig = figures.tile_grid(tiles, cols=cols, titles=titles, tile_inches=tile_inches, title=title,
+                            fontsize=max(5.0, 8.5 * tile_inches / 1.75))
+    figures.colour_scale(fig, fig.axes, COLOURS, SCALE)
+    return fig
 
 
 # --- the part ------------------------------------------------------------------------------
@@ -222,8 +354,8 @@ class Options:
     saliency_samples: int = 2             # per cluster (random crops without K-means)
     saliency_rows: tuple[int, ...] = ()   # explicit crops (rows of the split) instead
     saliency_joints: tuple[str, ...] = () # joint names; () = all the network was trained on
-    occlusion_patch: int = 32
-    occlusion_stride: int = 16
+    occlusion_patch: int = PATCH
+    occlusion_stride: int = STRIDE
     gradcam_layer: str | None = None      # default: "stem"
 
     def __post_init__(self):
