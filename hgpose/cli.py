@@ -757,9 +757,22 @@ def _error(line: str) -> None:
     print(line.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that predict's images may also come after its options
+    (`hgpose predict RUN --out DIR photo.jpg`): argparse fills a nargs="*" positional at its
+    first chance and would call the later ones unrecognised."""
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "command", None) == "predict":
+        args.images = [*args.images, *(e for e in extra if not e.startswith("-"))]
+        extra = [e for e in extra if e.startswith("-")]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     _, run = COMMANDS[args.command]
     try:
         return run(args)

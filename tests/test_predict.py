@@ -182,6 +182,12 @@ def test_cli_predict_exit_status(run, coco_sample, tmp_path, capsys):
     assert good.name in out and "box 40,30,120,260" in out
     assert cli.main(["predict", str(run), str(good), "--out", str(tmp_path / "o2")]) == 0
     assert "whole image" in capsys.readouterr().out
+    # images may come after the options too; a stray option is still argparse's error
+    assert cli.main(["predict", str(run), "--out", str(tmp_path / "o3"), str(good)]) == 0
+    assert (tmp_path / "o3" / f"{good.stem}.skeleton.png").is_file()
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["predict", str(run), "--out", str(tmp_path / "o4"), str(good), "--nonesuch"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --nonesuch" in capsys.readouterr().err
 
 
 def test_refine_chooses_the_decoding_of_a_gaussian_run(tmp_path):
