@@ -56,6 +56,7 @@ def test_train_minutes_ends_within_its_budget_with_the_schedule_planned(tmp_path
     spent = epoch_seconds(RunDir(run))
     assert "hgpose train: pose on cpu" in err and "precision fp32" in err and "16 train crops in batches of 8" in err
     assert "epochs fit the budget" in err and "(planned again at the pace so far)" in err
+    assert "never happen" not in err      # a phase that stops at a planned decay is no cut schedule
     assert plan["base_epochs"] == 24 and plan["base_steps"] == [16, 20]      # the cpu preset's schedule
     assert plan["replanned"] and config.epochs == plan["epochs"]
     assert list(config.optim.step_epochs) == plan["step_epochs"]
@@ -71,6 +72,18 @@ def test_epochs_that_end_before_the_decays_are_noted(tmp_path, capsys):
     err = capsys.readouterr().err
     assert ("the lr decays after epochs 16, 20 come after the run's last epoch (1), so they never happen; "
             "--minutes fits the schedule") in err
+
+
+def test_a_budget_shorter_than_the_first_epoch_says_so_in_one_line(tmp_path, capsys):
+    store = make_store(tmp_path / "store", n_train=16, n_val=4)
+    run = tmp_path / "run"
+    assert main(["train", str(store), "--out", str(run), "--preset", "cpu", "--minutes", "0.0001",
+                 "--set", *SMALL]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"hgpose train: error: --minutes 0.0001: the budget ran out before the first epoch ended, "
+                       f"so {run} holds no weights; give a budget longer than one epoch (the start-up line "
+                       "estimates it) with a new --out, or fewer training crops (--set data.train_limit=N)")
+    assert not RunDir(run).weights("best").exists() and not RunDir(run).weights("last").exists()
 
 
 def test_epochs_and_minutes_together_are_refused(tmp_path, capsys):

@@ -112,6 +112,11 @@ def train_for(minutes: float, data_dir, run_dir, preset: str | None = None, *, r
     except TrainingInterrupted:
         if not deadline.hit:
             raise
+        if not epoch_seconds(run):
+            raise HgposeError(f"--minutes {minutes:g}: the budget ran out before the first epoch ended, so "
+                              f"{run.path} holds no weights; give a budget longer than one epoch (the "
+                              "start-up line estimates it) with a new --out, or fewer training crops "
+                              "(--set data.train_limit=N)") from None
         print(f"hgpose train: the {minutes:g}-minute budget is spent; the run keeps its best weights",
               file=sys.stderr)
     summary = run_summary(run)
@@ -160,7 +165,7 @@ def _resume(run: RunDir, data_dir, epochs: int, plan: Plan, overrides, batch_siz
         return
     steps = [f"optim.step_epochs={','.join(map(str, plan.step_epochs))}"] if plan.step_epochs else []
     train(data_dir, run.path, resume=True, epochs=epochs, batch_size=batch_size,
-          overrides=[*overrides, *steps], on_step=deadline.arm(run))
+          overrides=[*overrides, *steps], on_step=deadline.arm(run), phase_of_budget=True)
 
 
 def _read_plan(run: RunDir) -> Plan | None:

@@ -51,6 +51,7 @@ def train(
     config: cfg.TrainConfig | None = None,
     on_step: Callable[[dict], bool] | None = None,
     minutes: float | None = None,
+    phase_of_budget: bool = False,
 ) -> dict:
     """Train a pose network on a dataset store; returns a summary of the run.
 
@@ -65,6 +66,8 @@ def train(
         returning True stops the run like Ctrl-C (state saved, TrainingInterrupted raised).
     minutes: train for this wall-clock budget instead of a number of epochs: the epochs and
         the schedule's decays are planned from the measured pace (hgpose.train.budget).
+    phase_of_budget: set by hgpose.train.budget, whose phases stop at a planned decay on
+        purpose (the next phase applies it), so no note about decays cut off is printed.
 
     Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 writes all files.
     """
@@ -78,7 +81,7 @@ def train(
     run_dir = RunDir(run_dir)
     config, recorded = _resolve(run_dir, preset, config, overrides, epochs, batch_size, resume)
     rt = start_runtime(config)
-    note = announce.cut_decays(config)
+    note = None if phase_of_budget else announce.cut_decays(config)
     if note and rt.main and config.progress:
         print(note, file=sys.stderr)
     deterministic = torch.are_deterministic_algorithms_enabled()
