@@ -35,6 +35,10 @@ class Pretrained:
 
 
 PRETRAINED: dict[str, Pretrained] = {
+    # the cpu preset trained on LSPET on a 2-core CPU, stored at fp16 (benchmarks/ship_model.py)
+    "lspet-cpu": Pretrained("lspet-cpu.safetensors",
+                            "e748e42936ea497fa505db83406ad3d55692f05bc58022d22c4624b68c6a7407",
+                            card="lspet-cpu.md"),
 }
 
 
