@@ -500,7 +500,7 @@ def _add_evaluate(sub) -> None:
 
     p = sub.add_parser(
         "evaluate",
-        help="score a trained network on a split: thesis PCK, PCK@0.2, COCO OKS AP",
+        help="score a trained network on a split: thesis PCK, PCK@0.2, COCO OKS AP, error diagnosis",
         description=(
             "Run a trained network on every person of one split of a dataset store and score "
             "it: the thesis PCK (64x64 argmax, < 3.2 heatmap px, per-image mean; all / visible "
@@ -510,8 +510,11 @@ def _add_evaluate(sub) -> None:
             "says which crops the network sees. Prints the main table."
         ),
         epilog=(
-            "OUT_DIR receives metrics.json, metrics.md (tables), per_image.csv and "
-            "keypoints_<split>_results.json (COCO results format, loadable by pycocotools). "
+            "OUT_DIR receives metrics.json, metrics.md (tables), per_image.csv, "
+            "keypoints_<split>_results.json (COCO results format, loadable by pycocotools) and "
+            "errors.png: the error diagnosis (Ronchi & Perona 2017; \"errors\" in metrics.json) "
+            "of every keypoint as good, jitter, inversion, swap or miss, and COCO AP with each "
+            "error type corrected. "
             "gt-box and detections read the original images where DATA_DIR/manifest.json "
             "records them. Uses the GPU when there is one. Example: hgpose evaluate "
             "runs/thesis --data data/coco --split val --protocol gt-box --flip"

@@ -283,7 +283,8 @@ def test_evaluate_on_a_full_disk_writes_nothing_and_the_rerun_works(run, coco_st
     assert not out.exists()       # created by this call, left empty: removed
     written = disk_full(after=10**9)
     assert main(args) == 0
-    assert sorted(listing(out)) == ["keypoints_val_results.json", "metrics.json", "metrics.md", "per_image.csv"]
+    assert sorted(listing(out)) == ["errors.png", "keypoints_val_results.json", "metrics.json", "metrics.md",
+                                    "per_image.csv"]
     # a failing rerun keeps the complete set it found
     before = listing(out)
     disk_full(after=len(written) + 2)   # (the fixture counts every file written in the test)

@@ -12,8 +12,8 @@ detector's boxes, the standard COCO protocol). Two families of metrics:
   with the run's codec, mapped back through each crop's box, then PCK@0.2 (box and torso
   normalised) and COCO OKS AP/AR by pycocotools' COCOeval on the original annotations.
 
-OUT_DIR receives metrics.json, metrics.md, per_image.csv and keypoints_<split>_results.json
-(COCO results format), as a set: written to a staging folder and moved into OUT_DIR together,
+OUT_DIR receives metrics.json, metrics.md, per_image.csv, keypoints_<split>_results.json
+(COCO results format) and errors.png (the error diagnosis of evaluate/errors.py), as a set: written to a staging folder and moved into OUT_DIR together,
 metrics.json last (`hgpose.outputs.staged`), so a failed call (a full disk) leaves OUT_DIR as it
 was. OUT_DIR must be new, empty or an earlier evaluate output; that it can be written is
 checked before the split is scored. Crops are read from the memory-mapped store batch by
@@ -40,6 +40,7 @@ import torch
 from hgpose.data.crop import to_image
 from hgpose.data.store import Split, Store
 from hgpose.errors import HgposeError
+from hgpose.evaluate import errors as diagnosis
 from hgpose.evaluate import metrics as std
 from hgpose.evaluate import protocols
 from hgpose.evaluate.pck import SUBSETS
@@ -328,11 +329,40 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, *, split: str = "test", 
 
 
 def _score(run: "Scoring", protocol: str, folders, detections, boxes, box_score_threshold):
-    """(metrics, rows, results files) of the protocol."""
+    """(metrics, rows, results files) of the protocol, with its error diagnosis."""
     if protocol == "detections":
         threshold = protocols.BOX_SCORE_THRESHOLD if box_score_threshold is None else float(box_score_threshold)
-        return score_detected_people(run, folders[0], detections, threshold=threshold, boxes_file=boxes)
-    return score_split_people(run, folders)
+        metrics, rows, files = score_detected_people(run, folders[0], detections, threshold=threshold,
+                                                     boxes_file=boxes)
+    else:
+        metrics, rows, files = score_split_people(run, folders)
+    metrics["errors"] = diagnose_errors(run, protocol, rows, files)
+    return metrics, rows, files
+
+
+def diagnose_errors(run: "Scoring", protocol: str, rows: list[dict], files: dict) -> dict:
+    """metrics.json's "errors" (evaluate/errors.py) from what the protocol wrote: its results
+    files and its rows. Under detections a prediction is paired with the person COCOeval
+    pairs it with; under thesis and gt-box with the person it was predicted for. A store of
+    several sources: each source's diagnosis, and their counts pooled."""
+    if protocol == "detections":
+        evaluated = [row["image_id"] for row in rows if row["status"] == "evaluated"]
+        return diagnosis.diagnose(std.images_ground_truth(run.cocos[0], evaluated, run.scored),
+                                  next(iter(files.values())), evaluated, joints=run.scored)
+    names = run.names or [str(s) for s in range(max(run.cocos) + 1)]
+    by_source = {}
+    for (source, coco), results in zip(run.cocos.items(), files.values()):   # one results file per source
+        mine = [row for row in rows if row["source"] == source]
+        # A source's results file holds, in split order, its people that got a prediction.
+        predicted = [row["ann_id"] for row in mine if row.get("status", protocols.PREDICTED) == protocols.PREDICTED]
+        assert len(predicted) == len(results), f"{len(results)} results for {len(predicted)} predicted people"
+        evaluated = sorted({row["image_id"] for row in mine if row.get("status") != protocols.UNREADABLE})
+        by_source[names[source]] = diagnosis.diagnose(
+            std.split_ground_truth(coco, [row["ann_id"] for row in mine], run.scored), results, evaluated,
+            joints=run.scored, own=predicted, annotations=coco)
+    if len(by_source) == 1:
+        return next(iter(by_source.values()))
+    return {**diagnosis.pooled(list(by_source.values())), "by_source": by_source}
 
 
 def _check_scored_joints(data: Split, scored: np.ndarray, spec: str) -> None:
@@ -348,8 +378,9 @@ def _check_scored_joints(data: Split, scored: np.ndarray, spec: str) -> None:
 # --- the output folder -----------------------------------------------------------------------
 
 METRICS_FILE = "metrics.json"
+ERRORS_FIGURE = "errors.png"
 RESULTS_FILE = re.compile(r"keypoints_.+_results\.json")
-OWN_FILES = (METRICS_FILE, "metrics.md", "per_image.csv")
+OWN_FILES = (METRICS_FILE, "metrics.md", "per_image.csv", ERRORS_FIGURE)
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -478,14 +509,18 @@ def score_detected_people(run: Scoring, folder: Path, detections: list[dict], *,
 # --- output files --------------------------------------------------------------------------
 
 def write_outputs(out_dir: Path, metrics: dict, rows: list[dict], results: dict[str, list[dict]]) -> None:
-    """metrics.md, per_image.csv, each COCO results file (name -> results) and metrics.json,
-    the file that marks a complete set, last."""
+    """metrics.md, per_image.csv, errors.png (with an error diagnosis), each COCO results file
+    (name -> results) and metrics.json, the file that marks a complete set, last."""
     with atomic_path(out_dir / "metrics.md") as tmp:
         tmp.write_text(format_tables(metrics, per_joint=True))
     with atomic_path(out_dir / "per_image.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    if "errors" in metrics:
+        from hgpose.evaluate.figures import save_errors_figure   # matplotlib only when drawing
+
+        save_errors_figure(metrics["errors"], out_dir / ERRORS_FIGURE)
     # Compact: pycocotools loads it as is (`COCO.loadRes(path)`).
     for name, entries in results.items():
         with atomic_path(out_dir / name) as tmp:
@@ -517,6 +552,8 @@ def format_tables(metrics: dict, per_joint: bool = False) -> str:
                           metrics["pck@0.2_per_joint"]["torso"])
         lines += ["", "| joint | thesis PCK | PCK@0.2 box | PCK@0.2 torso |", "|---|---|---|---|"]
         lines += [f"| {j} | {_fmt(pj[j])} | {_fmt(box[j])} | {_fmt(torso[j])} |" for j in JOINTS]
+    if per_joint and "errors" in metrics:
+        lines += _errors_table(metrics["errors"])
     if per_joint:
         shown = metrics.get("pck_thesis") is not None and _thesis_mismatch(metrics) is None
         lines += ["", (f"thesis SHG column: the thesis's own results ({THESIS_LABEL}; SPEC §7). "
@@ -595,6 +632,28 @@ def _image_table(metrics: dict, protocol: str) -> list[str]:
     lines += [f"| COCO {key} (OKS, {COCO_CROPS[protocol]}) | {_fmt(coco.get(key))} |"
               for key in ("AP", "AP50", "AP75", "APm", "APl", "AR")]
     return lines
+
+
+def _errors_table(errors: dict) -> list[str]:
+    """The error diagnosis: the share of each class, and per source COCO AP with that error
+    type corrected (its gain in brackets). Per joint: metrics.json and errors.png."""
+    lines = ["", f"| error diagnosis (Ronchi & Perona 2017) | {' | '.join(diagnosis.CLASSES)} |",
+             "|---|" + "---|" * len(diagnosis.CLASSES),
+             f"| share of {errors['keypoints']:,d} labelled keypoints | "
+             + " | ".join(_fmt(errors["shares"][c]) for c in diagnosis.CLASSES) + " |"]
+    for name, source in (errors.get("by_source") or {"": errors}).items():
+        ap = source["ap"]
+        lines.append(f"| COCO AP{' ' + name if name else ''} with that type corrected (now "
+                     f"{_fmt(ap['baseline']['AP'])}) | — | "
+                     + " | ".join(_corrected(ap, kind) for kind in diagnosis.ERROR_TYPES) + " |")
+    return lines + ["", "Classes by keypoint similarity ks: good ks >= 0.85; jitter 0.5 <= ks < 0.85; "
+                    "inversion, swap: ks >= 0.5 against the person's left/right counterpart, another "
+                    "person's joint; miss: none of these (docs/evaluate.md, \"Error diagnosis\"; per joint: errors.png)."]
+
+
+def _corrected(ap: dict, kind: str) -> str:
+    gain = ap["gain"][kind]
+    return _fmt(ap["corrected"][kind]["AP"]) + ("" if gain is None or not math.isfinite(gain) else f" ({gain:+.3f})")
 
 
 def _nanmean(values: np.ndarray) -> float:
