@@ -70,6 +70,9 @@ def _train_within(data_dir: Path, run_dir: Path, seconds: float, progress: bool)
         )
         epochs = summary["epochs"]
         epoch_seconds = time.perf_counter() - t0
+        # train's start-up line and pace estimate once, not before every epoch: the later calls
+        # print their epoch line only
+        overrides = ["progress=false"]
     result = {"epochs": epochs, "best_val_pck": summary["best"], "best_epoch": summary["best_epoch"],
               "seconds": round(time.perf_counter() - start, 1)}
     write_json(done_path, result)

@@ -55,6 +55,31 @@ def coco_sample_store(coco_sample, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synthetic_people(tmp_path_factory) -> Path:
+    """Synthetic single people (`test_explain_synth.single_person_coco`, 240 train and 24 val
+    images) in FOLDER/coco, prepared into FOLDER/store, and the reduced-width thesis network
+    trained on them for 6 epochs in FOLDER/run (train thesis-PCK ~0.4). Trained once per
+    session: the explain tests and the report-guard tests read the same trained network."""
+    import torch
+    from test_explain_synth import EPOCHS, OVERRIDES, TRAIN_IMAGES, VAL_IMAGES, single_person_coco
+
+    from hgpose.data.prepare import prepare
+    from hgpose.train import train
+
+    root = tmp_path_factory.mktemp("synthetic-people")
+    coco = single_person_coco(root / "coco", TRAIN_IMAGES, VAL_IMAGES)
+    prepare(coco, root / "store", test_size=0.05, seed=0, workers=1, progress=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)   # tiny tensors, and a second busy core slows 2 threads
+    try:
+        # batch 4: twice the updates of batch 8 for the same compute; val PCK ~0.4 instead of ~0.27
+        train(root / "store", root / "run", preset="thesis", epochs=EPOCHS, batch_size=4, overrides=OVERRIDES)
+    finally:
+        torch.set_num_threads(before)
+    return root
+
+
 def load_json(path: Path):
     return json.loads(Path(path).read_text())
 

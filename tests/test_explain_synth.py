@@ -93,26 +93,21 @@ def untrained_ae_run(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def explained(tmp_path_factory):
-    from hgpose.data.prepare import prepare
+def explained(synthetic_people):
+    """The session's trained network on synthetic people (conftest), explained with every part
+    into ROOT/report."""
     from hgpose.explain import explain
-    from hgpose.train import train
 
-    root = tmp_path_factory.mktemp("explain")
+    root = synthetic_people
     before = torch.get_num_threads()
     torch.set_num_threads(1)   # as test_train.py: tiny tensors, and a second busy core slows 2 threads
     try:
-        start = time.perf_counter()
-        coco = single_person_coco(root / "coco", TRAIN_IMAGES, VAL_IMAGES)
-        prepare(coco, root / "store", test_size=0.05, seed=0, workers=1, progress=False)
-        # batch 4: twice the updates of batch 8 for the same compute; val PCK ~0.4 instead of ~0.27
-        train(root / "store", root / "run", preset="thesis", epochs=EPOCHS, batch_size=4, overrides=OVERRIDES)
         trained = time.perf_counter()
         result = explain(
             root / "run", root / "store", root / "report", compare=str(untrained_ae_run(root / "ae")),
             k_max=5, n_init=3, nearest=4, scatter_points=60, saliency_samples=1,
             saliency_joints=SALIENCY_JOINTS, occlusion_patch=64, occlusion_stride=32, progress=False)
-        print(f"\ndata + training {trained - start:.0f} s, explain {time.perf_counter() - trained:.0f} s")
+        print(f"\nexplain {time.perf_counter() - trained:.0f} s")
     finally:
         torch.set_num_threads(before)
     return root, result

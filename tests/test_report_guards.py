@@ -101,35 +101,13 @@ def test_near_is_finding_less_than_a_tenth_of_what_the_prior_misses():
 
 # --- two real reports: a trained and an untrained network on synthetic people -------------------
 
-TRAIN_IMAGES, VAL_IMAGES, EPOCHS = 240, 16, 6
-OVERRIDES = [
-    "model.features=16", "target.codec=gaussian", "target.sigma=2", "target.weighted=true",
-    "target.foreground=20", "optim.name=adam", "optim.lr=1e-3", "data.workers=0", "data.val_limit=16",
-    "progress=false", "tensorboard=false", "keep_epoch_checkpoints=false",
-]
-
-
 @pytest.fixture(scope="module")
-def people(tmp_path_factory):
-    """Synthetic single people prepared into a store; the reduced-width thesis network trained
-    on them for 6 epochs (train-split thesis PCK ~0.44 against a prior level ~0.15), and the
-    same network untrained."""
-    from test_explain_synth import single_person_coco
-
-    from hgpose.data.prepare import prepare
-    from hgpose.train import train
-
+def people(synthetic_people, tmp_path_factory):
+    """The session's synthetic people and the reduced-width thesis network trained on them
+    (conftest: train-split thesis PCK ~0.4 against a prior level ~0.15), and the same network
+    untrained; this module's reports go to a folder of its own."""
     root = tmp_path_factory.mktemp("people")
-    coco = single_person_coco(root / "coco", TRAIN_IMAGES, VAL_IMAGES)
-    prepare(coco, root / "store", test_size=0.05, seed=0, workers=1, progress=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)     # tiny tensors: one thread each is faster on 2 shared cores
-    try:
-        train(root / "store", root / "trained", preset="thesis", epochs=EPOCHS, batch_size=4,
-              overrides=OVERRIDES)
-    finally:
-        torch.set_num_threads(before)
-    return {"root": root, "store": root / "store", "trained": root / "trained",
+    return {"root": root, "store": synthetic_people / "store", "trained": synthetic_people / "run",
             "untrained": make_run(root / "untrained", features=16)}
 
 

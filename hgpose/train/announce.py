@@ -20,7 +20,8 @@ PACE_STEPS = 20
 
 def start_line(config: TrainConfig, phase: str, train_crops: int, val_crops: int, batch_size: int,
                epochs: int, device: torch.device, world: int) -> str:
-    where = f"{device}" + (f", {torch.get_num_threads()} threads" if device.type == "cpu" else "")
+    threads = torch.get_num_threads()
+    where = f"{device}" + (f", {threads} thread{'s' if threads != 1 else ''}" if device.type == "cpu" else "")
     if world > 1:
         where += f", {world} processes"
     steps = math.ceil(train_crops / (batch_size * world))
