@@ -7,9 +7,11 @@ Each (model, mode) runs in its own fresh process (so peak RSS on the CPU is that
 through the real training code: `hgpose.train.step.Trainer.step`, the step `hgpose train`
 takes (uint8 crops -> device -> mean subtraction -> augmentation for newell -> targets ->
 forward -> loss, backward, optimizer step). Two modes per model:
-    eager fp32 NCHW   channels_last=false, precision=fp32: the plain PyTorch baseline
-    hgpose default    what `hgpose train` does with the preset: channels-last, and bf16
-                      autocast where the device has it natively (precision=auto). The
+    eager fp32 NCHW   channels_last=false, precision=fp32, glibc's malloc as it comes
+                      (HGPOSE_KEEP_MEMORY=0): the plain PyTorch baseline
+    hgpose default    what `hgpose train` does with the preset: channels-last, bf16
+                      autocast where the device has it natively (precision=auto), and on a
+                      CPU malloc keeping freed memory (hgpose.cpu.keep_freed_memory). The
                       thesis preset trains in fp32 (its recipe); here it gets the same
                       `precision=auto` as the others, to show what the switch buys.
 Weights stay fp32 either way. After `--warmup` untimed steps, `--steps` steps are timed.
@@ -49,8 +51,11 @@ def random_batch(batch: int, seed: int = 0):
 
 
 def bench_model(preset: str, overrides: list[str], device: str, batch: int, warmup: int,
-                steps: int, threads: int) -> dict:
-    """Runs in a child process: img/s and peak memory of `steps` training steps."""
+                steps: int, threads: int, plain_malloc: bool = False) -> dict:
+    """Runs in a child process: img/s and peak memory of `steps` training steps
+    (`plain_malloc`: glibc's malloc as it comes, as in a plain PyTorch script)."""
+    if plain_malloc:
+        os.environ["HGPOSE_KEEP_MEMORY"] = "0"   # read when the Trainer is built, in this process
     import torch
 
     from hgpose import thesis
@@ -153,9 +158,9 @@ def _in_child(fn, *args) -> dict:
         return pool.apply(fn, args)
 
 
-MODES = {  # mode -> overrides on top of the model's
-    "eager fp32 NCHW": ["channels_last=false", "precision=fp32"],
-    "hgpose default": [],
+MODES = {  # mode -> (overrides on top of the model's, plain malloc)
+    "eager fp32 NCHW": (["channels_last=false", "precision=fp32"], True),
+    "hgpose default": ([], False),
 }
 
 
@@ -194,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         for label in chosen:
             preset, overrides = MODELS[label]
             base = None
-            for mode, extra in MODES.items():
+            for mode, (extra, plain_malloc) in MODES.items():
                 r = _in_child(bench_model, preset, overrides + width + extra, device, args.batch, warmup,
-                              steps, args.threads)
+                              steps, args.threads, plain_malloc)
                 base = base or r["img_s"]
                 rates.append(r["img_s"])
                 memory = "RSS" if device == "cpu" else "allocated"

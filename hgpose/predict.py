@@ -77,7 +77,7 @@ from hgpose.draw import colour_bar, draw_label, draw_skeletons, heatmap_overlay,
 from hgpose.errors import HgposeError
 from hgpose.explain import figures, saliency
 from hgpose.images import ImageProblem, decode_bgr, exif_orientation
-from hgpose.inference import Estimator, Prediction
+from hgpose.inference import Estimator, Prediction, onnx_runtime
 from hgpose.inference.estimator import box_crop
 from hgpose.io import write_bytes, write_json
 from hgpose.outputs import Staging, leftover_staging, staged
@@ -694,9 +694,11 @@ def predict(source, inputs=(), out_dir: str | Path = "predictions", *, box=None,
     paths, problems = list_images(inputs, record.owned_paths())
     plan = plan_boxes(paths, box, boxes)        # the boxes file is read before the network loads
     crops = sum(len(plan.boxes_of(p) or [None]) for p in paths)
-    # ONNX Runtime (the fp32 CPU engine) first writes its graph, 1-4 s: worth it from about
-    # a dozen crops on
-    engine = "auto" if crops >= ONNX_RUNTIME_FROM else "torch"
+    # ONNX Runtime (the fp32 CPU engine) first writes its graph, 2-4 s, once per network while
+    # its graph cache is on (onnx_runtime.py); with the cache off that pays from about a dozen
+    # crops on
+    cached = onnx_runtime.graph_cache() is not None
+    engine = "auto" if cached or crops >= ONNX_RUNTIME_FROM else "torch"
     estimator = load(source, checkpoint=checkpoint, device=device, flip=flip, refine=refine,
                      precision=precision, engine=engine)
     asked = None if names is None else plan_saliency(estimator, names, saliency_people)

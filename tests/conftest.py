@@ -18,6 +18,15 @@ COCO_SAMPLE = Path(
 )
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test its own HGPOSE_CACHE (cached ONNX graphs, downloads): no test reads what
+    another wrote, and nothing is written into the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("hgpose-cache")
+    monkeypatch.setenv("HGPOSE_CACHE", str(cache))
+    return cache
+
+
 @pytest.fixture(scope="session")
 def coco_sample() -> Path:
     """`../shared/data/coco-sample`: a real slice of COCO 2017 in COCO's layout."""

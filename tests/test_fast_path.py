@@ -195,15 +195,18 @@ def test_onnx_runtime_is_not_used_where_bf16_is_faster_or_when_turned_off(monkey
         hgpose.load(weights_file, device="cpu", engine="onnx")
 
 
-def test_predict_leaves_a_few_images_to_pytorch(monkeypatch, weights_file, tmp_path):
-    """Writing the ONNX graph costs seconds: predict on fewer than ONNX_RUNTIME_FROM images
-    runs PyTorch."""
+@pytest.mark.parametrize("cache, expected", [("0", ["torch", "auto"]), ("1", ["auto", "auto"])])
+def test_predict_leaves_a_few_images_to_pytorch_without_the_graph_cache(monkeypatch, weights_file, tmp_path,
+                                                                      cache, expected):
+    """Writing the ONNX graph costs seconds: with the graph cache off, predict on fewer than
+    ONNX_RUNTIME_FROM images runs PyTorch; with it on, that cost is paid once per network."""
     from PIL import Image
 
     from hgpose import predict as predict_mod
     from hgpose.inference import load as real_load
 
     monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    monkeypatch.setenv("HGPOSE_ONNX_CACHE", cache)
     engines = []
     monkeypatch.setattr("hgpose.inference.load", lambda *a, **k: engines.append(k["engine"]) or real_load(*a, **k))
     for n in (1, predict_mod.ONNX_RUNTIME_FROM):
@@ -213,8 +216,7 @@ def test_predict_leaves_a_few_images_to_pytorch(monkeypatch, weights_file, tmp_p
             Image.new("RGB", (48, 64), (100 + i, 90, 60)).save(folder / f"p{i}.png")
         summary = predict_mod.predict(weights_file, [folder], tmp_path / f"out{n}", device="cpu")
         assert len(summary.outcomes) == n and not summary.failed
-    assert engines == ["torch", "auto"]
-
+    assert engines == expected
 
 
 def test_a_network_onnx_cannot_take_runs_in_pytorch_with_a_note(monkeypatch, weights_file, capsys):
@@ -229,6 +231,7 @@ def test_a_network_onnx_cannot_take_runs_in_pytorch_with_a_note(monkeypatch, wei
 
     monkeypatch.setattr(onnx_runtime, "to_onnx", refuse)
     crops = torch.zeros(2, 256, 256, 3, dtype=torch.uint8)
+    assert not onnx_runtime.graph_cache().exists()   # nothing cached to fall back on
     est = hgpose.load(weights_file, device="cpu")
     heatmaps = est.crop_heatmaps(crops)
     note = capsys.readouterr().err.strip().splitlines()
@@ -279,3 +282,154 @@ def test_onnx_runtime_copy_pads_the_fed_back_heads_and_computes_the_same_heatmap
         (out,) = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})
         assert out.shape == (2, 1, 17, 64, 64)
         assert abs(out - expected[:, -1:].numpy()).max() < 1e-4
+
+
+# --- the ONNX graph cache ------------------------------------------------------------------
+
+def test_the_onnx_graph_is_written_once_and_read_by_the_next_estimator(monkeypatch, weights_file, capsys):
+    import hgpose
+    from hgpose.inference import onnx_runtime
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    crops = torch.randint(0, 256, (2, 256, 256, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    first = hgpose.load(weights_file, device="cpu")
+    expected = first.crop_heatmaps(crops)
+    cached = sorted(onnx_runtime.graph_cache().iterdir())
+    assert [p.suffix for p in cached] == [".onnx"] and not first.network.cached
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the graph was exported again")
+
+    monkeypatch.setattr(onnx_runtime, "to_onnx", refuse)
+    second = hgpose.load(weights_file, device="cpu")
+    assert torch.equal(second.crop_heatmaps(crops), expected) and second.network.cached
+    assert second.engine == "onnxruntime" and capsys.readouterr().err == ""
+    # Other weights are another graph: the key holds the weights' bytes, not only the structure.
+    with torch.no_grad():
+        second.model.stem.conv.weight.add_(1.0)
+    assert onnx_runtime.graph_key(second.model, 256) != onnx_runtime.graph_key(first.model, 256)
+
+
+def test_a_damaged_cached_graph_is_written_again(monkeypatch, weights_file):
+    import hgpose
+    from hgpose.inference import onnx_runtime
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    crops = torch.zeros(1, 256, 256, 3, dtype=torch.uint8)
+    expected = hgpose.load(weights_file, device="cpu").crop_heatmaps(crops)
+    (graph,) = onnx_runtime.graph_cache().iterdir()
+    size = graph.stat().st_size
+    graph.write_bytes(graph.read_bytes()[: size // 3])          # a copy cut short
+    again = hgpose.load(weights_file, device="cpu")
+    assert torch.equal(again.crop_heatmaps(crops), expected) and not again.network.cached
+    assert graph.stat().st_size == size
+
+
+def test_the_cache_keeps_the_newest_graphs_and_only_ever_removes_its_own(monkeypatch, tmp_path):
+    import os
+
+    from hgpose.inference import onnx_runtime
+
+    monkeypatch.setattr(onnx_runtime, "CACHED_GRAPHS", 2)
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    (folder / "mine.onnx").write_bytes(b"a user's own graph")
+    keys = [f"{i:064x}" for i in range(3)]
+    for age, key in enumerate(keys):
+        onnx_runtime.remember_graph(folder, key, b"graph " + key.encode())
+        os.utime(folder / f"{key}.onnx", (1000 + age, 1000 + age))
+    onnx_runtime.remember_graph(folder, "f" * 64, b"newest")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["mine.onnx", f"{keys[2]}.onnx", "f" * 64 + ".onnx"])
+
+
+@pytest.mark.parametrize("how", ["a file in the way", "a full disk"])
+def test_a_cache_that_cannot_be_written_only_costs_the_export(monkeypatch, weights_file, tmp_path, disk_full, how):
+    import hgpose
+    from hgpose.inference import onnx_runtime
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("HGPOSE_CPU_BF16", "0")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    if how == "a file in the way":
+        monkeypatch.setenv("HGPOSE_CACHE", str(blocker))
+    else:
+        disk_full(after=0)
+    est = hgpose.load(weights_file, device="cpu")
+    assert est.crop_heatmaps(torch.zeros(1, 256, 256, 3, dtype=torch.uint8)).shape == (1, 17, 64, 64)
+    assert est.engine == "onnxruntime" and blocker.read_text() == "not a folder"
+    if how == "a full disk":   # nothing half-written left in the cache
+        assert list(onnx_runtime.graph_cache().iterdir()) == []
+
+
+# --- the C allocator (hgpose.cpu.keep_freed_memory) ---------------------------------------
+
+FAULTS = r"""
+import resource, sys, torch
+from hgpose.cpu import keep_freed_memory
+kept = keep_freed_memory()
+for _ in range(10):                               # the heap settles (it grew 0-3 times more)
+    torch.ones(16 * 2**20).sum()                  # 64 MiB, above malloc's mmap threshold
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    torch.ones(16 * 2**20).sum()
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _run(code: str, env: dict) -> str:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_kept_memory_ends_the_page_faults_of_large_activations():
+    """64 MiB tensors made and freed: with glibc's defaults each is a fresh mmap whose pages
+    the kernel faults in one by one (>= 64 MiB / 2 MiB faults even with huge pages); kept, the
+    freed memory is reused (the heap may still grow a few times: at most 3 in 20 seen)."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the allocator setting is glibc's")
+    plain_kept, plain = _run(FAULTS, {"HGPOSE_KEEP_MEMORY": "0"})
+    kept_kept, kept = _run(FAULTS, {})
+    assert (plain_kept, kept_kept) == ("False", "True")
+    assert int(plain) >= 20 * 32 and int(kept) < int(plain) / 4
+
+
+STEPS = r"""
+import hashlib, torch
+from hgpose import thesis
+from hgpose.config import resolve
+from hgpose.models import build_model
+from hgpose.train.recipes import PosePhase
+from hgpose.train.step import Trainer
+torch.set_num_threads(1)
+torch.manual_seed(0)
+config = resolve("newell", ["model.stacks=2", "model.features=16", "precision=fp32"], batch_size=4)
+phase = PosePhase(config, torch.device("cpu"), torch.tensor(thesis.TRAIN_MEAN_RGB))
+trainer = Trainer.build(phase, build_model(config.model).train(), config.optim, config, torch.device("cpu"))
+g = torch.Generator().manual_seed(0)
+batch = (torch.randint(0, 256, (4, 256, 256, 3), dtype=torch.uint8, generator=g),
+         torch.cat([torch.rand(4, 17, 2, generator=g) * 256, torch.full((4, 17, 1), 2.0)], -1), torch.arange(4))
+for step in range(3):
+    trainer.step(batch, torch.Generator().manual_seed(step))
+digest = hashlib.sha256()
+for tensor in trainer.model.state_dict().values():
+    digest.update(tensor.contiguous().numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_kept_memory_changes_no_weight():
+    """Where memory comes from changes no number: three augmented training steps give
+    bit-identical weights with and without it."""
+    assert _run(STEPS, {"HGPOSE_KEEP_MEMORY": "0"}) == _run(STEPS, {})

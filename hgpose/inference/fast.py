@@ -13,6 +13,8 @@ Why each piece pays on a CPU (benchmarks/inference.py; docs/evaluate.md, "Speed"
 - bf16: AMX / AVX-512-BF16 run bf16 convolutions at about twice the fp32 rate and halve the
   memory traffic. Without them bf16 is emulated and slower than fp32, so "auto" means fp32
   there (`hgpose.inference.device`, the one precision rule of training and inference).
+- memory kept for reuse: activations above 32 MiB would each be a fresh mmap that the kernel
+  zeroes page by page (`hgpose.cpu.keep_freed_memory`, which training uses too).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from hgpose.cpu import keep_freed_memory
 from hgpose.inference.device import autocast_context, autocast_dtype, precision_name
 
 
@@ -63,6 +66,8 @@ def prepare_network(model: nn.Module, device: torch.device | str, precision: str
     channels-last on `device`. Returns (model, autocast factory, the precision that runs:
     "bf16", "fp16" or "fp32"; `hgpose.inference.device` says how `precision` is chosen)."""
     device = torch.device(device)
+    if device.type == "cpu":
+        keep_freed_memory()   # the activations outgrow malloc's mmap threshold (hgpose.cpu)
     dtype = autocast_dtype(precision, device)
     model = fold_batchnorm(model.eval())
     model = model.to(device, memory_format=torch.channels_last)

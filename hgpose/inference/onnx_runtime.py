@@ -5,26 +5,36 @@ ran the hourglass networks 1.4-1.7x faster than PyTorch's channels-last + folded
 (benchmarks/inference.py; docs/evaluate.md, "Speed"); where bf16 is native, PyTorch under
 bf16 autocast is faster still, so ONNX Runtime is used only for fp32 on a CPU.
 
-The graph is written here, once per estimator, on the first batch (1-4 s for the full-size
-networks): `to_onnx` is also what `hgpose export` writes (with the mean subtraction inside).
+The graph is written on the first batch (`to_onnx`, also what `hgpose export` writes, with
+the mean subtraction inside). Writing it takes 2-4 s on 2 cores for any of the networks,
+longer than a whole `predict` on one image, so it is kept in a cache (HGPOSE_CACHE/onnx,
+default ~/.cache/hgpose/onnx) under a key made of everything the graph depends on: the
+weights' bytes, the module's structure, the input size, the opset and the torch version. A
+later process with the same network loads it in about 0.2 s. The newest CACHED_GRAPHS graphs
+are kept; HGPOSE_ONNX_CACHE=0 turns the cache off; a damaged cached file is written again.
 ONNX Runtime is a dependency of hgpose; where it is missing (or HGPOSE_ONNXRUNTIME=0) PyTorch runs.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import io
 import os
+import re
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from hgpose.errors import HgposeError
 from hgpose.models import StackedHourglass
 
 OPSET = 17
+CACHED_GRAPHS = 8      # graphs kept in the cache (the full-size networks' are 26-58 MB each)
 
 
 def available() -> bool:
@@ -46,6 +56,42 @@ def to_onnx(module: nn.Module, size: int, opset: int = OPSET) -> bytes:
             dynamic_axes={"input": {0: "batch"}, "heatmaps": {0: "batch"}},
         )
     return buffer.getvalue()
+
+
+def graph_key(module: nn.Module, size: int, opset: int = OPSET) -> str:
+    """The SHA-256 of everything `to_onnx(module, size, opset)` depends on."""
+    digest = hashlib.sha256(f"{torch.__version__}|{opset}|{size}|{module!r}".encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def graph_cache() -> Path | None:
+    """The folder of cached graphs, None when HGPOSE_ONNX_CACHE=0."""
+    if os.environ.get("HGPOSE_ONNX_CACHE") == "0":
+        return None
+    from hgpose.runs.pretrained import cache_dir
+
+    return cache_dir() / "onnx"
+
+
+_CACHED_NAME = re.compile(r"[0-9a-f]{64}\.onnx")   # only files this cache wrote are ever removed
+
+
+def remember_graph(folder: Path, key: str, graph: bytes) -> None:
+    """Writes the graph into the cache (atomically) and drops the oldest beyond CACHED_GRAPHS.
+    A cache that cannot be written only costs the next process the export: no error."""
+    from hgpose.io import write_bytes
+
+    try:
+        write_bytes(folder / f"{key}.onnx", graph)
+        cached = sorted((p for p in folder.iterdir() if _CACHED_NAME.fullmatch(p.name)),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in cached[CACHED_GRAPHS:]:
+            old.unlink(missing_ok=True)
+    except (OSError, HgposeError):
+        pass
 
 
 # ONNX Runtime's CPU provider runs convolutions in a channel-blocked layout (NCHWc: blocks of
@@ -103,15 +149,42 @@ class OnnxRuntimeNetwork:
     def __init__(self, model: nn.Module, size: int):
         self.model, self.size, self.session = model, size, None
         self.failed: str | None = None   # why ONNX Runtime is not running, once it is known
+        self.cached = False              # whether the graph came from the cache
+
+    def _cached_session(self, ort, options):
+        """A session on the cached graph of this network, or None (not cached, cache off, or
+        a damaged file: it is written again)."""
+        self.exported = _LastStack(with_blocked_heads(self.model))
+        self.cache = graph_cache()
+        if self.cache is None:
+            return None
+        self.key = graph_key(self.exported, self.size)
+        path = self.cache / f"{self.key}.onnx"
+        if not path.is_file():
+            return None
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception:   # truncated or damaged: export again, which overwrites it
+            return None
+        self.cached = True
+        try:
+            os.utime(path)   # recently used: the last to be dropped
+        except OSError:
+            pass
+        return session
 
     def _start(self) -> None:
         import onnxruntime as ort
 
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()   # the same cores as PyTorch
         try:
-            graph = to_onnx(_LastStack(with_blocked_heads(self.model)), self.size)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()   # the same cores as PyTorch
-            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+            self.session = self._cached_session(ort, options)
+            if self.session is None:
+                graph = to_onnx(self.exported, self.size)
+                self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+                if self.cache is not None:
+                    remember_graph(self.cache, self.key, graph)
         except Exception as e:  # the exporter's errors embed the whole graph: keep one line
             self.failed = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
             print(f"hgpose: note: ONNX Runtime could not run this network ({self.failed}); "

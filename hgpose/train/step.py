@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from hgpose.config import OptimConfig, TrainConfig
+from hgpose.cpu import keep_freed_memory
 from hgpose.inference.device import autocast_context, autocast_dtype
 from hgpose.train.recipes import make_optimizer
 
@@ -42,6 +43,8 @@ class Trainer:
     @classmethod
     def build(cls, phase, model: nn.Module, optim: OptimConfig, config: TrainConfig,
               device: torch.device) -> "Trainer":
+        if device.type == "cpu":
+            keep_freed_memory()   # the activations outgrow malloc's mmap threshold (hgpose.cpu)
         model = model.to(device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
