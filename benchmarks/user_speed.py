@@ -22,6 +22,8 @@ What is timed, each in a fresh process:
                        ONNX Runtime or bf16, decoding and the COCO scoring included), run
                        twice: the first writes the ONNX graph into the cache, the second
                        reads it (a fresh cache is used, so the first is a first)
+    one image          a whole eager process forwarding one crop against `hgpose predict`
+                       on one image (its graph cached): what a user waits for
 The crops are synthetic people (`hgpose synth`, prepared once into a temporary store). GFLOP/s
 = 2 x multiply-adds per crop (torch's FlopCounterMode) x crops/s; a training step counts 3 x
 the forward's (forward, and a backward of twice its cost).
@@ -123,12 +125,13 @@ def macs_per_crop(preset: str, overrides: list[str]) -> int:
     return macs_per_image(build_model(resolve(preset, overrides).model).eval())
 
 
-def train_rate(store: Path, run: Path, preset: str, overrides: list[str], batch: int, steps: int) -> float:
+def train_rate(store: Path, run: Path, preset: str, overrides: list[str], batch: int, steps: int,
+               threads: int) -> float:
     """`hgpose train`'s own img/s of its second epoch (metrics.csv)."""
     cmd = [sys.executable, "-m", "hgpose", "train", str(store), "--out", str(run), "--preset", preset,
            "--epochs", "2", "--batch-size", str(batch), "--set", *overrides,
            f"data.train_limit={batch * steps}", "data.val_limit=8", "progress=false"]
-    timed_process(cmd, {})
+    timed_process(cmd, {"OMP_NUM_THREADS": str(threads)})
     with open(run / "metrics.csv") as f:
         return float(list(csv.DictReader(f))[-1]["img_per_s"])
 
@@ -143,6 +146,16 @@ def evaluate_times(store: Path, run: Path, crops: int, threads: int, cache: Path
     first = timed_process(cmd + ["--out", str(run / "eval1")], env)
     second = timed_process(cmd + ["--out", str(run / "eval2")], env)
     return eager, first, second
+
+
+def predict_times(store: Path, run: Path, threads: int, cache: Path) -> tuple[float, float]:
+    """(eager forward of one crop, `hgpose predict` of one image with its graph cached),
+    whole-process seconds."""
+    image = sorted((store.parent / "synth" / "val2017").glob("*.jpg"))[0]
+    eager = timed_process([sys.executable, "-c", EAGER_FORWARD, str(run), str(store), "1", str(threads)], PLAIN)
+    ours = timed_process([sys.executable, "-m", "hgpose", "predict", str(run), str(image), "--out",
+                          str(run / "predict")], {"HGPOSE_CACHE": str(cache), "OMP_NUM_THREADS": str(threads)})
+    return eager, ours
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,17 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         store = make_store(root, args.crops, args.threads)
-        train = train_rate(store, root / "run", args.preset, overrides, args.batch, args.train_steps)
+        train = train_rate(store, root / "run", args.preset, overrides, args.batch, args.train_steps,
+                           args.threads)
         from hgpose.data.store import Store
 
         crops = len(Store.open(store).split("val"))
         forward, first, second = evaluate_times(store, root / "run", crops, args.threads, root / "cache")
-    report(peak, macs, eager, ours, train, crops, forward, first, second)
+        single = predict_times(store, root / "run", args.threads, root / "cache")
+    report(peak, macs, eager, ours, train, crops, forward, first, second, single)
     return 0
 
 
 def report(peak: float, macs: int, eager: dict, ours: dict, train: float, crops: int,
-           forward: float, first: float, second: float) -> None:
+           forward: float, first: float, second: float, single: tuple[float, float]) -> None:
     def gflops(rate: float, factor: int) -> str:
         value = 2 * macs * factor * rate / 1e9
         return f"{value:.0f} ({value / peak:.0%})"
@@ -204,11 +219,14 @@ def report(peak: float, macs: int, eager: dict, ours: dict, train: float, crops:
     base = rates["eager forward (whole process)"]
     for name, rate in rates.items():
         print(f"| {name}, {crops} crops | {rate:.2f} | {rate / base:.2f} | {gflops(rate, 1)} |")
+    print(f"| one image: eager forward process {single[0]:.2f} s, `hgpose predict` (graph cached) "
+          f"{single[1]:.2f} s | | {single[0] / single[1]:.2f} | |")
     print(f"\n`hgpose train` / the step it takes: {train / ours['img_s']:.2f} (target ≥ 0.90); "
           f"step / eager: {ours['img_s'] / eager['img_s']:.2f} (target ≥ 1.25 on AVX2); "
           f"evaluate / eager forward: {crops / second / base:.2f} (target ≥ 2.6 on AVX2)")
     print(json.dumps({"peak_gflops": peak, "macs": macs, "step_eager": eager["img_s"], "step_hgpose": ours["img_s"],
-                      "train": train, "crops": crops, "forward_s": forward, "evaluate_s": [first, second]}))
+                      "train": train, "crops": crops, "forward_s": forward, "evaluate_s": [first, second],
+                      "one_image_s": list(single)}))
 
 
 if __name__ == "__main__":

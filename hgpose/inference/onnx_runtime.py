@@ -58,12 +58,19 @@ def to_onnx(module: nn.Module, size: int, opset: int = OPSET) -> bytes:
     return buffer.getvalue()
 
 
-def graph_key(module: nn.Module, size: int, opset: int = OPSET) -> str:
-    """The SHA-256 of everything `to_onnx(module, size, opset)` depends on."""
-    digest = hashlib.sha256(f"{torch.__version__}|{opset}|{size}|{module!r}".encode())
-    for name, tensor in module.state_dict().items():
+# Part of every cache key: raise it when what is exported from a network changes (the heads'
+# padding, the last stack only, the exporter's arguments), so that no older graph is read.
+GRAPH_FORMAT = 1
+
+
+def graph_key(model: nn.Module, size: int, opset: int = OPSET) -> str:
+    """The SHA-256 of everything the graph of `model` (exported as `OnnxRuntimeNetwork`
+    exports it, at input `size`) depends on: its structure and weights' bytes, the export's
+    format, the opset and the torch version."""
+    digest = hashlib.sha256(f"{GRAPH_FORMAT}|{torch.__version__}|{opset}|{size}|{model!r}".encode())
+    for name, tensor in model.state_dict().items():
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
 
 
@@ -154,11 +161,10 @@ class OnnxRuntimeNetwork:
     def _cached_session(self, ort, options):
         """A session on the cached graph of this network, or None (not cached, cache off, or
         a damaged file: it is written again)."""
-        self.exported = _LastStack(with_blocked_heads(self.model))
         self.cache = graph_cache()
         if self.cache is None:
             return None
-        self.key = graph_key(self.exported, self.size)
+        self.key = graph_key(self.model, self.size)
         path = self.cache / f"{self.key}.onnx"
         if not path.is_file():
             return None
@@ -181,7 +187,7 @@ class OnnxRuntimeNetwork:
         try:
             self.session = self._cached_session(ort, options)
             if self.session is None:
-                graph = to_onnx(self.exported, self.size)
+                graph = to_onnx(_LastStack(with_blocked_heads(self.model)), self.size)
                 self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
                 if self.cache is not None:
                     remember_graph(self.cache, self.key, graph)
