@@ -105,9 +105,9 @@ class Options:
                             metavar="NAMES", help="this network's layers for the CKA maps, comma-separated "
                             "(default: as --probe-layers'); --compare's network uses its default layers")
         parser.add_argument("--cka-crops", dest="cka_crops", type=int, default=cls.cka_crops, metavar="N",
-                            help=f"crops sampled for CKA (default {cls.cka_crops})")
+                            help=f"crops sampled for CKA (default: {cls.cka_crops})")
         parser.add_argument("--cka-batch", dest="cka_batch", type=int, default=cls.cka_batch, metavar="M",
-                            help=f"minibatch of the CKA estimator (default {cls.cka_batch})")
+                            help=f"minibatch of the CKA estimator (default: {cls.cka_batch})")
 
 
 TITLE = "Layer similarity (CKA)"

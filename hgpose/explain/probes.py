@@ -34,11 +34,13 @@ MIN_CROPS = 40
 
 
 def short(layer: str) -> str:
-    """A layer's name in a figure: the hourglass prefix dropped (hourglass.down.2 -> down.2)."""
+    """A layer's name in a figure: hourglass.down.2 -> down.2, hourglasses.1.down.2 -> hg1.down.2."""
     parts = layer.split(".")
-    if parts[0] in ("hourglass", "hourglasses"):
-        parts = parts[2:] if parts[0] == "hourglasses" else parts[1:]
-    return ".".join(parts) or "hourglass out"
+    if parts[0] == "hourglass":
+        return ".".join(parts[1:]) or "hourglass out"
+    if parts[0] == "hourglasses" and len(parts) > 1:   # a stacked network: hg<stack>.down.2
+        return f"hg{parts[1]}." + (".".join(parts[2:]) or "out")
+    return layer
 
 
 def _entry(score: float, control: float, boot: np.ndarray, control_boot: np.ndarray, chance: float) -> dict:
@@ -134,10 +136,10 @@ class Options:
                             metavar="NAMES", help="layers to probe, comma-separated "
                             "(default: stem, each down level, bottleneck, each up level, hourglass, head)")
         parser.add_argument("--probe-crops", dest="probe_crops", type=int, default=cls.probe_crops, metavar="N",
-                            help=f"crops sampled for the probes (default {cls.probe_crops}); "
+                            help=f"crops sampled for the probes (default: {cls.probe_crops}); "
                             "a quarter of their images are held out")
         parser.add_argument("--probe-bootstrap", dest="probe_bootstrap", type=int, default=cls.probe_bootstrap,
-                            metavar="B", help=f"bootstrap resamples of the held-out images (default {cls.probe_bootstrap})")
+                            metavar="B", help=f"bootstrap resamples of the held-out images (default: {cls.probe_bootstrap})")
         parser.add_argument("--probe-targets", dest="probe_targets", type=comma_list, default=cls.probe_targets,
                             metavar="GROUPS", help="properties to probe, comma-separated, e.g. 'joint position,facing' "
                             "(default: every one the data gives; the random label always comes)")
@@ -154,6 +156,14 @@ def wanted(ctx: Context) -> bool:
 
 def cache_dir(ctx: Context) -> Path:
     return Path(ctx.options.cache_dir) if ctx.options.cache_dir else ctx.out_dir / "latents"
+
+
+def by_reason(skipped: dict[str, str]) -> dict[str, list[str]]:
+    """The skipped targets grouped by why (LSP's 12 "visible" targets share one reason)."""
+    out: dict[str, list[str]] = {}
+    for name, why in skipped.items():
+        out.setdefault(why, []).append(name)
+    return out
 
 
 def chosen(targets: list, groups: tuple[str, ...]) -> list:
@@ -197,7 +207,7 @@ def run(ctx: Context) -> dict:
                       "train_images": len(np.unique(part.groups[part.train])),
                       "test_images": len(np.unique(part.groups[part.test]))},
         "targets": {t.name: {"group": t.group, "kind": t.kind, "crops": int(t.valid.sum())} for t in targets},
-        "skipped": skipped, "groups": groups, "kinds": kinds,
+        "skipped": skipped, "skipped_reasons": by_reason(skipped), "groups": groups, "kinds": kinds,
         "scores": scores, "group_scores": group_scores,
         "findings": findings(names, group_scores, groups),
         "figure": ctx.save_figure(figure(names, groups, group_scores, kinds), "probes.png"),
