@@ -16,7 +16,9 @@ comes first and is timed apart):
     cka       --only cka on the same crops, in a fresh cache: the layers' pass again, then the
               minibatch CKA of every pair of layers
 
-Prints one JSON line per step and a summary; the numbers go in the note of the change.
+Prints one JSON line per step and a summary (wall and CPU seconds of each call, the load
+average at the start: on a shared machine the wall time is not the cost); the numbers go in
+the note of the change.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -40,12 +43,21 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time (user + system, all threads): on a machine shared with other
+    work the wall time stretches, the CPU time much less; CPU time / 2 is what an idle 2-core
+    machine would take if both cores stayed busy."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(run: str, data: str, out: Path, **options) -> dict:
     from hgpose.explain import explain
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     result = explain(run, data, out, progress=False, **options)
-    return {"wall_s": round(time.perf_counter() - started, 1), "timings": result["timings"], "result": result}
+    return {"wall_s": round(time.perf_counter() - started, 1), "cpu_s": round(cpu_seconds() - cpu, 1),
+            "timings": result["timings"], "result": result}
 
 
 def main() -> None:
@@ -55,7 +67,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     common = dict(split=args.split, limit=args.crops)
     report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
-                         f"torch {torch.__version__}, {args.threads} threads", "run": args.run, "crops": args.crops}
+                         f"torch {torch.__version__}, {args.threads} threads", "run": args.run, "crops": args.crops,
+              "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         probes = timed(args.run, args.data, Path(tmp) / "probes", only=("probes",), probe_crops=args.crops, **common)
         section = probes["result"]["probes"]
@@ -63,11 +76,13 @@ def main() -> None:
         report["probes_s"] = probes["timings"]["probes"]
         report["probes"] = {"layers": len(section["layers"]), "targets": len(section["targets"]),
                             "fits": 2 * len(section["layers"]) * len(section["targets"])}
-        print(json.dumps({"step": "probes", **probes["timings"]}), flush=True)
+        report["probes_call"] = {"wall_s": probes["wall_s"], "cpu_s": probes["cpu_s"]}
+        print(json.dumps({"step": "probes", "cpu_s": probes["cpu_s"], **probes["timings"]}), flush=True)
         cka = timed(args.run, args.data, Path(tmp) / "cka", only=("cka",), cka_crops=args.crops, **common)
         report["cka_s"] = cka["timings"]["cka"]
         report["cka"] = {"layers": len(cka["result"]["cka"]["layers"]), "minibatches": cka["result"]["cka"]["minibatches"]}
-        print(json.dumps({"step": "cka", **cka["timings"]}), flush=True)
+        report["cka_call"] = {"wall_s": cka["wall_s"], "cpu_s": cka["cpu_s"]}
+        print(json.dumps({"step": "cka", "cpu_s": cka["cpu_s"], **cka["timings"]}), flush=True)
     report["within_5_minutes"] = {"probes": report["probes_s"] <= 300, "cka": report["cka_s"] <= 300}
     print(json.dumps(report, indent=1))
 

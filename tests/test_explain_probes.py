@@ -292,3 +292,17 @@ def test_the_trained_network_holds_the_joints_where_an_untrained_one_does_not(ls
         trained, untrained_score = scores["trained"][layer]["joint position"], scores["untrained"][layer]["joint position"]
         assert trained["interval"][0] > trained["control_interval"][1], layer
         assert trained["score"] > untrained_score["score"] + 0.3, (layer, trained["score"], untrained_score["score"])
+
+
+def test_other_people_overlapping_a_crop_are_counted_from_the_coco_file(tmp_path):
+    """COCO's "other people" target: the other annotations of the crop's image whose box
+    overlaps the crop square (touching edges do not)."""
+    from hgpose.explain.targets import overlapping_people
+    from hgpose.io import write_json
+
+    people = [(1, 10, [100, 100, 50, 100]), (1, 11, [140, 120, 40, 80]), (1, 12, [300, 100, 40, 80]),
+              (1, 13, [260, 90, 40, 40]), (2, 20, [0, 0, 10, 10])]
+    write_json(tmp_path / "people.json", {"annotations": [{"image_id": i, "id": a, "bbox": b} for i, a, b in people]})
+    ids = np.array([[1, 10], [1, 12], [2, 20]])
+    crops = np.array([[60, 60, 200], [250, 60, 200], [0, 0, 50]], dtype=float)   # x0, y0, side
+    assert list(overlapping_people(tmp_path / "people.json", ids, crops)) == [1, 1, 0]   # 13 touches crop 0

@@ -92,9 +92,10 @@ def figure(layers: list[str], groups: list[str], group_scores: dict, kinds: dict
     from matplotlib.figure import Figure
 
     sel = np.array([[group_scores[layer].get(g, {}).get("selectivity", np.nan) for layer in layers] for g in groups])
-    fig = Figure(figsize=(1.1 + 0.62 * len(layers), 1.2 + 0.36 * len(groups)), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 2.6 + 0.62 * len(layers)), 1.4 + 0.36 * len(groups)), layout="constrained")
     ax = fig.subplots()
-    limit = max(float(np.nanmax(np.abs(sel))) if np.isfinite(sel).any() else 1.0, 0.05)
+    # at least +-0.5 (a binary property's whole range above chance), so that reports compare by colour
+    limit = max(float(np.nanmax(np.abs(sel))) if np.isfinite(sel).any() else 0.5, 0.5)
     image = ax.imshow(sel, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     for i, g in enumerate(groups):
         for j, layer in enumerate(layers):
@@ -107,7 +108,7 @@ def figure(layers: list[str], groups: list[str], group_scores: dict, kinds: dict
                   fontsize=8)
     ax.set_xlabel("layer (in the order the network runs them)")
     fig.colorbar(image, ax=ax, label="score − shuffled-label control", shrink=0.8)
-    ax.set_title("Linear probes: held-out score (written) and its excess over the control (colour)", fontsize=9)
+    fig.suptitle("Linear probes: held-out score (written) and its excess over the control (colour)", fontsize=9)
     return fig
 
 
