@@ -34,7 +34,7 @@ from hgpose.explain.targets import Target
 
 PCA_DIMS = 128          # the probe's input: the layer's top principal components (training part)
 ALPHAS = np.logspace(-2, 5, 8)   # ridge's regularisation grid
-CS = np.logspace(-4, 0, 5)       # logistic regression's inverse regularisation grid
+CS = np.logspace(-5, -1, 5)      # logistic regression's inverse regularisation grid (measured choices 1e-4 .. 1e-1)
 FOLDS = 3
 TEST_FRACTION = 0.25
 MIN_TRAIN, MIN_TEST = 20, 10     # crops a target needs in each part
