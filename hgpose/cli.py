@@ -435,7 +435,7 @@ def _add_explain(sub) -> None:
                         "hourglass.bottleneck.2, or the AE code for SHG+AE); an unknown name lists the valid ones")
     p.add_argument("--only", type=_parts, default=(), metavar="PARTS",
                    help=f"run only these parts, comma-separated: {','.join(selectable_parts())} "
-                        "(default: all; compare only with --compare)")
+                        "(default: all but probes and cka, which run only when named; compare only with --compare)")
     p.add_argument("--cache", dest="cache_dir", default=None, metavar="DIR",
                    help="folder of the latents cache (default: REPORT_DIR/latents)")
     p.add_argument("--limit", type=_count, default=0, metavar="N",

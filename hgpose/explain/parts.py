@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from hgpose.explain import ablation, compare, factors, kmeans, pca, saliency
+from hgpose.explain import ablation, cka, compare, factors, kmeans, pca, probes, saliency
 from hgpose.explain.options import ExplainOptions
 from hgpose.explain.protocol import Part
 
@@ -20,6 +20,8 @@ PARTS: dict[str, Part] = {
     "saliency": saliency,
     "compare": compare,
     "factors": factors,
+    "probes": probes,
+    "cka": cka,
 }
 
 
