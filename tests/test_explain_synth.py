@@ -51,16 +51,16 @@ SALIENCY_JOINTS = ("nose", "left_wrist", "right_knee")
 
 def single_person_coco(root: Path, n_train: int, n_val: int, seed: int = 0) -> Path:
     """COCO-layout dataset of one synthetic person per image on grey, postures in turn, each
-    annotation with its generating factors ("synth"), and the synth.json marker."""
+    annotation with its generating factors ("synth") and its mask (RLE), and the synth.json marker."""
     from hgpose.synth import POSTURES, render_person
-    from hgpose.synth.dataset import PERSON_CATEGORY
+    from hgpose.synth.dataset import PERSON_CATEGORY, person_segmentation
 
     for split, n, base in (("train2017", n_train, 1), ("val2017", n_val, 10_000_001)):
         (root / split).mkdir(parents=True)
         images, annotations = [], []
         for i in range(n):
-            image, ann = render_person(np.random.default_rng([seed, base, i]), (320, 320),
-                                       posture=POSTURES[i % len(POSTURES)])
+            image, ann, mask, _ = render_person(np.random.default_rng([seed, base, i]), (320, 320),
+                                                posture=POSTURES[i % len(POSTURES)], return_mask=True)
             image_id = base + i
             name = f"{image_id:012d}.jpg"
             cv2.imwrite(str(root / split / name), image)
@@ -71,7 +71,8 @@ def single_person_coco(root: Path, n_train: int, n_val: int, seed: int = 0) -> P
             annotations.append({
                 "id": image_id * 10, "image_id": image_id, "category_id": 1, "iscrowd": 0,
                 "keypoints": keypoints, "num_keypoints": sum(v > 0 for v in keypoints[2::3]),
-                "bbox": [float(v) for v in ann.bbox], "area": float(ann.area), "segmentation": [],
+                "bbox": [float(v) for v in ann.bbox], "area": float(ann.area),
+                "segmentation": person_segmentation(mask, 0),
                 "synth": ann.factors})
         write_json(root / "annotations" / f"person_keypoints_{split}.json",
                    {"images": images, "annotations": annotations, "categories": [PERSON_CATEGORY]})
