@@ -3,7 +3,8 @@ Xu et al., CVPR 2020, "Attribution in Scale and Space").
 
 The target of joint j is f_j(x) = the peak of its predicted heatmap (the last stack's), as
 for occlusion and Grad-CAM. The path runs from a strongly blurred copy of the crop to the
-crop: x_k = G(sigma_k) * x, sigma_k = sigma_max (1 - k / S), k = 0 .. S (x_S = x). The
+crop: x_k = G(sigma_k) * x, sigma_k = sigma_max (1 - k / S)^3, k = 0 .. S (x_S = x): the
+cube puts the steps where the peak changes fastest, near the crop. The
 attribution of an input value is the path integral of the gradient along that path, by the
 trapezoid rule:
 
@@ -29,8 +30,8 @@ if TYPE_CHECKING:
 
 STEPS = 16          # path steps S (the default: the benchmark's completeness error at 16 is in docs)
 BLUR_SIGMA = 20.0   # sigma_max in crop pixels: a 256-px person is a smudge at 20
-POWER = 3.0         # sigma_k = sigma_max (1 - k / S) ** POWER: steps dense near the crop, where the
-                    # peak changes fastest (16 steps: median completeness error 0.22 against 0.40 at 1)
+POWER = 3.0         # sigma_k = sigma_max (1 - k / S) ** POWER (16 steps, an LSPET crop through
+                    # lspet-cpu: median completeness error 0.22; 0.40 with POWER 1, 0.31 with 2)
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:

@@ -158,11 +158,12 @@ def saliency_tile(crop: np.ndarray, saliency: np.ndarray, alpha: float = 0.55) -
 
 
 def _index_note(indices: dict | None, i: int) -> str:
-    """A tile's index values: ", LI 3.2, inv 0.4" (those measured)."""
+    """A tile's index values as a title line: "LI 3.2, inv 0.4" (those measured)."""
     if not indices:
         return ""
     shown = (("localisation", "LI"), ("inversion", "inv"))
-    return "".join(f", {short} {indices[name][i]:.1f}" for name, short in shown if indices[name][i] is not None)
+    values = [f"{short} {indices[name][i]:.1f}" for name, short in shown if indices[name][i] is not None]
+    return "\n" + ", ".join(values) if values else ""
 
 
 def sample_figure(crop: np.ndarray, keypoints: np.ndarray, pred: np.ndarray, joints: list[int],
@@ -183,7 +184,7 @@ def sample_figure(crop: np.ndarray, keypoints: np.ndarray, pred: np.ndarray, joi
             tile, peak = saliency_tile(crop, method_maps[i])
             tiles.append(_mark(tile, keypoints[j]))
             note = _index_note((indices or {}).get(name), i)
-            titles.append(f"{SHORT[JOINTS[j]]}: {name}\n(max {peak:.2g}{note})")
+            titles.append(f"{SHORT[JOINTS[j]]}: {name}\n(max {peak:.2g}){note}")
     fig = figures.tile_grid(tiles, cols=6, titles=titles, tile_inches=1.75, title=title, fontsize=8.5)
     figures.colour_scale(fig, fig.axes, COLOURS, SCALE)
     return fig
@@ -380,7 +381,7 @@ class Options:
     occlusion_stride: int = STRIDE
     gradcam_layer: str | None = None      # default: "stem"
     saliency_limit: int = SCORED_CROPS    # crops of the seeded sample the indices are measured on
-    index_radius: float = PATCH           # localisation's disc, crop pixels
+    index_radius: float = float(PATCH)    # localisation's disc, crop pixels
     ig_steps: int = IG_STEPS              # integrated gradients: steps of the blur path
     ig_blur: float = BLUR_SIGMA           # its most blurred image's sigma, crop pixels
     sanity_crops: int = 1                 # crops of the randomisation check (0: no check)
@@ -438,12 +439,12 @@ class Options:
                                  f"(default: {cls.saliency_limit})")
         parser.add_argument("--index-radius", dest="index_radius", type=float, metavar="PX",
                             default=cls.index_radius,
-                            help=f"localisation/inversion: attribution within PX of the joint (default: {cls.index_radius:g})")
+                            help=f"localisation/inversion: attribution within PX of the joint (default: {cls.index_radius})")
         parser.add_argument("--ig-steps", dest="ig_steps", type=int, metavar="S", default=cls.ig_steps,
                             help="integrated gradients: steps of the blur path; (S + 1) x (1 + joints) passes per crop "
                                  f"(default: {cls.ig_steps})")
         parser.add_argument("--ig-blur", dest="ig_blur", type=float, metavar="SIGMA", default=cls.ig_blur,
-                            help=f"integrated gradients: Gaussian sigma of the path's start (default: {cls.ig_blur:g})")
+                            help=f"integrated gradients: Gaussian sigma of the path's start (default: {cls.ig_blur})")
         parser.add_argument("--sanity-crops", dest="sanity_crops", type=int, metavar="N", default=cls.sanity_crops,
                             help="cascading-randomisation check of every method on the first N scored crops; each "
                                  f"costs a crop's passes per step; 0: no check (default: {cls.sanity_crops})")
@@ -506,7 +507,7 @@ def _sample(ctx: Context, o: Options, model, layer: str, joints: list[int], trai
             row: int, cluster: int | None) -> dict:
     """One crop's maps: its figure, each joint's localities and each method's indices."""
     from hgpose.explain.attribution_indices import map_indices
-    from hgpose.explain.saliency_scores import LABELS, crop_input, method_functions
+    from hgpose.explain.saliency_scores import crop_input, method_functions
 
     crop = np.array(ctx.images[row])
     kps = np.array(ctx.keypoints[row])
@@ -518,9 +519,10 @@ def _sample(ctx: Context, o: Options, model, layer: str, joints: list[int], trai
     title = (f"Crop #{row} (image {ids[0]}, annotation {ids[1]}{where}): occlusion "
              f"{o.occlusion_patch}px/{o.occlusion_stride}px | Grad-CAM at {layer} | IG, blur path of "
              f"{o.ig_steps} steps; + = ground truth; LI = localisation, inv = inversion")
+    short = {"occlusion": "occlusion", "gradcam": "Grad-CAM", "integrated_gradients": "IG"}
     path = write_sample(ctx.fig_dir, row, crop, kps, ctx.latents.pred[row], joints,
-                        {LABELS[name]: m for name, m in maps.items()}, title, trained,
-                        {LABELS[name]: v for name, v in indices.items()})
+                        {short[name]: m for name, m in maps.items()}, title, trained,
+                        {short[name]: v for name, v in indices.items()})
     return {
         "row": row, "ids": ids, "cluster": cluster,
         "peaks": [float(ctx.latents.pred[row, j, 2]) for j in joints],

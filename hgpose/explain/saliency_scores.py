@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -84,7 +85,9 @@ def person_masks(ctx: Context, rows: list[int]) -> tuple[dict[int, np.ndarray | 
             masks[row] = None
             continue
         x0, y0, side = (int(round(float(v))) for v in split.boxes[row])
-        full = cocos[source].annToMask(ann).astype(np.float32)
+        with warnings.catch_warnings():   # pycocotools' decode under numpy 2: a DeprecationWarning per call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            full = cocos[source].annToMask(ann).astype(np.float32)
         masks[row] = cut_padded_crop(full, CropBox(x0, y0, side)) >= 0.5
     missing = sum(m is None for m in masks.values())
     note = None
