@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 SHORT = {name: name.replace("left_", "L ").replace("right_", "R ") for name in JOINTS}
 PATCH, STRIDE = 32, 16   # the occluding square's side and step, in crop pixels (defaults)
-SCORED_CROPS = 8         # --saliency-limit: the whole part takes ~8 min on 2 cores on lspet-cpu (benchmarks/)
+SCORED_CROPS = 8         # --saliency-limit: the whole part costs 775 CPU s on lspet-cpu, LSPET test (benchmarks/)
 
 
 def default_gradcam_layer(model: nn.Module) -> str:
