@@ -272,6 +272,12 @@ def test_checkpoint_and_layer_errors_are_one_line(tmp_path):
     ({"kmeans_variance": 1.5}, "--kmeans-variance"),
     ({"occlusion_patch": 8, "occlusion_stride": 16}, "stride <= patch"),
     ({"saliency_joints": ("left_hand",)}, "unknown joint"),
+    ({"saliency_limit": -1}, "--saliency-limit -1: must be 0 or more"),
+    ({"sanity_crops": -2}, "--sanity-crops -2: must be 0 or more"),
+    ({"ig_steps": 0}, "--ig-steps 0: must be at least 1"),
+    ({"sanity_steps": 0}, "--sanity-steps 0: must be at least 1"),
+    ({"index_radius": 0.0}, "--index-radius 0.0: must be a positive number of crop pixels"),
+    ({"ig_blur": -3.0}, "--ig-blur -3.0: must be a positive number of crop pixels"),
 ])
 def test_bad_options_are_user_errors(change, message):
     with pytest.raises(HgposeError, match=message):

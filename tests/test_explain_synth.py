@@ -51,16 +51,16 @@ SALIENCY_JOINTS = ("nose", "left_wrist", "right_knee")
 
 def single_person_coco(root: Path, n_train: int, n_val: int, seed: int = 0) -> Path:
     """COCO-layout dataset of one synthetic person per image on grey, postures in turn, each
-    annotation with its generating factors ("synth"), and the synth.json marker."""
+    annotation with its generating factors ("synth") and its mask (RLE), and the synth.json marker."""
     from hgpose.synth import POSTURES, render_person
-    from hgpose.synth.dataset import PERSON_CATEGORY
+    from hgpose.synth.dataset import PERSON_CATEGORY, person_segmentation
 
     for split, n, base in (("train2017", n_train, 1), ("val2017", n_val, 10_000_001)):
         (root / split).mkdir(parents=True)
         images, annotations = [], []
         for i in range(n):
-            image, ann = render_person(np.random.default_rng([seed, base, i]), (320, 320),
-                                       posture=POSTURES[i % len(POSTURES)])
+            image, ann, mask, _ = render_person(np.random.default_rng([seed, base, i]), (320, 320),
+                                                posture=POSTURES[i % len(POSTURES)], return_mask=True)
             image_id = base + i
             name = f"{image_id:012d}.jpg"
             cv2.imwrite(str(root / split / name), image)
@@ -71,7 +71,8 @@ def single_person_coco(root: Path, n_train: int, n_val: int, seed: int = 0) -> P
             annotations.append({
                 "id": image_id * 10, "image_id": image_id, "category_id": 1, "iscrowd": 0,
                 "keypoints": keypoints, "num_keypoints": sum(v > 0 for v in keypoints[2::3]),
-                "bbox": [float(v) for v in ann.bbox], "area": float(ann.area), "segmentation": [],
+                "bbox": [float(v) for v in ann.bbox], "area": float(ann.area),
+                "segmentation": person_segmentation(mask, 0),
                 "synth": ann.factors})
         write_json(root / "annotations" / f"person_keypoints_{split}.json",
                    {"images": images, "annotations": annotations, "categories": [PERSON_CATEGORY]})
@@ -106,7 +107,8 @@ def explained(synthetic_people):
         result = explain(
             root / "run", root / "store", root / "report", compare=str(untrained_ae_run(root / "ae")),
             k_max=5, n_init=3, nearest=4, scatter_points=60, saliency_samples=1,
-            saliency_joints=SALIENCY_JOINTS, occlusion_patch=64, occlusion_stride=32, progress=False)
+            saliency_joints=SALIENCY_JOINTS, occlusion_patch=64, occlusion_stride=32, saliency_limit=4,
+            ig_steps=8, sanity_steps=3, progress=False)
         print(f"\nexplain {time.perf_counter() - trained:.0f} s")
     finally:
         torch.set_num_threads(before)
@@ -169,6 +171,41 @@ def test_explain_json_numbers_are_consistent(explained):
     assert shg["components_for_95"] == r["pca"]["subsets"]["all"]["components_for"]["0.95"]
 
 
+def test_saliency_is_on_the_person_of_the_synthetic_masks(explained):
+    """Foreground > 1 for every method: the trained network's maps lie on the person's mask
+    (synth writes it), not on the grey background. Measured on 8 crops: occlusion 2.4,
+    Grad-CAM 3.0, IG 4.5 (1 = uniform)."""
+    _, r = explained
+    indices = r["saliency"]["indices"]
+    assert len(indices["rows"]) == 4 and indices["masks"] == 4 and indices["foreground_note"] is None
+    for method, scores in indices["methods"].items():
+        fg = scores["foreground"]["all"]
+        assert fg["n"] == 4 * len(SALIENCY_JOINTS) and fg["mean"] > 1 + 2 * fg["se"], method
+        assert 0 < scores["diffusion"]["all"]["mean"] < 100, method
+        assert scores["inversion"]["joints"]["nose"]["n"] == 0            # no counterpart
+    c = indices["completeness"]
+    assert c["steps"] == 8 and c["n"] > 0 and 0 <= c["median"] <= c["p90"]
+
+
+def test_randomising_the_weights_changes_the_maps(explained):
+    """Cascading randomisation on one crop: IG's and occlusion's signed maps decorrelate from
+    the trained ones (measured rho ~0.0 with every block random); each verdict is the absolute
+    maps' last correlation against the pass line."""
+    from hgpose.explain.sanity import PASS_BELOW
+
+    _, r = explained
+    checked = r["saliency"]["sanity"]
+    assert [s["randomised"] for s in checked["steps"]] == [1, 10, checked["blocks"]] and checked["blocks"] == 19
+    assert checked["steps"][-1]["down_to"] == "stem.conv"
+    for method, curve in checked["methods"].items():
+        assert len(curve["rho"]) == len(curve["rho_signed"]) == 3
+        assert curve["passes"] == (curve["rho"][-1] < PASS_BELOW), method
+    for method in ("integrated_gradients", "occlusion"):
+        assert abs(checked["methods"][method]["rho_signed"][-1]) < 0.5, method
+    html = (explained[0] / "report" / "report.html").read_text()
+    assert "Sanity check: cascading randomisation" in html and "How to read it" in html
+
+
 def test_the_analysis_recovers_a_generating_factor(explained):
     """Check against the truth: the posture family the synthetic person was drawn in explains
     one of the top 10 principal components beyond chance, by a margin.
@@ -193,7 +230,8 @@ def test_every_figure_exists_and_is_a_valid_png(explained):
     paths = figure_paths(r)
     names = {Path(p).name for p in paths}
     assert {"pca_variance.png", "pca_walk_all_pc1.png", "kmeans_silhouette.png", "kmeans_all_nearest.png",
-            "kmeans_all_scatter.png", "ablation_histogram.png", "compare_variance.png", "factors.png"} <= names
+            "kmeans_all_scatter.png", "ablation_histogram.png", "compare_variance.png", "factors.png",
+            "attribution_indices.png", "randomisation_check.png"} <= names
     assert sum(n.startswith("saliency_") for n in names) == len(r["saliency"]["samples"])
     assert set((root / "report" / "figures").iterdir()) == {root / "report" / p for p in paths}
     for p in paths:

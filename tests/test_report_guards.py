@@ -150,7 +150,8 @@ def trained_report(people):
         result = explain(people["trained"], people["store"], out, compare=str(untrained_ae(people["root"] / "ae")),
                          k_max=4, n_init=2, nearest=3, scatter_points=30, saliency_samples=1,
                          saliency_joints=("nose", "left_wrist", "right_knee"), occlusion_patch=64,
-                         occlusion_stride=32, progress=False)
+                         occlusion_stride=32, saliency_limit=2, ig_steps=4, sanity_crops=1, sanity_steps=2,
+                         progress=False)
     return {"out": out, "result": result, "figures": saved, "html": (out / "report.html").read_text()}
 
 
@@ -409,7 +410,7 @@ def lsp_run(run_dir: Path) -> Path:
     return run_dir
 
 
-LIMIT, PATCH, STRIDE = 20, 128, 64
+LIMIT, PATCH, STRIDE, IG_STEPS = 20, 128, 64, 4
 
 
 @pytest.fixture(scope="module")
@@ -422,7 +423,8 @@ def lsp_report(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(figures, "save", save)
         result = explain(run, store, root / "report", limit=LIMIT, k_max=3, n_init=1, nearest=2, scatter_points=4,
-                         saliency_samples=2, occlusion_patch=PATCH, occlusion_stride=STRIDE, progress=False)
+                         saliency_samples=2, occlusion_patch=PATCH, occlusion_stride=STRIDE, ig_steps=IG_STEPS,
+                         saliency_limit=2, sanity_crops=0, progress=False)
     return {"root": root, "store": store, "run": run, "result": result, "figures": saved,
             "html": (root / "report" / "report.html").read_text()}
 
@@ -464,9 +466,10 @@ def test_per_joint_views_skip_the_joints_the_network_never_learned(lsp_report):
 
 def test_limit_caps_the_crops_saliency_explains(lsp_report):
     """At most max(1, N // passes per crop) crops for N analysed: here 20 // (3 x 3 occlusion
-    squares + 2 x 12 joints) = 0, so one crop, where K-means chose at least 2 x 2."""
+    squares + 2 x 12 joints + (IG_STEPS + 1) x 13 blur-path passes) = 0, so one crop, where
+    K-means chose at least 2 x 2."""
     s = lsp_report["result"]["saliency"]
-    passes = saliency.occlusion_passes(PATCH, STRIDE) + 2 * len(BODY)
+    passes = saliency.occlusion_passes(PATCH, STRIDE) + 2 * len(BODY) + (IG_STEPS + 1) * (1 + len(BODY))
     assert saliency.occlusion_passes(PATCH, STRIDE) == 9 and saliency.occlusion_passes(32, 16) == 225
     assert s["cost"] == {"passes_per_crop": passes, "analysed_crops": LIMIT, "crop_budget": 1,
                          "chosen": s["cost"]["chosen"], "left_out": s["cost"]["chosen"] - 1}

@@ -46,7 +46,10 @@ import numpy as np
 from hgpose.errors import HgposeError
 from hgpose.explain import figures
 from hgpose.explain.options import comma_list
-from hgpose.explain.protocol import fragment
+from hgpose.explain.integrated_gradients import BLUR_SIGMA
+from hgpose.explain.integrated_gradients import STEPS as IG_STEPS
+from hgpose.explain.protocol import flag, fragment, require_at_least_one
+from hgpose.explain.sanity import STEPS as SANITY_STEPS
 from hgpose.skeleton import JOINT_INDEX, JOINTS
 
 if TYPE_CHECKING:
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 
 SHORT = {name: name.replace("left_", "L ").replace("right_", "R ") for name in JOINTS}
 PATCH, STRIDE = 32, 16   # the occluding square's side and step, in crop pixels (defaults)
+SCORED_CROPS = 8         # --saliency-limit: the whole part costs 775 CPU s on lspet-cpu, LSPET test (benchmarks/)
 
 
 def default_gradcam_layer(model: nn.Module) -> str:
@@ -153,18 +157,34 @@ def saliency_tile(crop: np.ndarray, saliency: np.ndarray, alpha: float = 0.55) -
     return cv2.addWeighted(np.ascontiguousarray(crop), 1 - alpha, colour, alpha, 0), peak
 
 
+def _index_note(indices: dict | None, i: int) -> str:
+    """A tile's index values as a title line: "LI 3.2, inv 0.4" (those measured)."""
+    if not indices:
+        return ""
+    shown = (("localisation", "LI"), ("inversion", "inv"))
+    values = [f"{short} {indices[name][i]:.1f}" for name, short in shown if indices[name][i] is not None]
+    return "\n" + ", ".join(values) if values else ""
+
+
 def sample_figure(crop: np.ndarray, keypoints: np.ndarray, pred: np.ndarray, joints: list[int],
-                  occ: np.ndarray, cam: np.ndarray, title: str, trained: np.ndarray | None = None):
-    """Pairs (occlusion | Grad-CAM) per joint, after a first pair (ground truth | prediction
-    of the joints the network was trained on), and the colour scale."""
+                  maps: dict[str, np.ndarray], title: str, trained: np.ndarray | None = None,
+                  indices: dict[str, dict] | None = None):
+    """Per joint a tile per method (`maps`: label -> [len(joints), H, W], in that order), after
+    a first pair (ground truth | prediction of the joints the network was trained on), and the
+    colour scale; `indices` (label -> `attribution_indices.map_indices`) adds each tile's
+    localisation and inversion to its title."""
     tiles = [figures.crop_with_skeleton(crop, keypoints),
              figures.crop_with_skeleton(crop, figures.prediction_keypoints(pred, keypoints, trained))]
     titles = ["ground truth", "prediction"]
+    while len(tiles) % len(maps):    # each joint's tiles start a group of len(maps) columns
+        tiles.append(None)
+        titles.append("")
     for i, j in enumerate(joints):
-        for name, maps in (("occlusion", occ), ("Grad-CAM", cam)):
-            tile, peak = saliency_tile(crop, maps[i])
+        for name, method_maps in maps.items():
+            tile, peak = saliency_tile(crop, method_maps[i])
             tiles.append(_mark(tile, keypoints[j]))
-            titles.append(f"{SHORT[JOINTS[j]]}: {name}\n(max {peak:.2g})")
+            note = _index_note((indices or {}).get(name), i)
+            titles.append(f"{SHORT[JOINTS[j]]}: {name}\n(max {peak:.2g}){note}")
     fig = figures.tile_grid(tiles, cols=6, titles=titles, tile_inches=1.75, title=title, fontsize=8.5)
     figures.colour_scale(fig, fig.axes, COLOURS, SCALE)
     return fig
@@ -178,9 +198,9 @@ def explain_sample(model: nn.Module, x: torch.Tensor, *, patch: int, stride: int
     return occ, cam
 
 
-def write_sample(out_dir: Path, row: int, crop, keypoints, pred, joints, occ, cam, title: str,
-                 trained: np.ndarray | None = None) -> Path:
-    fig = sample_figure(crop, keypoints, pred, joints, occ, cam, title, trained)
+def write_sample(out_dir: Path, row: int, crop, keypoints, pred, joints, maps: dict, title: str,
+                 trained: np.ndarray | None = None, indices: dict | None = None) -> Path:
+    fig = sample_figure(crop, keypoints, pred, joints, maps, title, trained, indices)
     return figures.save(fig, out_dir / f"saliency_{row}.png")
 
 
@@ -189,10 +209,13 @@ def occlusion_passes(patch: int, stride: int, size: int = 256) -> int:
     return ((size - patch) // stride + 1) ** 2
 
 
-def passes_per_crop(patch: int, stride: int, joints: int) -> int:
-    """A crop's network passes: the occlusion's forward passes, and for Grad-CAM a forward and
-    a backward pass per joint (a backward counted as one pass)."""
-    return occlusion_passes(patch, stride) + 2 * joints
+def passes_per_crop(patch: int, stride: int, joints: int, ig_steps: int = 0) -> int:
+    """A crop's network passes: the occlusion's forward passes, for Grad-CAM a forward and a
+    backward pass per joint (a backward counted as one pass), and for integrated gradients
+    (`ig_steps` > 0) a forward pass of each of the steps + 1 path images and, per joint, a
+    backward pass of each."""
+    ig = (ig_steps + 1) * (1 + joints) if ig_steps > 0 else 0
+    return occlusion_passes(patch, stride) + 2 * joints + ig
 
 
 def crop_budget(analysed: int, passes: int) -> int:
@@ -357,6 +380,12 @@ class Options:
     occlusion_patch: int = PATCH
     occlusion_stride: int = STRIDE
     gradcam_layer: str | None = None      # default: "stem"
+    saliency_limit: int = SCORED_CROPS    # crops of the seeded sample the indices are measured on
+    index_radius: float = float(PATCH)    # localisation's disc, crop pixels
+    ig_steps: int = IG_STEPS              # integrated gradients: steps of the blur path
+    ig_blur: float = BLUR_SIGMA           # its most blurred image's sigma, crop pixels
+    sanity_crops: int = 1                 # crops of the randomisation check (0: no check)
+    sanity_steps: int = SANITY_STEPS      # its randomisation steps, head down
 
     def __post_init__(self):
         # "left_wrist,nose" and "0,15" from Python callers, as on the command line
@@ -367,6 +396,13 @@ class Options:
         if not (1 <= self.occlusion_stride <= self.occlusion_patch <= 256):
             raise HgposeError(f"occlusion patch {self.occlusion_patch} / stride {self.occlusion_stride}: "
                               "need 1 <= stride <= patch <= 256")
+        for name in ("saliency_limit", "sanity_crops"):
+            if getattr(self, name) < 0:
+                raise HgposeError(f"{flag(name)} {getattr(self, name)}: must be 0 or more")
+        require_at_least_one(self, ("ig_steps", "sanity_steps"))
+        for name in ("index_radius", "ig_blur"):
+            if not getattr(self, name) > 0:
+                raise HgposeError(f"{flag(name)} {getattr(self, name)}: must be a positive number of crop pixels")
         bad = [j for j in self.saliency_joints if j not in JOINT_INDEX]
         if bad:
             raise HgposeError(f"--saliency-joints {','.join(bad)}: unknown joint; joints are {', '.join(JOINTS)}")
@@ -396,6 +432,24 @@ class Options:
                                  f"crop (default: {cls.occlusion_stride})")
         parser.add_argument("--gradcam-layer", dest="gradcam_layer", metavar="NAME", default=cls.gradcam_layer,
                             help="layer for Grad-CAM (default: stem, the 64x64 features entering the hourglass)")
+        parser.add_argument("--saliency-limit", dest="saliency_limit", type=int, metavar="N",
+                            default=cls.saliency_limit,
+                            help="score every method (localisation, inversion, diffusion, foreground) on N crops "
+                                 "drawn by --seed; each costs the passes of a saliency crop; 0: no scores "
+                                 f"(default: {cls.saliency_limit})")
+        parser.add_argument("--index-radius", dest="index_radius", type=float, metavar="PX",
+                            default=cls.index_radius,
+                            help=f"localisation/inversion: attribution within PX of the joint (default: {cls.index_radius})")
+        parser.add_argument("--ig-steps", dest="ig_steps", type=int, metavar="S", default=cls.ig_steps,
+                            help="integrated gradients: steps of the blur path; (S + 1) x (1 + joints) passes per crop "
+                                 f"(default: {cls.ig_steps})")
+        parser.add_argument("--ig-blur", dest="ig_blur", type=float, metavar="SIGMA", default=cls.ig_blur,
+                            help=f"integrated gradients: Gaussian sigma of the path's start (default: {cls.ig_blur})")
+        parser.add_argument("--sanity-crops", dest="sanity_crops", type=int, metavar="N", default=cls.sanity_crops,
+                            help="cascading-randomisation check of every method on the first N scored crops; each "
+                                 f"costs a crop's passes per step; 0: no check (default: {cls.sanity_crops})")
+        parser.add_argument("--sanity-steps", dest="sanity_steps", type=int, metavar="N", default=cls.sanity_steps,
+                            help=f"randomisation steps from the head down (default: {cls.sanity_steps})")
 
 
 TITLE = "Saliency"
@@ -408,13 +462,14 @@ def wanted(ctx: Context) -> bool:
 
 
 def run(ctx: Context) -> dict:
-    """explain.json's saliency section: per crop its figure and localities, their means."""
+    """explain.json's saliency section: per chosen crop its figure, localities and indices;
+    the indices of every method on the seeded sample, IG's completeness and the sanity check."""
     o = ctx.options.parts["saliency"]
     model = ctx.checkpoint.model.to(ctx.device).eval()
     layer = _gradcam_layer(model, o.gradcam_layer)
     trained = ctx.checkpoint.trained
     joints = explained_joints(o, trained)
-    passes = passes_per_crop(o.occlusion_patch, o.occlusion_stride, len(joints))
+    passes = passes_per_crop(o.occlusion_patch, o.occlusion_stride, len(joints), o.ig_steps)
     chosen = _chosen_rows(ctx, o)
     budget = crop_budget(len(ctx.latents), passes)
     samples = [_sample(ctx, o, model, layer, joints, trained, row, cluster) for row, cluster in chosen[:budget]]
@@ -423,32 +478,57 @@ def run(ctx: Context) -> dict:
             "untrained_joints": [name for name, keep in zip(JOINTS, trained) if not keep],
             "cost": {"passes_per_crop": passes, "analysed_crops": len(ctx.latents), "crop_budget": budget,
                      "chosen": len(chosen), "left_out": max(0, len(chosen) - budget)},
-            "samples": samples, "mean_locality": _mean_locality(samples, joints)}
+            "samples": samples, "mean_locality": _mean_locality(samples, joints),
+            **_measurements(ctx, o, model, layer, joints)}
+
+
+def _measurements(ctx: Context, o: Options, model, layer: str, joints: list[int]) -> dict:
+    """"indices" (every method's PoseIG indices on the --saliency-limit sample, IG's
+    completeness) and "sanity" (the randomisation curves), each with its figure; None when
+    --saliency-limit (or --sanity-crops) is 0."""
+    from hgpose.explain import saliency_figures, saliency_scores
+
+    rows = saliency_scores.sample_rows(len(ctx.latents), o.saliency_limit, ctx.options.seed)
+    if not rows:
+        return {"indices": None, "sanity": None}
+    names = [JOINTS[j] for j in joints]
+    indices = saliency_scores.score(ctx, o, model, layer, joints, rows)
+    title = (f"PoseIG indices per joint: {len(rows)} crops, mean \u00b1 SE, radius {o.index_radius:g} px, "
+             f"Grad-CAM at {layer}")
+    indices["figure"] = ctx.save_figure(saliency_figures.index_figure(indices, names, title), "attribution_indices.png")
+    checked = saliency_scores.randomisation(ctx, o, model, layer, joints, rows)
+    if checked is not None:
+        title = f"Cascading randomisation: {len(checked['rows'])} crop x {len(joints)} joints"
+        checked["figure"] = ctx.save_figure(saliency_figures.sanity_figure(checked, title), "randomisation_check.png")
+    return {"indices": indices, "sanity": checked}
 
 
 def _sample(ctx: Context, o: Options, model, layer: str, joints: list[int], trained: np.ndarray,
             row: int, cluster: int | None) -> dict:
-    """One crop's maps: its figure and each joint's localities."""
-    import torch
+    """One crop's maps: its figure, each joint's localities and each method's indices."""
+    from hgpose.explain.attribution_indices import map_indices
+    from hgpose.explain.saliency_scores import crop_input, method_functions
 
-    from hgpose.explain.latents import input_mean
-    from hgpose.inference.forward import to_input
-
-    crop = np.array(ctx.images[row])   # a writable copy (torch warns on read-only maps)
+    crop = np.array(ctx.images[row])
     kps = np.array(ctx.keypoints[row])
-    x = to_input(torch.from_numpy(crop)[None], input_mean(ctx.checkpoint), ctx.device, channels_last=False)
-    occ, cam = explain_sample(model, x, patch=o.occlusion_patch, stride=o.occlusion_stride,
-                              layer=layer, joints=joints)
+    x = crop_input(ctx, row)
+    maps = {name: f(model, x) for name, f in method_functions(o, layer, joints).items()}
+    indices = {name: map_indices(m, np.array(ctx.labels()[row]), joints, o.index_radius) for name, m in maps.items()}
     ids = ctx.latents.ids[row].tolist()
     where = f", cluster {cluster}" if cluster is not None else ""
     title = (f"Crop #{row} (image {ids[0]}, annotation {ids[1]}{where}): occlusion "
-             f"{o.occlusion_patch}px/{o.occlusion_stride}px | Grad-CAM at {layer}; + = ground truth")
-    path = write_sample(ctx.fig_dir, row, crop, kps, ctx.latents.pred[row], joints, occ, cam, title, trained)
+             f"{o.occlusion_patch}px/{o.occlusion_stride}px | Grad-CAM at {layer} | IG, blur path of "
+             f"{o.ig_steps} steps; + = ground truth; LI = localisation, inv = inversion")
+    short = {"occlusion": "occlusion", "gradcam": "Grad-CAM", "integrated_gradients": "IG"}
+    path = write_sample(ctx.fig_dir, row, crop, kps, ctx.latents.pred[row], joints,
+                        {short[name]: m for name, m in maps.items()}, title, trained,
+                        {short[name]: v for name, v in indices.items()})
     return {
         "row": row, "ids": ids, "cluster": cluster,
         "peaks": [float(ctx.latents.pred[row, j, 2]) for j in joints],
-        "occlusion_locality": locality(occ, kps, joints, o.occlusion_patch),
-        "gradcam_locality": locality(cam, kps, joints, o.occlusion_patch),
+        "occlusion_locality": locality(maps["occlusion"], kps, joints, o.occlusion_patch),
+        "gradcam_locality": locality(maps["gradcam"], kps, joints, o.occlusion_patch),
+        "indices": indices,
         "figure": ctx.rel(path),
     }
 
@@ -504,4 +584,29 @@ def summary_lines(section: dict, result: dict) -> list[str]:
         if cost["left_out"]:
             line += (f"; {cost['left_out']} more left out, to cost no more passes than the latents "
                      f"pass over the {cost['analysed_crops']:,} crops analysed")
-    return [line]
+    return [line] + _measurement_lines(section)
+
+
+def _measurement_lines(section: dict) -> list[str]:
+    """The indices' overall localisation per method, IG's completeness, the sanity verdicts."""
+    from hgpose.explain.saliency_scores import LABELS
+
+    lines = []
+    indices = section.get("indices")
+    if indices:
+        li = ", ".join(f"{LABELS[m]} {_mean_text(v['localisation']['all'])}" for m, v in indices["methods"].items())
+        lines.append(f"  saliency indices on {len(indices['rows'])} crops: localisation {li}")
+        c = indices["completeness"]
+        if c["median"] is not None:
+            lines.append(f"  integrated gradients: median completeness error {c['median']:.2f} at {c['steps']} steps")
+    checked = section.get("sanity")
+    if checked:
+        verdicts = ", ".join(f"{LABELS[m]} {'passes' if v['passes'] else 'FAILS'}" for m, v in checked["methods"].items())
+        lines.append(f"  randomisation check: {verdicts}")
+    return lines
+
+
+def _mean_text(stats: dict) -> str:
+    if stats["mean"] is None:
+        return "n/a"
+    return f"{stats['mean']:.2f}" + (f" \u00b1 {stats['se']:.2f}" if stats["se"] is not None else "")

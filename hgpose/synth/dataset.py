@@ -39,6 +39,7 @@ from hgpose.errors import HgposeError
 from hgpose.io import LOCK_NAME, atomic_path, run_lock, write_bytes, write_json
 from hgpose.progress import bar as progress_bar
 from hgpose.skeleton import BONES, JOINTS
+from hgpose.synth.render import LABELS_PER_PERSON
 from hgpose.synth.scene import FACTORS, Scene, render_scene
 from hgpose.workers import pool_size, process_pool
 
@@ -106,10 +107,21 @@ def coco_records(scene: Scene, split: str, index: int) -> tuple[dict, list[dict]
             "bbox": [float(v) for v in person.bbox],
             "area": float(person.area),
             "iscrowd": 0,
-            "segmentation": [],
+            "segmentation": person_segmentation(scene.mask, k),
             "synth": person.factors,
         })
     return image, anns
+
+
+def person_segmentation(mask: np.ndarray, k: int) -> dict:
+    """Person k's pixels in a label mask (the k-th figure drawn, far to near) as COCO's
+    compressed RLE, the counts as text: what pycocotools' `annToMask` and COCO tools read."""
+    from pycocotools import mask as mask_utils
+
+    lo = 1 + LABELS_PER_PERSON * k
+    own = (mask >= lo) & (mask < lo + LABELS_PER_PERSON)
+    rle = mask_utils.encode(np.asfortranarray(own.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def _make_image(job: tuple) -> tuple[dict, list[dict]]:
