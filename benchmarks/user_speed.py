@@ -108,7 +108,7 @@ split = Store.open(store).split("val")
 mean = torch.tensor(Store.open(store).mean_rgb, dtype=torch.float32).view(1, 3, 1, 1)
 with torch.inference_mode():
     for i in range(0, n, batch):
-        x = torch.from_numpy(np.array(split.images[i:i + batch])).permute(0, 3, 1, 2).contiguous()
+        x = torch.from_numpy(np.array(split.images[i:min(i + batch, n)])).permute(0, 3, 1, 2).contiguous()
         model(x.float() / 255 - mean)   # NCHW (a permuted NHWC tensor would run channels-last)
 """
 

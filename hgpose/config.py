@@ -32,7 +32,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    workers: int = 2              # DataLoader processes reading crops from the memory maps
+    workers: int = 2              # DataLoader processes reading crops from the memory maps (CUDA;
+                                  # training on the CPU reads them in its own process: loop.loader_workers)
     shuffle: bool = True
     train_limit: int = 0          # use only the first N training crops (0 = all): quick runs
     val_limit: int = 0            # same for validation

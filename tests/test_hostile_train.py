@@ -337,6 +337,9 @@ def test_data_workers_beyond_the_cores_are_capped():
     cores = len(os.sched_getaffinity(0))
     assert loop.loader_workers(cfg.resolve("thesis", ["data.workers=100000"])) == cores
     assert loop.loader_workers(cfg.resolve("thesis", ["data.workers=0"])) == 0
+    # On the CPU the training process reads the crops itself, whatever data.workers says.
+    assert loop.loader_workers(cfg.resolve("thesis", ["data.workers=2"]), torch.device("cpu")) == 0
+    assert loop.loader_workers(cfg.resolve("thesis", ["data.workers=2"]), torch.device("cuda")) == min(2, cores)
 
 
 # --- messages that say what happened and what to run -----------------------------------------

@@ -323,7 +323,7 @@ def _save_latents(config, store: Store, ae_dir: RunDir, mean, thesis_state, init
             if path.exists():
                 continue
             dataset = CropDataset(store, split, limits[split])
-            loader = make_loader(dataset, config.data.val_batch_size, None, loader_workers(config), rt.device)
+            loader = make_loader(dataset, config.data.val_batch_size, None, loader_workers(config, rt.device), rt.device)
             extract_latents(network, loader, rt.device, mean, path, len(dataset))
     rt.barrier()
 
