@@ -12,7 +12,8 @@ comes first and is timed apart):
 
     latents   the pass every explain call makes (the chosen --limit crops, one layer)
     probes    --only probes: the layers' pass over --crops crops (11 layers pooled to 4x4),
-              then ~30 targets x 11 layers x (probe + control) fits and the bootstrap
+              then ~30 targets x 11 layers x (probe + control) fits and the bootstrap, the
+              fits one a core (--jobs, default every core)
     cka       --only cka on the same crops, in a fresh cache: the layers' pass again, then the
               minibatch CKA of every pair of layers
 
@@ -40,13 +41,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--split", default="test")
     parser.add_argument("--crops", type=int, default=1000, help="crops analysed (default 1000)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--jobs", type=int, default=0, help="probes fitted at a time (default 0: one a core)")
     return parser.parse_args()
 
 
 def cpu_seconds() -> float:
     """This process's CPU time (user + system, all threads): on a machine shared with other
-    work the wall time stretches, the CPU time much less; CPU time / 2 is what an idle 2-core
-    machine would take if both cores stayed busy."""
+    work the wall time stretches, the CPU time much less. The probe fits run in worker
+    processes (`--probe-jobs`), whose CPU time is not in it: time the probes on a quiet machine."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -70,7 +72,8 @@ def main() -> None:
                          f"torch {torch.__version__}, {args.threads} threads", "run": args.run, "crops": args.crops,
               "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
-        probes = timed(args.run, args.data, Path(tmp) / "probes", only=("probes",), probe_crops=args.crops, **common)
+        probes = timed(args.run, args.data, Path(tmp) / "probes", only=("probes",), probe_crops=args.crops,
+                       probe_jobs=args.jobs, **common)
         section = probes["result"]["probes"]
         report["latents_s"] = probes["timings"]["latents"]
         report["probes_s"] = probes["timings"]["probes"]

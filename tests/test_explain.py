@@ -325,7 +325,7 @@ def test_every_part_states_its_options_flags_and_fragment_once():
             if f.name in actions:
                 assert getattr(args, f.name) == getattr(defaults, f.name), (name, f.name)
                 shown = actions[f.name].default
-                if shown not in (None, ()):
+                if shown not in (None, (), False):     # an on/off flag (store_true) states none
                     assert f"(default: {shown})" in actions[f.name].help, (name, f.name)
         assert Path(part.TEMPLATE).is_file(), name
         assert f'<h2 id="{name}">' in Path(part.TEMPLATE).read_text(), name   # the nav's anchor

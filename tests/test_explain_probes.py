@@ -48,7 +48,7 @@ def probed(synthetic_people):
         result = explain(root / "run", root / "store", root / "probes-report", only=("probes", "cka"),
                          compare=str(untrained_run(root / "untrained")), probe_layers=LAYERS,
                          probe_targets=TARGETS, probe_bootstrap=100, cka_layers=LAYERS, cka_batch=64,
-                         progress=False)
+                         cka_without_skips=True, progress=False)
     finally:
         torch.set_num_threads(before)
     return root, result
@@ -137,6 +137,21 @@ def test_cka_maps_within_the_network_and_against_the_untrained_one(probed):
     assert c["minibatches"] == -(-r["data"]["crops"] // 64)
 
 
+def test_cka_against_the_same_network_without_skips_changes_only_after_the_skips(probed):
+    """Switching the skips off leaves every layer before the first merge as it was (CKA 1 with
+    itself), and changes the hourglass's output, which the skips feed."""
+    root, r = probed
+    c = r["cka"]["without_skips"]
+    same = {m["layer"]: m["same_name_cka"] for m in c["matches"]}
+    assert c["layers"] == list(LAYERS) and c["model"] == "the same network without skips"
+    assert same["stem"] == pytest.approx(1.0, abs=1e-6)
+    assert same["hourglass.bottleneck.2"] == pytest.approx(1.0, abs=1e-6)
+    assert same["hourglass"] < 0.99 and same["head"] < 0.99
+    assert r["cka"]["labels"][1:] == [r["cka"]["compare"]["model"], c["model"]]
+    cached = [p.name for p in (root / "probes-report" / "latents").iterdir() if p.name.startswith("no-skips-")]
+    assert len([n for n in cached if n.endswith(".npy")]) == len(LAYERS)   # its own cache, beside the network's
+
+
 def test_cka_structure_and_matches_read_the_matrix():
     from hgpose.explain.cka import matches, structure
 
@@ -162,10 +177,16 @@ def test_layers_are_read_once_for_both_parts_and_reused(probed, monkeypatch):
     assert again["cka"]["within"] == first["cka"]["within"]
 
 
-def test_unknown_layers_and_targets_are_refused_in_one_line(probed):
-    from hgpose.explain import explain
+def test_unknown_layers_and_targets_are_refused_in_one_line(probed, monkeypatch):
+    from hgpose.explain import explain, latents
 
     root, _ = probed
+    with monkeypatch.context() as m:     # a wrong layer name is found before the latents pass
+        m.setattr(latents, "load_latents", lambda *a, **k: pytest.fail("the latents pass ran first"))
+        for flag, option in (("--probe-layers", "probe_layers"), ("--cka-layers", "cka_layers")):
+            with pytest.raises(HgposeError, match=rf"{flag} hourglass\.nope: no layer of that name"):
+                explain(root / "run", root / "store", root / "probes-report", only=("probes", "cka"),
+                        **{option: ("stem", "hourglass.nope")}, progress=False)
     with pytest.raises(HgposeError, match=r"--probe-layers hourglass\.nope: no layer of that name; its layers are"):
         explain(root / "run", root / "store", root / "probes-report", only=("probes",),
                 probe_layers=("hourglass.nope",), progress=False)
@@ -208,6 +229,28 @@ def test_probes_recover_what_the_features_hold_and_not_what_they_do_not():
     assert abs(scores["random label"]["score"] - 0.5) < binomial_tolerance(len(part.test))
     low, high = probing.interval(scores["held"]["score_boot"])
     assert low <= scores["held"]["score"] <= high
+
+
+def test_probes_fitted_side_by_side_equal_those_fitted_one_by_one():
+    from hgpose.explain import probing
+    from hgpose.explain.probes import probe_all
+    from hgpose.explain.targets import Target, random_target
+
+    latent, features, _ = toy_features(n=240)
+    n = len(latent)
+    part = probing.partition(np.arange(n), seed=0, bootstrap=20)
+    zs = {"a": probing.reduce(features, part.train), "b": probing.reduce(features[:, ::-1] ** 2, part.train)}
+    targets = [Target("held", "numeric", latent[:, :2], np.ones(n, bool), "g"),
+               Target("side", "categorical", np.where(latent[:, 2] > 0, "a", "b"), np.ones(n, bool), "g"),
+               random_target(n, seed=0)]
+    folds = {t.name: probing.class_folds(t, part, 0) for t in targets}
+    alone = probe_all(zs, targets, part, 0, folds, jobs=1, progress=False)
+    together = probe_all(zs, targets, part, 0, folds, jobs=2, progress=False)
+    assert list(alone) == ["a", "b"] and [len(v) for v in alone.values()] == [3, 3]
+    for layer in zs:
+        for one, two in zip(alone[layer], together[layer]):
+            assert one["score"] == two["score"] and one["control"] == two["control"]
+            assert np.array_equal(one["score_boot"], two["score_boot"], equal_nan=True)
 
 
 def test_weighted_scores_equal_scikit_learn_on_a_resample():

@@ -3,13 +3,15 @@
 Linear CKA (Kornblith et al., ICML 2019) between every pair of layers of
 `layers.default_layers` (or --cka-layers) on the same crops, and with --compare RUN_DIR2
 between every layer of this network and every layer of that one (its default layers): SHG
-vs SHG+AE, 1 vs 2 stacks, two seeds, trained vs untrained. The estimator is the minibatch
+vs SHG+AE, 1 vs 2 stacks, two seeds, trained vs untrained; with --cka-without-skips, against
+the same weights with the hourglass skips switched off (the skip ablation's network). The estimator is the minibatch
 one of Nguyen, Raghu & Kornblith (ICLR 2021) with the unbiased HSIC (`hgpose.explain.
 similarity`), over minibatches of --cka-batch crops of a seeded sample of --cka-crops: memory
 holds one minibatch's Grams, never a Gram of all crops. The layers are read with
 capture-by-name, pooled to at most 4x4 cells and cached as the probes' (`hgpose.explain.layers`).
 
-Not run by default: name it in --only (with --compare, the cross-network map comes too).
+Not run by default: name it in --only (with --compare or --cka-without-skips, the
+cross-network maps come too).
 """
 
 from __future__ import annotations
@@ -58,16 +60,16 @@ def matches(names: list[str], other_names: list[str], between: np.ndarray) -> li
     return out
 
 
-def figure(names: list[str], within: np.ndarray, between: np.ndarray | None, other_names: list[str] | None,
-           labels: tuple[str, str]):
-    """Left: the layer x layer CKA within this network; right (with --compare): this network's
-    layers against the other's. Colours 0 (black) .. 1 (yellow), values written."""
+def figure(names: list[str], within: np.ndarray, others: list[dict], label: str):
+    """Left: the layer x layer CKA within this network; then, for each other network (--compare,
+    --cka-without-skips), this network's layers (rows) against its layers (columns). Colours
+    0 (black) .. 1 (yellow), values written."""
     from matplotlib.figure import Figure
 
-    panels = [(within, names, names, f"{labels[0]}: layer × layer")]
-    if between is not None:
-        panels.append((between, names, other_names, f"{labels[0]} (rows) vs {labels[1]} (columns)"))
-    side = 0.45 * max(len(names), len(other_names or []))
+    panels = [(within, names, names, f"{label}: layer × layer")]
+    panels += [(np.asarray(o["between"]), names, o["layers"], f"{label} (rows) vs {o['model']} (columns)")
+               for o in others]
+    side = 0.45 * max([len(names)] + [len(o["layers"]) for o in others])
     fig = Figure(figsize=(2.2 + (side + 1.2) * len(panels), 1.8 + side), layout="constrained")
     for ax, (m, rows, cols, title) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
         image = ax.imshow(m, vmin=0, vmax=1, cmap="magma", origin="upper")
@@ -89,6 +91,7 @@ class Options:
     cka_layers: tuple[str, ...] = ()   # () = layers.default_layers(model)
     cka_crops: int = 4000              # crops sampled (of the first --limit N) for the CKA maps
     cka_batch: int = 256               # the minibatch of the estimator
+    cka_without_skips: bool = False    # also map against the same network without its skips
 
     def __post_init__(self):
         self.cka_layers = comma_list(self.cka_layers)
@@ -108,6 +111,9 @@ class Options:
                             help=f"crops sampled for CKA (default: {cls.cka_crops})")
         parser.add_argument("--cka-batch", dest="cka_batch", type=int, default=cls.cka_batch, metavar="M",
                             help=f"minibatch of the CKA estimator (default: {cls.cka_batch})")
+        parser.add_argument("--cka-without-skips", dest="cka_without_skips", action="store_true",
+                            help="also map this network's layers against the same network with its "
+                            "hourglass skips switched off (the skip ablation's network), on the same crops")
 
 
 TITLE = "Layer similarity (CKA)"
@@ -119,16 +125,44 @@ def wanted(ctx: Context) -> bool:
     return "cka" in ctx.options.only
 
 
-def _features(ctx: Context, checkpoint, names: list[str], rows: np.ndarray, role: str) -> list[np.ndarray]:
+def check_network(options, checkpoint) -> None:
+    """--cka-layers names layers of this network: checked before the latents pass."""
+    co = options.parts["cka"]
+    if co.cka_layers:
+        layers_mod.check_layers(checkpoint.model, list(co.cka_layers), "--cka-layers")
+
+
+def _features(ctx: Context, checkpoint, names: list[str], rows: np.ndarray, role: str,
+              skips: bool = True) -> list[np.ndarray]:
     o = ctx.options
     found = layers_mod.pooled_features(checkpoint, ctx.store, o.split, rows, names, cache_dir(ctx), role=role,
                                        limit=o.limit, batch_size=o.batch_size, device=ctx.device,
-                                       progress=o.progress)
+                                       progress=o.progress, skips=skips)
     return [found[n] for n in names]
 
 
-def run(ctx: Context) -> dict:
+def _others(ctx: Context, names: list[str], rows: np.ndarray) -> list[tuple[str, dict, list[np.ndarray]]]:
+    """The networks this one is mapped against: (section key, description, their layers'
+    features) for --compare's run and, with --cka-without-skips, this network without skips."""
     from hgpose.explain import latents as latents_mod
+    from hgpose.explain.compare import model_name
+
+    o = ctx.options
+    out = []
+    if o.parts["compare"].compare:
+        other = latents_mod.load_checkpoint(o.parts["compare"].compare, o.checkpoint, ctx.device, o.precision)
+        other_names = layers_mod.default_layers(other.model)
+        out.append(("compare", {"run": str(o.parts["compare"].compare), "model": f"--compare ({model_name(other)})",
+                                "layers": other_names},
+                    _features(ctx, other, other_names, rows, "compare")))
+    if o.parts["cka"].cka_without_skips:
+        out.append(("without_skips", {"run": str(ctx.checkpoint.path), "model": "the same network without skips",
+                                      "layers": names},
+                    _features(ctx, ctx.checkpoint, names, rows, "no-skips", skips=False)))
+    return out
+
+
+def run(ctx: Context) -> dict:
     from hgpose.explain.compare import model_name
 
     o, co = ctx.options, ctx.options.parts["cka"]
@@ -139,27 +173,24 @@ def run(ctx: Context) -> dict:
     if len(rows) < MIN_BATCH:
         raise HgposeError(f"{len(rows)} crops: CKA needs at least {MIN_BATCH}; give a larger --limit")
     reps = _features(ctx, ctx.checkpoint, names, rows, "main")
-    other_path = o.parts["compare"].compare
-    other_names, labels = [], (f"this run ({model_name(ctx.checkpoint)})", "")
-    if other_path:
-        other = latents_mod.load_checkpoint(other_path, o.checkpoint, ctx.device, o.precision)
-        other_names = layers_mod.default_layers(other.model)
-        reps += _features(ctx, other, other_names, rows, "compare")
-        labels = (labels[0], f"--compare ({model_name(other)})")
-    full = minibatch_cka(reps, batch=co.cka_batch, seed=o.seed)
+    others = _others(ctx, names, rows)
+    full = minibatch_cka(reps + [r for _, _, features in others for r in features], batch=co.cka_batch, seed=o.seed)
     within = full[: len(names), : len(names)]
+    label = f"this run ({model_name(ctx.checkpoint)})"
     section = {"estimator": ESTIMATOR, "crops": len(rows), "batch": co.cka_batch,
                "minibatches": batch_count(len(rows), co.cka_batch),
-               "grid": layers_mod.GRID, "layers": names, "dims": [int(r.shape[1]) for r in reps[: len(names)]],
-               "within": within.tolist(), "structure": structure(names, within)}
-    between = None
-    if other_path:
-        between = full[: len(names), len(names):]
-        section["compare"] = {"run": str(other_path), "model": labels[1], "layers": other_names,
-                              "within": full[len(names):, len(names):].tolist(), "between": between.tolist(),
-                              "matches": matches(names, other_names, between)}
-    section["labels"] = list(labels)
-    section["figure"] = ctx.save_figure(figure(names, within, between, other_names or None, labels), "cka.png")
+               "grid": layers_mod.GRID, "layers": names, "dims": [int(r.shape[1]) for r in reps],
+               "within": within.tolist(), "structure": structure(names, within), "labels": [label]}
+    start = len(names)
+    for key, about, features in others:
+        stop = start + len(features)
+        between = full[: len(names), start:stop]
+        section[key] = {**about, "within": full[start:stop, start:stop].tolist(), "between": between.tolist(),
+                        "matches": matches(names, about["layers"], between)}
+        section["labels"].append(about["model"])
+        start = stop
+    drawn = [section[key] for key, _, _ in others]
+    section["figure"] = ctx.save_figure(figure(names, within, drawn, label), "cka.png")
     return section
 
 
@@ -167,10 +198,11 @@ def summary_lines(section: dict, result: dict) -> list[str]:
     s = section["structure"]
     lines = [f"  CKA within: down path {_num(s['mean_within_down'])}, up path {_num(s['mean_within_up'])}, "
              f"down vs up {_num(s['mean_down_vs_up'])} (mean linear CKA)"]
-    if "compare" in section:
-        same = [m["same_name_cka"] for m in section["compare"]["matches"] if m["same_name_cka"] is not None]
-        if same:
-            lines.append(f"  CKA vs --compare, same-named layers: {min(same):.2f} .. {max(same):.2f}")
+    for key, what in (("compare", "--compare"), ("without_skips", "this network without skips")):
+        if key in section:
+            same = [m["same_name_cka"] for m in section[key]["matches"] if m["same_name_cka"] is not None]
+            if same:
+                lines.append(f"  CKA vs {what}, same-named layers: {min(same):.2f} .. {max(same):.2f}")
     return lines
 
 

@@ -101,24 +101,27 @@ def _cached(files: dict[str, Path], key: dict) -> bool:
 
 def pooled_features(checkpoint, store, split: str, rows: np.ndarray, layers: list[str], cache_dir: Path, *,
                     role: str = "main", limit: int = 0, batch_size: int = 32, device=None,
-                    progress: bool = True) -> dict[str, np.ndarray]:
+                    progress: bool = True, skips: bool = True) -> dict[str, np.ndarray]:
     """layer -> float32 [len(rows), D] (a read-only memory map) of the crops `rows` of `split`,
-    from the cache or from one pass over the layers it lacks."""
+    from the cache or from one pass over the layers it lacks. skips=False: the network with its
+    hourglass skips switched off (give it its own `role`)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    keys = {layer: _key(checkpoint, store, split, limit, rows, layer) for layer in layers}
+    keys = {layer: {**_key(checkpoint, store, split, limit, rows, layer), "skips": skips} for layer in layers}
     missing = [layer for layer in layers if not _cached(_files(cache_dir, role, split, layer), keys[layer])]
     if missing:
-        _compute(checkpoint, store, split, rows, missing, cache_dir, role, keys, batch_size, device, progress)
+        _compute(checkpoint, store, split, rows, missing, cache_dir, role, keys, batch_size, device, progress,
+                 skips)
     return {layer: np.load(_files(cache_dir, role, split, layer)["npy"], mmap_mode="r") for layer in layers}
 
 
-def _compute(checkpoint, store, split, rows, layers, cache_dir, role, keys, batch_size, device, progress) -> None:
+def _compute(checkpoint, store, split, rows, layers, cache_dir, role, keys, batch_size, device, progress,
+             skips) -> None:
     import torch
 
     from hgpose.evaluate.split_pass import network_forward
     from hgpose.explain.latents import input_mean
-    from hgpose.models import capture
+    from hgpose.models import capture, skips_disabled
     from hgpose.progress import bar as progress_bar
 
     start = time.perf_counter()
@@ -131,6 +134,8 @@ def _compute(checkpoint, store, split, rows, layers, cache_dir, role, keys, batc
         f["json"].unlink(missing_ok=True)   # from here on incomplete
     bar = progress_bar(total=len(rows), desc=f"layers ({role}, {split})", unit="crop", disable=not progress, leave=False)
     with ExitStack() as stack, torch.no_grad(), capture(model, layers) as outputs:
+        if not skips:
+            stack.enter_context(skips_disabled(model))
         writers = {layer: stack.enter_context(npy_rows(files[layer]["npy"], len(rows)))
                    for layer in layers}
         for start_row in range(0, len(rows), batch_size):

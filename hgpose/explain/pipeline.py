@@ -36,7 +36,7 @@ from pathlib import Path
 from hgpose import __version__, thesis
 from hgpose.data.store import Store
 from hgpose.errors import HgposeError
-from hgpose.explain import accuracy, saliency
+from hgpose.explain import accuracy
 from hgpose.explain.context import Context
 from hgpose.explain.options import ExplainOptions
 from hgpose.explain.parts import PARTS, default_options, selectable_parts
@@ -64,6 +64,15 @@ def check_options(o: ExplainOptions) -> None:
         o.parts[name].check(o)
 
 
+def check_network(options: ExplainOptions, checkpoint) -> None:
+    """The checks of the asked parts that need the network (a joint it was trained on, a layer
+    it has): made once the checkpoint is read, before the latents pass, not after it."""
+    for name, part in PARTS.items():
+        check = getattr(part, "check_network", None)
+        if check is not None and (not options.only or name in options.only):
+            check(options, checkpoint)
+
+
 def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, **changes) -> dict:
     """Run the analysis; returns what is written to REPORT_DIR/explain.json.
 
@@ -82,8 +91,7 @@ def explain(run_dir, data_dir, out_dir, options: ExplainOptions | None = None, *
     started = time.perf_counter()
 
     ckpt = latents_mod.load_checkpoint(run_dir, options.checkpoint, device, options.precision)
-    if not options.only or "saliency" in options.only:   # now, not after the latents pass
-        saliency.check_joints(options.parts["saliency"], ckpt.trained)
+    check_network(options, ckpt)
     layer = options.layer or ckpt.model.latent_layer
     cache_dir = Path(options.cache_dir) if options.cache_dir else out_dir / "latents"
     store = Store.open(data_dir)

@@ -7,6 +7,8 @@ crops (the first --limit N of the split), pooled to at most 4x4 cells and cached
 latents (`hgpose.explain.layers`); the probes themselves are `hgpose.explain.probing`. Not run
 by default (it fits ~2 x (targets) probes per layer): name it in --only.
 
+The fits (~2 x targets x layers) run --probe-jobs at a time, one a CPU core by default.
+
 explain.json's "probes": per layer and target the held-out score, its control, both with
 bootstrap intervals, and selectivity = score - control; per layer and group (a joint's
 position: the mean over the joints) the same; for each group the first layer where it is
@@ -26,6 +28,7 @@ from hgpose.explain import layers as layers_mod
 from hgpose.explain import probing
 from hgpose.explain.options import comma_list
 from hgpose.explain.protocol import flag, fragment, require_at_least_one
+from hgpose.workers import pool_size
 
 if TYPE_CHECKING:
     from hgpose.explain.context import Context
@@ -49,11 +52,32 @@ def _entry(score: float, control: float, boot: np.ndarray, control_boot: np.ndar
             "selectivity_interval": probing.interval(boot - control_boot), "chance": float(chance)}
 
 
-def probe_layer(z: np.ndarray, targets, part, seed: int, folds: dict) -> tuple[dict, dict]:
-    """Every target on one layer: (target -> entry, group -> entry over its targets' mean)."""
+def probe_all(zs: dict[str, np.ndarray], targets, part, seed: int, folds: dict, jobs: int,
+              progress: bool = True) -> dict[str, list[dict]]:
+    """Every target on every layer (layer -> `probing.probe`'s results, in `targets`' order),
+    `jobs` fits at a time: each fit is one core's work (scikit-learn's logistic regression
+    runs single-threaded), and the fits are independent, so the cores split them. The results
+    do not depend on `jobs`: each fit's randomness comes from `seed` alone."""
+    from joblib import Parallel, delayed
+
+    from hgpose.progress import bar as progress_bar
+
+    tasks = [(layer, t) for layer in zs for t in targets]
+    results: dict[str, list[dict]] = {layer: [] for layer in zs}
+    fits = Parallel(n_jobs=jobs, return_as="generator")(
+        delayed(probing.probe)(t, zs[layer], part, seed, folds[t.name]) for layer, t in tasks)
+    with progress_bar(total=len(tasks), desc="probes", unit="probe", disable=not progress, leave=False) as bar:
+        for (layer, _), r in zip(tasks, fits):
+            results[layer].append(r)
+            bar.update(1)
+    return results
+
+
+def probe_layer(fitted: list[dict], targets, part) -> tuple[dict, dict]:
+    """Every target's results on one layer (`probe_all`'s, in `targets`' order): (target ->
+    entry, group -> entry over its targets' mean)."""
     per_target, per_group = {}, {}
-    for t in targets:
-        r = probing.probe(t, z, part, seed, folds[t.name])
+    for t, r in zip(targets, fitted):
         per_target[t.name] = {**_entry(r["score"], r["control"], r["score_boot"], r["control_boot"],
                                        probing.chance(t, part)), "group": t.group}
         per_group.setdefault(t.group, []).append((r, probing.chance(t, part)))
@@ -120,6 +144,7 @@ class Options:
     probe_crops: int = 2000              # crops sampled for the probes (of the first --limit N)
     probe_bootstrap: int = 200           # bootstrap resamples of the held-out images
     probe_targets: tuple[str, ...] = ()  # () = every target the store gives; else group names
+    probe_jobs: int = 0                  # probes fitted at a time (0 = one a usable CPU core)
 
     def __post_init__(self):
         self.probe_layers = comma_list(self.probe_layers)
@@ -127,6 +152,8 @@ class Options:
 
     def check(self, options) -> None:
         require_at_least_one(self, ("probe_bootstrap",))
+        if self.probe_jobs < 0:
+            raise HgposeError(f"{flag('probe_jobs')} {self.probe_jobs}: give 0 (one a CPU core) or more")
         if self.probe_crops < MIN_CROPS:
             raise HgposeError(f"{flag('probe_crops')} {self.probe_crops}: must be at least {MIN_CROPS} "
                               "(a quarter of them are held out)")
@@ -144,6 +171,9 @@ class Options:
         parser.add_argument("--probe-targets", dest="probe_targets", type=comma_list, default=cls.probe_targets,
                             metavar="GROUPS", help="properties to probe, comma-separated, e.g. 'joint position,facing' "
                             "(default: every one the data gives; the random label always comes)")
+        parser.add_argument("--probe-jobs", dest="probe_jobs", type=int, default=cls.probe_jobs, metavar="N",
+                            help="probes fitted at a time, one a process; 0 = one a usable CPU core (default: 0); "
+                            "the results do not depend on it")
 
 
 TITLE = "Linear probes"
@@ -179,6 +209,14 @@ def chosen(targets: list, groups: tuple[str, ...]) -> list:
     return [t for t in targets if not groups or t.group in groups or t.group == RANDOM]
 
 
+def check_network(options, checkpoint) -> None:
+    """--probe-layers names layers of this network: checked once the checkpoint is read,
+    before the latents pass."""
+    po = options.parts["probes"]
+    if po.probe_layers:
+        layers_mod.check_layers(checkpoint.model, list(po.probe_layers), "--probe-layers")
+
+
 def run(ctx: Context) -> dict:
     from hgpose.explain.targets import store_targets
 
@@ -195,10 +233,12 @@ def run(ctx: Context) -> dict:
     skipped = {t.name: why for t in targets if (why := probing.too_small(t, part))}
     targets = [t for t in targets if t.name not in skipped]
     folds = {t.name: probing.class_folds(t, part, o.seed) for t in targets}
+    zs = {layer: probing.reduce(features[layer], part.train) for layer in names}
+    jobs = pool_size(po.probe_jobs or None, len(names) * len(targets))
+    fitted = probe_all(zs, targets, part, o.seed, folds, jobs, progress=o.progress)
     scores, group_scores = {}, {}
     for layer in names:
-        z = probing.reduce(features[layer], part.train)
-        scores[layer], group_scores[layer] = probe_layer(z, targets, part, o.seed, folds)
+        scores[layer], group_scores[layer] = probe_layer(fitted[layer], targets, part)
     groups = list(dict.fromkeys(t.group for t in targets))
     kinds = {t.group: t.kind for t in targets}
     return {

@@ -22,6 +22,9 @@ names, so an analysis owns everything about itself in its module and its report 
     run(ctx) -> dict | None      its explain.json section (numbers, figure paths relative to
                                  REPORT_DIR), or None for no section
     summary_lines(section, result) -> list[str]   its lines of the terminal summary
+    check_network(options, checkpoint)   optional: refuse options the network contradicts (a
+                                 layer it lacks, a joint it was not trained on) once the
+                                 checkpoint is read, before the latents pass
 
 `ctx` is the `hgpose.explain.context.Context` of the call.
 """

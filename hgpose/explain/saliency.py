@@ -231,10 +231,12 @@ def explained_joints(o: Options, trained: np.ndarray) -> list[int]:
     return [j for j in sorted(asked) if trained[j]]
 
 
-def check_joints(o: Options, trained: np.ndarray) -> None:
-    """Refuse --saliency-joints naming a joint the network was never trained on (once the
-    checkpoint is read, before any pass): its map would explain nothing it learned."""
-    refuse_untrained(o.saliency_joints, trained, "--saliency-joints", "or leave the flag out")
+def check_network(options, checkpoint) -> None:
+    """Refuse --saliency-joints naming a joint the network was never trained on (the part
+    protocol's check, once the checkpoint is read, before any pass): its map would explain
+    nothing it learned."""
+    refuse_untrained(options.parts["saliency"].saliency_joints, checkpoint.trained, "--saliency-joints",
+                     "or leave the flag out")
 
 
 def refuse_untrained(names, trained: np.ndarray, flag: str, otherwise: str = "") -> None:
