@@ -286,3 +286,31 @@ def test_evaluate_counts_a_left_right_swapped_networks_errors_as_inversions(synt
     assert swapped["inversion"] > 4 * max(1, trained["inversion"])
     assert swapped["inversion"] > swapped["good"] + swapped["jitter"]
     assert swapped["miss"] == trained["miss"]
+
+
+def test_index_figure_of_crops_without_masks_keeps_its_layout(tmp_path):
+    """12 joints and no masks, for a long reason (a moved annotation file): the foreground
+    panel's note fits inside it (once, a note wider than the panel collapsed every panel of
+    the figure to nothing)."""
+    import warnings
+
+    from hgpose.explain import figures
+    from hgpose.explain.saliency_figures import index_figure
+    from hgpose.explain.saliency_scores import METHODS
+
+    joints = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+              "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"]
+    stat = lambda value: {j: {"mean": value, "se": None if value is None else 0.1, "n": 2} for j in joints}  # noqa: E731
+    indices = {"foreground_note": "foreground skipped: /data/old/place/annotations/lspet.json: not found — "
+                                  "/data/lspet-store/manifest.json records the test annotation file of source "
+                                  "'lspet' there; put it back there, or pass its new location with --annotations",
+               "methods": {m: {"localisation": {"joints": stat(3.0)}, "inversion": {"joints": stat(2.0)},
+                               "diffusion": {"joints": stat(20.0)}, "foreground": {"joints": stat(None)}}
+                           for m in METHODS}}
+    fig = index_figure(indices, joints, "PoseIG indices per joint: 8 crops, mean \u00b1 SE, radius 32 px, "
+                                        "Grad-CAM at stem")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")       # matplotlib warns when constrained layout collapses
+        figures.save(fig, tmp_path / "attribution_indices.png")
+    heights = [ax.get_position().height for ax in fig.axes]
+    assert len(heights) == 4 and min(heights) > 0.1

@@ -3,6 +3,8 @@ the cascading-randomisation curves."""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from hgpose.explain import figures
@@ -36,8 +38,11 @@ def index_figure(indices: dict, joints: list[str], title: str):
                    label="uniform map" if name == "localisation" else None)
         ax.set_ylabel(name, fontsize=9)
         if not measured:
-            ax.text(0.5, 0.5, "not measured: " + (indices.get("foreground_note") or "no values"),
-                    transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3")
+            # wrapped, and left out of the layout: a note wider than the panel would
+            # otherwise squeeze every panel to nothing
+            note = textwrap.fill("not measured: " + (indices.get("foreground_note") or "no values"), 90)
+            ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3",
+                    in_layout=False)
     axes[-1].set_xticks(x, [j.replace("left_", "L ").replace("right_", "R ") for j in joints], rotation=45,
                         ha="right", fontsize=8)
     fig.suptitle(title, fontsize=10)

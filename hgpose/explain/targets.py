@@ -110,7 +110,8 @@ def synth_targets(found: dict[str, np.ndarray]) -> list[Target]:
     out = []
     for name, values in found.items():
         kind = "categorical" if name in factors_mod.CATEGORICAL else "numeric"
-        out.append(Target(name, kind, values, np.ones(len(values), bool), f"synth: {name}"))
+        # named as their group: "scale" and "facing" are annotation targets too
+        out.append(Target(f"synth: {name}", kind, values, np.ones(len(values), bool), f"synth: {name}"))
     return out
 
 
@@ -138,4 +139,7 @@ def store_targets(store, split: str, rows: np.ndarray, seed: int) -> list[Target
     if found is not None:
         out += synth_targets(found)
     out.append(random_target(len(rows), seed))
+    names = [t.name for t in out]
+    if len(set(names)) != len(names):   # results and folds are keyed by name
+        raise ValueError(f"probe targets share a name: {sorted({n for n in names if names.count(n) > 1})}")
     return out
