@@ -737,7 +737,10 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with `command` only that command's: a command's flags
+    import what they describe (explain's, every registered part), which the others need not
+    wait for."""
     parser = argparse.ArgumentParser(
         prog="hgpose",
         description=(
@@ -747,9 +750,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hgpose {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add, _ in COMMANDS.values():
-        add(sub)
+    for name, (add, _) in COMMANDS.items():
+        if command is None or name == command:
+            add(sub)
     return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command `argv` names (its first word not an option), if it is one; else None
+    (`hgpose --help`, `hgpose --version`, a misspelt command: the whole parser answers)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 
@@ -774,7 +785,8 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     args = _parse(parser, argv)
     _, run = COMMANDS[args.command]
     try:

@@ -68,3 +68,21 @@ def test_make_targets_named_in_the_readme_exist():
     makefile = (ROOT / "Makefile").read_text()
     for target in set(re.findall(r"^make ([\w-]+)", "\n".join(_code_lines((ROOT / "README.md").read_text())), flags=re.M)):
         assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), target
+
+
+def test_a_command_line_builds_only_the_named_commands_flags():
+    """`hgpose predict ...` does not wait for explain's parts to describe their flags; `hgpose
+    --help` and a misspelt command still get the whole command line."""
+    import subprocess
+    import sys
+
+    from hgpose.cli import COMMANDS, _command_of
+
+    assert _command_of(["predict", "lspet-cpu", "photo.jpg"]) == "predict"
+    assert _command_of(["--version"]) is None and _command_of(["bogus", "x"]) is None
+    assert list(build_parser()._subparsers._group_actions[0].choices) == list(COMMANDS)
+    assert list(build_parser("predict")._subparsers._group_actions[0].choices) == ["predict"]
+    code = ("import sys; from hgpose.cli import build_parser; build_parser('predict'); "
+            "print('hgpose.explain.parts' in sys.modules, 'hgpose.explain.pipeline' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"]

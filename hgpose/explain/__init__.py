@@ -13,9 +13,17 @@ on the crops beside what learning nothing scores (the report's warning); figures
 See docs/explain.md.
 """
 
-from hgpose.explain.options import ExplainOptions
-from hgpose.explain.parts import PARTS
-from hgpose.explain.pipeline import explain
-from hgpose.explain.report import render
+import importlib
+
+# Read on first use (PEP 562): importing one module of the package (predict uses figures and
+# saliency) then does not import every part, the pipeline and the report with it.
+_EXPORTS = {"ExplainOptions": "hgpose.explain.options", "PARTS": "hgpose.explain.parts",
+            "explain": "hgpose.explain.pipeline", "render": "hgpose.explain.report"}
 
 __all__ = ["PARTS", "ExplainOptions", "explain", "render"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
