@@ -168,7 +168,6 @@ def run(ctx: Context) -> dict:
     o, co = ctx.options, ctx.options.parts["cka"]
     model = ctx.checkpoint.model
     names = list(co.cka_layers) or layers_mod.default_layers(model)
-    layers_mod.check_layers(model, names, "--cka-layers")
     rows = layers_mod.sample_rows(len(ctx.latents), co.cka_crops, o.seed)
     if len(rows) < MIN_BATCH:
         raise HgposeError(f"{len(rows)} crops: CKA needs at least {MIN_BATCH}; give a larger --limit")

@@ -223,7 +223,6 @@ def run(ctx: Context) -> dict:
     o, po = ctx.options, ctx.options.parts["probes"]
     model = ctx.checkpoint.model
     names = list(po.probe_layers) or layers_mod.default_layers(model)
-    layers_mod.check_layers(model, names, "--probe-layers")
     rows = layers_mod.sample_rows(len(ctx.latents), po.probe_crops, o.seed)
     features = layers_mod.pooled_features(ctx.checkpoint, ctx.store, o.split, rows, names, cache_dir(ctx),
                                           limit=o.limit, batch_size=o.batch_size, device=ctx.device,

@@ -157,6 +157,8 @@ class OnnxRuntimeNetwork:
         self.model, self.size, self.session = model, size, None
         self.failed: str | None = None   # why ONNX Runtime is not running, once it is known
         self.cached = False              # whether the graph came from the cache
+        self.cache: Path | None = None   # the graph cache's folder (None: off), and this graph's key in it
+        self.key: str | None = None
 
     def _cached_session(self, ort, options):
         """A session on the cached graph of this network, or None (not cached, cache off, or
