@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto: the CPU, and CUDA as well when present")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: CPU 2, CUDA 30)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: CPU 1, CUDA 10)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: CPU 3, as bf16 settles over the first steps; CUDA 10)")
     parser.add_argument("--workers", type=int, default=2, help="loader processes")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--models", default="all", help="comma-separated: thesis,newell2,newell8 (default: all)")
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for device in devices:
         steps = args.steps or (2 if device == "cpu" else 30)
-        warmup = args.warmup if args.warmup is not None else (1 if device == "cpu" else 10)
+        warmup = args.warmup if args.warmup is not None else (3 if device == "cpu" else 10)
         rates = []
         for label in chosen:
             preset, overrides = MODELS[label]

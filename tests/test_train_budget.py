@@ -9,6 +9,7 @@ import pytest
 from builders import make_store
 
 from hgpose.cli import main
+from hgpose.cpu import native_bf16
 from hgpose.runs import RunDir
 from hgpose.train.budget import OVERHEAD, epoch_seconds, plan_epochs
 
@@ -54,7 +55,9 @@ def test_train_minutes_ends_within_its_budget_with_the_schedule_planned(tmp_path
     plan = json.loads(RunDir(run).budget_path.read_text())
     config = RunDir(run).load_config()
     spent = epoch_seconds(RunDir(run))
-    assert "hgpose train: pose on cpu" in err and "precision fp32" in err and "16 train crops in batches of 8" in err
+    precision = "bf16" if native_bf16() else "fp32"      # the cpu preset's `auto`, on the CPU at hand
+    assert "hgpose train: pose on cpu" in err and f"precision {precision}" in err
+    assert "16 train crops in batches of 8" in err
     assert "epochs fit the budget" in err and "(planned again at the pace so far)" in err
     assert "never happen" not in err      # a phase that stops at a planned decay is no cut schedule
     assert plan["base_epochs"] == 24 and plan["base_steps"] == [16, 20]      # the cpu preset's schedule
