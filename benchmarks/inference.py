@@ -141,7 +141,12 @@ def describe_machine() -> str:
     return (f"torch {torch.__version__}; CPU: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
             f"torch threads; features: {', '.join(simd) or 'none of avx2/avx512'}; native bf16: "
             f"{', '.join(bf16_features()) or 'no (hgpose default = channels-last + fold, fp32)'}"
-            + (f"; GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+            + (f"; GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+            + "".join(f"; {name}={os.environ[name]}" for name in STEERING if os.environ.get(name)))
+
+
+# Environment settings that change what the CPU runs: a table measured under one must say so.
+STEERING = ("HGPOSE_CPU_BF16", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 def main(argv: list[str] | None = None) -> int:
