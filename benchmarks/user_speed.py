@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=8, help="steps an epoch of `hgpose train`")
     parser.add_argument("--crops", type=int, default=1000, help="crops to evaluate (about; default 1000)")
     parser.add_argument("--warmup", type=int, default=3,
-                        help="untimed network steps first (default 3: oneDNN's bf16 primitives and "
-                             "the kept memory settle over the first two or three)")
+                        help="untimed network steps first (default 3: a bf16 step settles over "
+                             "the first two or three)")
     parser.add_argument("--steps", type=int, default=3, help="timed network steps (default 3)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args(argv)
