@@ -261,8 +261,8 @@ def report(f: Figures) -> None:
     e = f.evaluates
     base = f.crops / e["forward"]
     how = f"{e['engine']}, {e['precision']}"
-    first = "first (writes the graph)" if e["engine"] == "onnxruntime" else "first"
-    again = "graph cached" if e["engine"] == "onnxruntime" else "again"
+    onnx = e["engine"] == "onnxruntime"
+    first, again = ("first (writes the graph)", "graph cached") if onnx else ("first", "again")
     rows = [("eager forward (whole process)", e["forward"], 1, "fp32"),
             (f"`hgpose evaluate --protocol thesis` ({how}), {first}", e["first"], 1, e["precision"]),
             (f"`hgpose evaluate --protocol thesis`, {again}", e["second"], 1, e["precision"]),
@@ -272,8 +272,8 @@ def report(f: Figures) -> None:
         rate = f.crops / seconds
         print(f"| {name}, {f.crops} crops | {rate:.2f} | {rate * forwards / base:.2f} | "
               f"{f.gflops(rate, forwards, precision)} |")
-    print(f"| one image: eager forward process {f.single[0]:.2f} s, `hgpose predict` "
-          f"({again}) {f.single[1]:.2f} s | | {f.single[0] / f.single[1]:.2f} | |")
+    print(f"| one image: eager forward process {f.single[0]:.2f} s, `hgpose predict`"
+          f"{' (graph cached)' if onnx else ''} {f.single[1]:.2f} s | | {f.single[0] / f.single[1]:.2f} | |")
     evaluate = f.crops / e["second"] / base
     if amp == "bf16":   # the targets for a CPU with native bf16, at the user's level
         targets = (f"`hgpose train` / eager step: {f.train / eager:.2f} (target ≥ 2); "

@@ -117,6 +117,9 @@ class Options:
 
 
 TITLE = "Layer similarity (CKA)"
+# The sections of the networks this one is mapped against (`_others`), in the report's order;
+# each names its network in its "model".
+OTHERS = ("compare", "without_skips")
 TEMPLATE = fragment("cka")
 SELECTABLE = True
 
@@ -197,11 +200,10 @@ def summary_lines(section: dict, result: dict) -> list[str]:
     s = section["structure"]
     lines = [f"  CKA within: down path {_num(s['mean_within_down'])}, up path {_num(s['mean_within_up'])}, "
              f"down vs up {_num(s['mean_down_vs_up'])} (mean linear CKA)"]
-    for key, what in (("compare", "--compare"), ("without_skips", "this network without skips")):
-        if key in section:
-            same = [m["same_name_cka"] for m in section[key]["matches"] if m["same_name_cka"] is not None]
-            if same:
-                lines.append(f"  CKA vs {what}, same-named layers: {min(same):.2f} .. {max(same):.2f}")
+    for other in (section[key] for key in OTHERS if key in section):
+        same = [m["same_name_cka"] for m in other["matches"] if m["same_name_cka"] is not None]
+        if same:
+            lines.append(f"  CKA vs {other['model']}, same-named layers: {min(same):.2f} .. {max(same):.2f}")
     return lines
 
 

@@ -55,7 +55,7 @@ class Context:
 
     def asked(self, name: str) -> bool:
         """Named by --only, or --only not given."""
-        return not self.options.only or name in self.options.only
+        return self.options.asks(name)
 
     def rel(self, path: Path) -> str:
         """A written file's path in explain.json: relative to the report folder."""

@@ -41,6 +41,11 @@ class ExplainOptions:
     def __post_init__(self):
         self.only = comma_list(self.only)   # "pca,kmeans" from Python callers, as on the command line
 
+    def asks(self, part: str) -> bool:
+        """Whether this call asks for `part`: named by --only, or --only not given (a part that
+        runs only when named also checks that it was named: its `wanted`)."""
+        return not self.only or part in self.only
+
     @classmethod
     def common_names(cls) -> list[str]:
         return [f.name for f in fields(cls) if f.name != "parts"]

@@ -69,7 +69,7 @@ def check_network(options: ExplainOptions, checkpoint) -> None:
     it has): made once the checkpoint is read, before the latents pass, not after it."""
     for name, part in PARTS.items():
         check = getattr(part, "check_network", None)
-        if check is not None and (not options.only or name in options.only):
+        if check is not None and options.asks(name):
             check(options, checkpoint)
 
 
@@ -182,7 +182,7 @@ def check_costs(ckpt, store: Store, options: ExplainOptions, layer: str, device)
     if n < pca_mod.MIN_ROWS:
         return
     pca_mod.check_memory(n, latents_mod.layer_size(ckpt, layer, device), f"layer {layer}")
-    if not options.only or "kmeans" in options.only:
+    if options.asks("kmeans"):
         kmeans_mod.check_silhouette_memory(n, options.parts["kmeans"].silhouette_sample)
 
 
